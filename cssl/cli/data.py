@@ -1,0 +1,99 @@
+"""``cssl data ...``: build manifests from folders, synthesize the demo corpus, build vocabularies."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cssl.data.manifest import read_manifest, write_manifest
+from cssl.data.scan import AUDIO_EXTENSIONS, ScanConfig, scan_folder
+from cssl.text.vocab import Vocabulary
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    """Adds the ``data`` command group."""
+    group = groups.add_parser("data", help="audio data: manifests, demo corpus, vocabulary")
+    commands = group.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+
+    p = commands.add_parser("manifest", help="scan a folder of audio files into a manifest")
+    p.add_argument("folder", type=Path, help="folder tree holding the audio files")
+    p.add_argument("out", type=Path, help="manifest to write: .tsv (fairseq) or .jsonl (NeMo)")
+    p.add_argument("--labels", choices=["none", "librispeech", "sidecar"], default="none",
+                   help="transcripts from LibriSpeech *.trans.txt, or from stem.txt beside each file")
+    p.add_argument("--ext", nargs="+", default=list(AUDIO_EXTENSIONS), help="audio file endings")
+    p.add_argument("--workers", type=int, default=ScanConfig.workers, help="parallel worker processes")
+    p.add_argument("--headers-only", action="store_true", help="read headers only (fast, finds fewer bad files)")
+    p.add_argument("--min-rate", type=int, default=ScanConfig.min_rate, help="reject files below this rate (Hz)")
+    p.add_argument("--max-channels", type=int, default=ScanConfig.max_channels, help="reject files with more channels")
+    p.set_defaults(func=run_manifest)
+
+    p = commands.add_parser("synth", help="synthesize the multi-speaker demo corpus with eSpeak NG")
+    p.add_argument("out", type=Path, help="corpus folder")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--hours", type=float, default=None, help="total audio to generate")
+    size.add_argument("--utterances", type=int, default=None, help="number of utterances to generate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocab-size", type=int, default=None, help="use only the N most common lexicon words")
+    p.add_argument("--workers", type=int, default=ScanConfig.workers)
+    p.set_defaults(func=run_synth)
+
+    p = commands.add_parser("vocab", help="build the character vocabulary of a labeled manifest")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("out", type=Path, help="vocabulary JSON to write")
+    p.add_argument("--min-count", type=int, default=1, help="drop characters seen fewer times")
+    p.set_defaults(func=run_vocab)
+
+    p = commands.add_parser("stats", help="print a manifest's size and length distribution")
+    p.add_argument("manifest", type=Path)
+    p.set_defaults(func=run_stats)
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    cfg = ScanConfig(
+        extensions=tuple(args.ext), labels=args.labels, decode=not args.headers_only,
+        min_rate=args.min_rate, max_channels=args.max_channels, workers=args.workers,
+    )
+    manifest, rejects = scan_folder(args.folder, cfg)
+    write_manifest(manifest, args.out)
+    rejects_path = args.out.with_name(args.out.stem + ".rejects.tsv")
+    rejects.write(rejects_path)
+    print(f"{args.out}: {len(manifest)} utterances, {manifest.hours:.2f} h; {rejects.summary()}")
+    if len(rejects):
+        print(f"skipped files and reasons: {rejects_path}")
+    return 0 if len(manifest) else 1
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from cssl.synth.corpus import synthesize_corpus
+
+    summary = synthesize_corpus(
+        args.out, hours=args.hours, num_utterances=args.utterances, seed=args.seed,
+        workers=args.workers, vocab_size=args.vocab_size,
+    )
+    print(summary)
+    return 0
+
+
+def run_vocab(args: argparse.Namespace) -> int:
+    manifest = read_manifest(args.manifest)
+    if not manifest.labeled:
+        raise ValueError(f"{args.manifest}: has entries without transcripts; a vocabulary needs labels")
+    vocab = Vocabulary.build((e.text or "" for e in manifest), min_count=args.min_count)
+    vocab.save(args.out)
+    print(f"{args.out}: {len(vocab)} symbols: {' '.join(vocab.symbols)}")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    manifest = read_manifest(args.manifest)
+    secs = sorted(e.duration for e in manifest)
+    if not secs:
+        print(f"{args.manifest}: empty")
+        return 1
+    pick = lambda q: secs[min(len(secs) - 1, int(q * len(secs)))]  # noqa: E731
+    speakers = {e.speaker for e in manifest if e.speaker is not None}
+    print(f"{args.manifest}: {len(secs)} utterances, {manifest.hours:.2f} h, "
+          f"labeled={manifest.labeled}, speakers={len(speakers) or 'unknown'}")
+    print(f"seconds: min {secs[0]:.2f}  p50 {pick(0.5):.2f}  p90 {pick(0.9):.2f}  max {secs[-1]:.2f}", file=sys.stdout)
+    return 0

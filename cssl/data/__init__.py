@@ -1,0 +1,1 @@
+"""Audio data: manifests, decoding, sampling, augmentation and batching."""

@@ -1,0 +1,146 @@
+"""Reading audio: decode with soundfile, downmix to mono, resample to 16 kHz, check, normalise.
+
+Every way a file can be unusable raises :class:`AudioError` with a short reason
+(``missing``, ``empty file``, ``cannot decode``, ``zero length``, ``non-finite
+samples``...), so a data loader can skip the file, count it and report it.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from cssl import SAMPLE_RATE
+
+
+class AudioError(Exception):
+    """A file that cannot be used as audio; ``reason`` is short and stable for counting."""
+
+    def __init__(self, path: str | Path, reason: str, detail: str = "") -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
+
+    def __reduce__(self) -> tuple:
+        # Travels between processes (scan workers, data-loader workers) intact.
+        return (AudioError, (self.path, self.reason, self.detail))
+
+
+def probe(path: str | Path) -> tuple[int, int, int]:
+    """``(frames, sample_rate, channels)`` from the header, without decoding."""
+    path = Path(path)
+    _check_file(path)
+    _check_riff_size(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(path, "cannot decode", str(err)) from None
+    return info.frames, info.samplerate, info.channels
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decodes a whole file: float32 ``(frames, channels)`` and its sample rate."""
+    path = Path(path)
+    _check_file(path)
+    _check_riff_size(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(path, "cannot decode", str(err)) from None
+    return data, rate
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    normalize: bool = False,
+    expected_rate: int | None = None,
+    max_channels: int | None = None,
+) -> torch.Tensor:
+    """Loads a file as a mono float32 tensor ``(T,)`` at ``sample_rate``.
+
+    ``normalize`` scales to zero mean and unit variance (what wav2vec 2.0 LARGE
+    expects). ``expected_rate`` and ``max_channels`` turn an unexpected rate or channel
+    count into an :class:`AudioError` instead of a silent resample or downmix.
+    """
+    data, rate = read_audio(path)
+    if expected_rate is not None and rate != expected_rate:
+        raise AudioError(path, "unexpected sample rate", f"{rate} Hz, expected {expected_rate} Hz")
+    if max_channels is not None and data.shape[1] > max_channels:
+        raise AudioError(path, "unexpected channel count", f"{data.shape[1]} channels, at most {max_channels}")
+    wave = torch.from_numpy(data).mean(dim=1)  # (frames, channels) -> (frames,)
+    return prepare(wave, rate, path, sample_rate=sample_rate, normalize=normalize)
+
+
+def prepare(
+    wave: torch.Tensor,
+    rate: int,
+    name: str | Path = "<array>",
+    sample_rate: int = SAMPLE_RATE,
+    normalize: bool = False,
+) -> torch.Tensor:
+    """Checks a mono waveform, resamples it to ``sample_rate`` and optionally normalises it."""
+    if wave.numel() == 0:
+        raise AudioError(name, "zero length")
+    if not torch.isfinite(wave).all():
+        raise AudioError(name, "non-finite samples", "NaN or inf in the signal")
+    if rate != sample_rate:
+        wave = resample(wave, rate, sample_rate)
+    if normalize:
+        wave = normalize_wave(wave)
+    return wave.contiguous()
+
+
+def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Band-limited sinc resampling (torchaudio's Hann-windowed kernel)."""
+    if orig_rate == new_rate:
+        return wave
+    return AF.resample(wave, orig_rate, new_rate)
+
+
+def normalize_wave(wave: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Zero mean, unit variance over the last dimension (as HF's feature extractor: eps 1e-7)."""
+    mean = wave.mean(dim=-1, keepdim=True)
+    var = wave.var(dim=-1, unbiased=False, keepdim=True)
+    return (wave - mean) / torch.sqrt(var + eps)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(path, "missing")
+    if not path.is_file():
+        raise AudioError(path, "not a file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file")
+
+
+def _check_riff_size(path: Path) -> None:
+    """Flags a WAV whose ``data`` chunk is shorter than its header says.
+
+    libsndfile quietly decodes what is there, so a copy cut short would otherwise
+    pass as a shorter recording. Streaming writers put 0 or 0xFFFFFFFF in the size
+    field when they cannot seek back; those sizes are taken as unknown.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        size = path.stat().st_size
+        while True:
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return
+            chunk_id, chunk_size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            if chunk_id == b"data":
+                available = size - fh.tell()
+                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
+                    raise AudioError(path, "truncated", f"data chunk declares {chunk_size} bytes, file holds {available}")
+                return
+            fh.seek(chunk_size + (chunk_size & 1), 1)

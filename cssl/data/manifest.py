@@ -1,0 +1,228 @@
+"""Manifests: the list of utterances a stage reads, in the formats users already have.
+
+Two on-disk formats, chosen by the file extension:
+
+* fairseq ``.tsv``: the first line is the root folder, then one
+  ``relative/path<TAB>num_samples`` line per utterance. Transcripts, when present,
+  sit beside it in parallel files with the same stem: ``.wrd`` (one line of words per
+  utterance) and ``.ltr`` (letters with ``|`` after each word). ``.wrd`` wins when both
+  exist. ``num_samples`` is the length at 16 kHz (what fairseq assumes).
+* NeMo JSON lines (``.jsonl`` or ``.json``): one object per line with
+  ``audio_filepath`` (absolute, or relative to the manifest's folder), ``duration``
+  in seconds and ``text``; ``speaker`` is read and written when present.
+
+Malformed input stops with :class:`ManifestError` naming the file and line: a manifest
+is written by a tool, and a broken one should be fixed, not half-read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cssl import SAMPLE_RATE
+from cssl.io import atomic_write_lines
+from cssl.text.normalize import from_letters, to_letters
+
+TSV_SUFFIX = ".tsv"
+JSON_SUFFIXES = (".jsonl", ".json")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One utterance of a manifest."""
+
+    path: str
+    """Audio file, relative to the manifest root (or absolute)."""
+    num_samples: int
+    """Length in samples at 16 kHz: what bucketing and length filters use."""
+    text: str | None = None
+    """Transcript (words); None for unlabeled audio."""
+    speaker: str | None = None
+    """Speaker label when known (JSON lines only)."""
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_samples / SAMPLE_RATE
+
+
+@dataclass
+class Manifest:
+    """A root folder and its utterances."""
+
+    root: Path
+    """Folder that relative entry paths are resolved against."""
+    entries: list[Entry] = field(default_factory=list)
+    """The utterances, in file order."""
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries)
+
+    def __getitem__(self, index: int) -> Entry:
+        return self.entries[index]
+
+    def audio_path(self, entry: Entry) -> Path:
+        """Absolute path of an entry's audio file."""
+        return Path(entry.path) if os.path.isabs(entry.path) else self.root / entry.path
+
+    @property
+    def labeled(self) -> bool:
+        """True when every entry has a transcript."""
+        return bool(self.entries) and all(e.text is not None for e in self.entries)
+
+    @property
+    def hours(self) -> float:
+        """Total audio in hours."""
+        return sum(e.num_samples for e in self.entries) / SAMPLE_RATE / 3600
+
+    def subset(self, indices: Sequence[int]) -> Manifest:
+        """A manifest with the given entries, same root."""
+        return Manifest(self.root, [self.entries[i] for i in indices])
+
+    def filter_length(self, min_samples: int = 0, max_samples: int | None = None) -> tuple[Manifest, int]:
+        """Keeps entries within ``[min_samples, max_samples]``; returns it and the number dropped."""
+        kept = [
+            e for e in self.entries
+            if e.num_samples >= min_samples and (max_samples is None or e.num_samples <= max_samples)
+        ]
+        return Manifest(self.root, kept), len(self.entries) - len(kept)
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Reads a ``.tsv`` (with its ``.wrd``/``.ltr``) or a JSON-lines manifest."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    if path.suffix == TSV_SUFFIX:
+        return _read_tsv(path)
+    if path.suffix in JSON_SUFFIXES:
+        return _read_jsonl(path)
+    raise ManifestError(f"{path}: unknown manifest format; use .tsv (fairseq) or .jsonl (NeMo)")
+
+
+def write_manifest(manifest: Manifest, path: str | Path) -> None:
+    """Writes in the format of ``path``'s extension, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == TSV_SUFFIX:
+        _write_tsv(manifest, path)
+    elif path.suffix in JSON_SUFFIXES:
+        _write_jsonl(manifest, path)
+    else:
+        raise ManifestError(f"{path}: unknown manifest format; use .tsv (fairseq) or .jsonl (NeMo)")
+
+
+def _read_tsv(path: Path) -> Manifest:
+    lines = _read_lines(path)
+    if not lines:
+        raise ManifestError(f"{path}:1: empty manifest; the first line must be the root folder")
+    root = Path(lines[0].strip())
+    if not root.is_dir():
+        raise ManifestError(f"{path}:1: root folder {str(root)!r} does not exist; fix the first line")
+    entries = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 2:
+            raise ManifestError(f"{path}:{lineno}: expected 'path<TAB>num_samples', got {line!r}")
+        try:
+            num_samples = int(parts[1])
+        except ValueError:
+            raise ManifestError(f"{path}:{lineno}: num_samples {parts[1]!r} is not an integer") from None
+        if num_samples < 0:
+            raise ManifestError(f"{path}:{lineno}: num_samples {num_samples} is negative")
+        entries.append(Entry(parts[0], num_samples))
+    texts = _read_tsv_labels(path, len(entries))
+    if texts is not None:
+        entries = [replace(e, text=t) for e, t in zip(entries, texts)]
+    return Manifest(root, entries)
+
+
+def _read_tsv_labels(path: Path, count: int) -> list[str] | None:
+    for suffix, convert in ((".wrd", lambda s: s.strip()), (".ltr", from_letters)):
+        label_path = path.with_suffix(suffix)
+        if not label_path.is_file():
+            continue
+        labels = _read_lines(label_path)
+        if len(labels) != count:
+            raise ManifestError(
+                f"{label_path}: {len(labels)} label lines for {count} audio lines in {path}; "
+                "the files must be parallel (one label line per audio line)"
+            )
+        return [convert(line) for line in labels]
+    return None
+
+
+def _read_jsonl(path: Path) -> Manifest:
+    entries = []
+    for lineno, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ManifestError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(obj, dict) or "audio_filepath" not in obj or "duration" not in obj:
+            raise ManifestError(f"{path}:{lineno}: each line needs 'audio_filepath' and 'duration'")
+        duration = obj["duration"]
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
+            raise ManifestError(f"{path}:{lineno}: 'duration' must be a non-negative number, got {duration!r}")
+        text = obj.get("text")
+        if text is not None and not isinstance(text, str):
+            raise ManifestError(f"{path}:{lineno}: 'text' must be a string, got {text!r}")
+        speaker = obj.get("speaker")
+        entries.append(
+            Entry(
+                str(obj["audio_filepath"]),
+                round(duration * SAMPLE_RATE),
+                text,
+                None if speaker is None else str(speaker),
+            )
+        )
+    return Manifest(path.parent.resolve(), entries)
+
+
+def _write_tsv(manifest: Manifest, path: Path) -> None:
+    lines = [str(Path(manifest.root).resolve())]
+    lines += [f"{e.path}\t{e.num_samples}" for e in manifest.entries]
+    atomic_write_lines(path, lines)
+    if manifest.labeled:
+        atomic_write_lines(path.with_suffix(".wrd"), [e.text or "" for e in manifest.entries])
+        atomic_write_lines(path.with_suffix(".ltr"), [to_letters(e.text or "") for e in manifest.entries])
+
+
+def _write_jsonl(manifest: Manifest, path: Path) -> None:
+    base = path.parent.resolve()
+    lines = []
+    for e in manifest.entries:
+        audio = manifest.audio_path(e).resolve()
+        rel = os.path.relpath(audio, base)
+        obj: dict[str, object] = {
+            "audio_filepath": rel if not rel.startswith("..") else str(audio),
+            "duration": round(e.num_samples / SAMPLE_RATE, 6),
+        }
+        if e.text is not None:
+            obj["text"] = e.text
+        if e.speaker is not None:
+            obj["speaker"] = e.speaker
+        lines.append(json.dumps(obj, ensure_ascii=False))
+    atomic_write_lines(path, lines)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {err.start}); re-save it as UTF-8") from None

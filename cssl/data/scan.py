@@ -1,0 +1,158 @@
+"""Builds a manifest by scanning a folder tree of audio files in parallel.
+
+Each file is opened and (by default) fully decoded in a worker process: files that are
+missing, empty, truncated, corrupt, not audio, at an unusable rate or channel count, or
+that hold NaN/inf samples or no samples at all are skipped, and each skip is written to
+the rejects file with its reason. Transcripts come from LibriSpeech's ``*.trans.txt``
+files (``ID words...`` per line) or from a ``.txt`` file beside each audio file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cssl import SAMPLE_RATE
+from cssl.data.audio import AudioError, probe, read_audio
+from cssl.data.manifest import Entry, Manifest
+from cssl.data.rejects import Rejects
+from cssl.text.normalize import normalize_text
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
+LabelSource = Literal["none", "librispeech", "sidecar"]
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """How a folder is scanned into a manifest."""
+
+    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+    """File name endings taken as audio (case-insensitive)."""
+    labels: LabelSource = "none"
+    """Where transcripts come from: none, LibriSpeech ``*.trans.txt``, or ``stem.txt`` beside each file."""
+    decode: bool = True
+    """Decode every file fully (finds truncation and NaN); False reads headers only (fast)."""
+    min_rate: int = 8000
+    """Files sampled below this rate (Hz) are rejected: too little bandwidth for speech."""
+    max_channels: int = 2
+    """Files with more channels are rejected rather than silently downmixed."""
+    workers: int = max(1, min(8, os.cpu_count() or 1))
+    """Worker processes that open files in parallel."""
+
+
+def scan_folder(folder: str | Path, cfg: ScanConfig = ScanConfig()) -> tuple[Manifest, Rejects]:
+    """Scans ``folder`` recursively; returns the manifest (paths relative to it) and the rejects."""
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found; give the folder that holds the audio files")
+    rejects = Rejects()
+    files = sorted(_audio_files(folder, cfg.extensions))
+    texts = _read_labels(folder, files, cfg.labels, rejects)
+    jobs = [(str(f), cfg) for f in files]
+    entries = []
+    with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+        chunk = max(1, len(jobs) // (cfg.workers * 16))
+        for path, result in zip(files, pool.map(_check_file, jobs, chunksize=chunk)):
+            if isinstance(result, AudioError):
+                rejects.add(path, result.reason, result.detail)
+                continue
+            rel = path.relative_to(folder).as_posix()
+            if cfg.labels == "none":
+                entries.append(Entry(rel, result))
+            elif path in texts:
+                entries.append(Entry(rel, result, texts[path]))
+    return Manifest(folder, entries), rejects
+
+
+def resampled_length(frames: int, rate: int, new_rate: int = SAMPLE_RATE) -> int:
+    """Samples after resampling ``frames`` from ``rate`` to ``new_rate`` (torchaudio's ceil rule)."""
+    return -(-frames * new_rate // rate)
+
+
+def _check_file(job: tuple[str, ScanConfig]) -> int | AudioError:
+    """Worker: the file's length at 16 kHz, or the error that disqualifies it."""
+    path, cfg = job
+    try:
+        frames, rate, channels = probe(path)
+        if rate < cfg.min_rate:
+            raise AudioError(path, "unexpected sample rate", f"{rate} Hz is below {cfg.min_rate} Hz")
+        if channels > cfg.max_channels:
+            raise AudioError(path, "unexpected channel count", f"{channels} channels, at most {cfg.max_channels}")
+        if cfg.decode:
+            data, _ = read_audio(path)
+            if len(data) != frames:
+                raise AudioError(path, "truncated", f"header says {frames} frames, decoded {len(data)}")
+            if not np.isfinite(data).all():
+                raise AudioError(path, "non-finite samples", "NaN or inf in the signal")
+        if frames == 0:
+            raise AudioError(path, "zero length")
+        return resampled_length(frames, rate)
+    except AudioError as err:
+        return err
+
+
+def _audio_files(folder: Path, extensions: tuple[str, ...]) -> Iterator[Path]:
+    wanted = tuple(e.lower() for e in extensions)
+    for dirpath, _, names in os.walk(folder, followlinks=True):
+        for name in names:
+            if name.lower().endswith(wanted) and not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _read_labels(folder: Path, files: list[Path], source: LabelSource, rejects: Rejects) -> dict[Path, str]:
+    """Transcripts per audio file; audio without one, and transcripts without audio, are rejected."""
+    if source == "none":
+        return {}
+    raw = _librispeech_labels(folder, rejects) if source == "librispeech" else _sidecar_labels(files, rejects)
+    texts = {}
+    for path in files:
+        key = (path.parent, path.stem) if source == "librispeech" else path
+        if key not in raw:
+            rejects.add(path, "no transcript", f"no {source} transcript found for {path.name}")
+            continue
+        text = raw.pop(key)
+        if not normalize_text(text):
+            rejects.add(path, "empty transcript", "the transcript has no letters or digits")
+            continue
+        texts[path] = text
+    for key in raw:
+        where = key[0] / key[1] if isinstance(key, tuple) else key
+        rejects.add(where, "transcript without audio", "a transcript line names no audio file that was kept")
+    return texts
+
+
+def _librispeech_labels(folder: Path, rejects: Rejects) -> dict[object, str]:
+    labels: dict[object, str] = {}
+    for trans in sorted(folder.rglob("*.trans.txt")):
+        lines = _read_text_lines(trans, rejects)
+        for line in lines or []:
+            if not line.strip():
+                continue
+            utt_id, _, text = line.strip().partition(" ")
+            labels[(trans.parent, utt_id)] = text.strip()
+    return labels
+
+
+def _sidecar_labels(files: list[Path], rejects: Rejects) -> dict[object, str]:
+    labels: dict[object, str] = {}
+    for path in files:
+        txt = path.with_suffix(".txt")
+        if txt.is_file():
+            lines = _read_text_lines(txt, rejects)
+            if lines is not None:
+                labels[path] = " ".join(line.strip() for line in lines)
+    return labels
+
+
+def _read_text_lines(path: Path, rejects: Rejects) -> list[str] | None:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        rejects.add(path, "transcript not UTF-8", f"invalid byte at offset {err.start}; re-save as UTF-8")
+        return None

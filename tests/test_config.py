@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from cssl.config import ConfigError, describe, dump_yaml, field_docs, from_dict, load_config, to_dict
+
+
+@dataclass
+class Inner:
+    """A nested section."""
+
+    lr: float = 1e-3
+    """Learning rate."""
+    sizes: tuple[int, ...] = (1, 2)
+    """Some sizes."""
+    mode: Literal["a", "b"] = "a"
+    """A choice."""
+
+
+@dataclass
+class Outer:
+    """The top level."""
+
+    name: str = "x"
+    """A name."""
+    steps: int = 10
+    """How many steps."""
+    crop: int | None = 5
+    """Optional crop."""
+    flag: bool = False
+    """A switch."""
+    inner: Inner = field(default_factory=Inner)
+    """The nested section."""
+
+
+def test_defaults_yaml_and_cli_override_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 20\ninner:\n  lr: 2\n  sizes: [3, 4, 5]\n")
+    cfg = load_config(Outer, path, ["inner.lr=0.5", "crop=null", "flag=true", "inner.mode=b"])
+    assert cfg.steps == 20
+    assert cfg.inner.lr == 0.5 and isinstance(cfg.inner.lr, float)
+    assert cfg.inner.sizes == (3, 4, 5)
+    assert cfg.crop is None and cfg.flag is True and cfg.inner.mode == "b"
+    assert cfg.name == "x"
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("inner:\n  lrr: 1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*unknown key 'inner\.lrr'"):
+        load_config(Outer, path)
+    with pytest.raises(ConfigError, match=r"command line.*unknown key 'nope'"):
+        load_config(Outer, None, ["nope=1"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("steps=1.5", "'steps' must be an integer"),
+        ("steps=true", "'steps' must be an integer"),
+        ("inner.lr=fast", "'inner.lr' must be a number"),
+        ("flag=1", "'flag' must be true or false"),
+        ("inner.mode=c", "'inner.mode' must be one of"),
+        ("inner=3", "'inner' is a section"),
+        ("inner.sizes=[1,x]", r"'inner.sizes\[1\]' must be an integer"),
+        ("steps", "expected key=value"),
+    ],
+)
+def test_wrong_types_are_rejected(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(Outer, None, [override])
+
+
+def test_base_inheritance_and_cycles(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("steps: 7\ninner:\n  lr: 3\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\ninner:\n  mode: b\n")
+    cfg = load_config(Outer, tmp_path / "child.yaml")
+    assert (cfg.steps, cfg.inner.lr, cfg.inner.mode) == (7, 3.0, "b")
+    (tmp_path / "x.yaml").write_text("base: y.yaml\n")
+    (tmp_path / "y.yaml").write_text("base: x.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(Outer, tmp_path / "x.yaml")
+
+
+def test_non_mapping_and_missing_files(tmp_path: Path) -> None:
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(Outer, tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Outer, tmp_path / "absent.yaml")
+
+
+def test_round_trip_through_dict_and_yaml() -> None:
+    cfg = load_config(Outer, None, ["inner.sizes=[9]", "name=y"])
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+    assert "sizes: [9]" in dump_yaml(cfg)
+
+
+def test_field_docs_and_describe() -> None:
+    assert field_docs(Inner) == {"lr": "Learning rate.", "sizes": "Some sizes.", "mode": "A choice."}
+    lines = describe(Outer())
+    assert "inner.lr = 0.001  # Learning rate." in lines

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cssl.data.manifest import Entry, Manifest, ManifestError, read_manifest, write_manifest
+
+
+def _manifest(root: Path, labeled: bool = True) -> Manifest:
+    return Manifest(root, [
+        Entry("a/one.flac", 16000, "HELLO WORLD" if labeled else None, "spk1" if labeled else None),
+        Entry("b/two.wav", 24000, "IT'S FINE" if labeled else None, "spk2" if labeled else None),
+    ])
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".jsonl"])
+@pytest.mark.parametrize("labeled", [True, False])
+def test_round_trip(tmp_path: Path, suffix: str, labeled: bool) -> None:
+    root = tmp_path / "audio"
+    root.mkdir()
+    m = _manifest(root, labeled)
+    path = tmp_path / f"train{suffix}"
+    write_manifest(m, path)
+    back = read_manifest(path)
+    def rows(man: Manifest) -> list[tuple]:
+        return [(man.audio_path(e).resolve(), e.num_samples, e.text) for e in man]
+
+    assert rows(back) == rows(m)
+    if suffix == ".jsonl":
+        assert [e.speaker for e in back] == [e.speaker for e in m]
+
+
+def test_tsv_writes_fairseq_label_files(tmp_path: Path) -> None:
+    write_manifest(_manifest(tmp_path), tmp_path / "train.tsv")
+    lines = (tmp_path / "train.tsv").read_text().splitlines()
+    assert lines[0] == str(tmp_path.resolve()) and lines[1] == "a/one.flac\t16000"
+    assert (tmp_path / "train.wrd").read_text().splitlines() == ["HELLO WORLD", "IT'S FINE"]
+    assert (tmp_path / "train.ltr").read_text().splitlines()[0] == "H E L L O | W O R L D |"
+
+
+def test_tsv_reads_ltr_when_no_wrd(tmp_path: Path) -> None:
+    (tmp_path / "x.tsv").write_text(f"{tmp_path}\na.wav\t100\n")
+    (tmp_path / "x.ltr").write_text("A B | C |\n")
+    assert read_manifest(tmp_path / "x.tsv")[0].text == "AB C"
+
+
+def test_nemo_duration_and_relative_paths(tmp_path: Path) -> None:
+    line = {"audio_filepath": "clips/a.wav", "duration": 1.5, "text": "hi"}
+    (tmp_path / "m.jsonl").write_text(json.dumps(line) + "\n\n")
+    m = read_manifest(tmp_path / "m.jsonl")
+    assert m[0].num_samples == 24000 and m[0].duration == 1.5
+    assert m.audio_path(m[0]) == tmp_path.resolve() / "clips/a.wav"
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("noroot.tsv", "/does/not/exist\na.wav\t1\n", r"noroot\.tsv:1: root folder .* does not exist"),
+        ("cols.tsv", "{root}\na.wav\t1\nb.wav\n", r"cols\.tsv:3: expected 'path<TAB>num_samples'"),
+        ("num.tsv", "{root}\na.wav\tmany\n", r"num\.tsv:2: num_samples 'many' is not an integer"),
+        ("neg.tsv", "{root}\na.wav\t-4\n", r"neg\.tsv:2: num_samples -4 is negative"),
+        ("empty.tsv", "", r"empty\.tsv:1: empty manifest"),
+        ("json.jsonl", '{"audio_filepath": "a", "duration": 1}\n{oops\n', r"json\.jsonl:2: not valid JSON"),
+        ("keys.jsonl", '{"path": "a"}\n', r"keys\.jsonl:1: each line needs"),
+        ("dur.jsonl", '{"audio_filepath": "a", "duration": "x"}\n', r"dur\.jsonl:1: 'duration' must be"),
+        ("fmt.csv", "a,b\n", r"unknown manifest format"),
+    ],
+)
+def test_malformed_manifests_name_file_and_line(tmp_path: Path, name: str, content: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content.replace("{root}", str(tmp_path)))
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(path)
+
+
+def test_mismatched_label_count_and_non_utf8(tmp_path: Path) -> None:
+    (tmp_path / "m.tsv").write_text(f"{tmp_path}\na.wav\t1\nb.wav\t2\n")
+    (tmp_path / "m.wrd").write_text("ONLY ONE\n")
+    with pytest.raises(ManifestError, match=r"m\.wrd: 1 label lines for 2 audio lines"):
+        read_manifest(tmp_path / "m.tsv")
+    (tmp_path / "m.wrd").write_bytes(b"A\n\xff\xfe B\n")
+    with pytest.raises(ManifestError, match="not UTF-8"):
+        read_manifest(tmp_path / "m.tsv")
+    with pytest.raises(ManifestError, match="not found"):
+        read_manifest(tmp_path / "absent.tsv")
+
+
+def test_length_filter(tmp_path: Path) -> None:
+    m = _manifest(tmp_path)
+    kept, dropped = m.filter_length(min_samples=20000)
+    assert [e.path for e in kept] == ["b/two.wav"] and dropped == 1
+    kept, dropped = m.filter_length(max_samples=20000)
+    assert [e.path for e in kept] == ["a/one.flac"] and dropped == 1
