@@ -1,0 +1,100 @@
+"""Model configuration: one dataclass per component, nested into :class:`ModelConfig`.
+
+Defaults are wav2vec 2.0 BASE (fairseq ``wav2vec2_base_librispeech``); the presets in
+``configs/model/`` override them for ``tiny`` and ``large``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+BASE_CONV_LAYERS = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
+
+
+@dataclass
+class FeatureEncoderConfig:
+    """The local tower: a stack of 1-D convolutions over the raw waveform."""
+
+    conv_layers: list[tuple[int, int, int]] = field(default_factory=lambda: list(BASE_CONV_LAYERS))
+    """(channels, kernel, stride) per layer; the BASE stack gives 20 ms frames (stride 320) of 25 ms."""
+    norm: Literal["group_norm", "layer_norm"] = "group_norm"
+    """group_norm: per-channel norm after the first conv (BASE); layer_norm: after every conv (LARGE)."""
+    bias: bool = False
+    """Conv biases (False for BASE, True for LARGE)."""
+
+
+@dataclass
+class ContextConfig:
+    """The context tower: feature projection, convolutional position embedding, Transformer."""
+
+    embed_dim: int = 768
+    """Transformer width."""
+    num_layers: int = 12
+    """Transformer layers."""
+    num_heads: int = 12
+    """Attention heads."""
+    ffn_dim: int = 3072
+    """Feed-forward inner width."""
+    layer_norm_first: bool = False
+    """Pre-LN layers (LARGE) instead of post-LN (BASE)."""
+    pos_conv_kernel: int = 128
+    """Kernel of the convolutional relative position embedding (frames)."""
+    pos_conv_groups: int = 16
+    """Groups of the position convolution."""
+    dropout: float = 0.1
+    """Dropout on attention and feed-forward outputs."""
+    attention_dropout: float = 0.1
+    """Dropout on attention weights."""
+    activation_dropout: float = 0.0
+    """Dropout inside the feed-forward block."""
+    dropout_input: float = 0.1
+    """Dropout on the projected features entering the Transformer."""
+    layer_drop: float = 0.05
+    """Probability of skipping a whole layer in training (LayerDrop)."""
+
+
+@dataclass
+class QuantizerConfig:
+    """Gumbel-softmax product quantizer of the local features (the contrastive targets)."""
+
+    groups: int = 2
+    """Codebooks G; a target is the concatenation of one entry per codebook."""
+    entries: int = 320
+    """Entries V per codebook."""
+    dim: int = 256
+    """Width of the quantized vector (split evenly over the groups)."""
+    temperature: tuple[float, float, float] = (2.0, 0.5, 0.999995)
+    """Gumbel temperature (start, end, decay per update): max(end, start * decay**step)."""
+
+
+@dataclass
+class MaskConfig:
+    """Span masking of the Transformer input (time) for pretraining."""
+
+    prob: float = 0.65
+    """Probability of a frame starting a span (expected masked share is higher before overlaps)."""
+    span: int = 10
+    """Span length in frames."""
+    min_spans: int = 2
+    """Minimum spans per utterance."""
+
+
+@dataclass
+class ModelConfig:
+    """The two towers and the pretraining heads."""
+
+    feature_encoder: FeatureEncoderConfig = field(default_factory=FeatureEncoderConfig)
+    """Local tower."""
+    context: ContextConfig = field(default_factory=ContextConfig)
+    """Context tower."""
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    """Target quantizer."""
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    """Time masking."""
+    final_dim: int = 256
+    """Width of the space where context outputs and targets are compared."""
+    dropout_features: float = 0.1
+    """Dropout on the local features before quantization."""
+    feature_grad_scale: float = 0.1
+    """Gradient multiplier into the local tower (stabilises pretraining)."""
