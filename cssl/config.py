@@ -7,7 +7,9 @@ of the form ``section.key=value`` (the value is parsed as YAML: ``lr=1e-3``,
 stop with a :class:`ConfigError` naming the key and where it came from.
 
 A YAML file may start from another one with ``base: other.yaml`` (resolved relative
-to the file); keys in the file then override the base's.
+to the file); keys in the file then override the base's. A section may also be given
+as the path of a YAML file holding that section's keys (``model: ../model/tiny.yaml``),
+which is how stage configs share the model presets.
 
 Field documentation follows the attribute-docstring convention: a string literal
 right after the field. :func:`field_docs` reads them back for ``--help`` output.
@@ -41,13 +43,13 @@ def load_config(
     """Builds ``cls`` from its defaults, then the YAML file at ``path``, then ``overrides``."""
     cfg = cls()
     if path is not None:
-        cfg = apply_dict(cfg, read_yaml(Path(path)), source=str(path))
+        cfg = apply_dict(cfg, read_yaml(Path(path)), source=str(path), base_dir=Path(path).resolve().parent)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"command line: expected key=value, got {item!r}")
         value = _parse_scalar(raw, source=f"command line ({item})")
-        cfg = apply_dict(cfg, _nest(key.strip(), value), source=f"command line ({item})")
+        cfg = apply_dict(cfg, _nest(key.strip(), value), source=f"command line ({item})", base_dir=Path.cwd())
     return cfg
 
 
@@ -73,8 +75,11 @@ def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _deep_merge(merged, data)
 
 
-def apply_dict(cfg: T, data: dict[str, Any], source: str, prefix: str = "") -> T:
-    """Returns a copy of ``cfg`` with the values of ``data`` set, checking keys and types."""
+def apply_dict(cfg: T, data: dict[str, Any], source: str, prefix: str = "", base_dir: Path | None = None) -> T:
+    """Returns a copy of ``cfg`` with the values of ``data`` set, checking keys and types.
+
+    A section given as a string is read as a YAML file (relative to ``base_dir``).
+    """
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     hints = typing.get_type_hints(type(cfg))
     changes = {}
@@ -88,9 +93,13 @@ def apply_dict(cfg: T, data: dict[str, Any], source: str, prefix: str = "") -> T
         if dataclasses.is_dataclass(current) and not isinstance(current, type):
             if value is None:
                 raise ConfigError(f"{source}: '{name}' is a section and cannot be null")
+            if isinstance(value, str) and base_dir is not None:
+                include = (base_dir / value).resolve()
+                changes[key] = apply_dict(current, read_yaml(include), str(include), base_dir=include.parent)
+                continue
             if not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{name}' is a section; give a mapping of its keys")
-            changes[key] = apply_dict(current, value, source, prefix=f"{name}.")
+                raise ConfigError(f"{source}: '{name}' is a section; give a mapping of its keys or a YAML file")
+            changes[key] = apply_dict(current, value, source, prefix=f"{name}.", base_dir=base_dir)
         else:
             changes[key] = coerce(value, hint, name, source)
     return dataclasses.replace(cfg, **changes)

@@ -25,6 +25,7 @@ from cssl.data.augment import AugmentConfig, Augmenter
 from cssl.data.manifest import Manifest, read_manifest
 from cssl.data.rejects import Reject
 from cssl.data.sampler import BucketBatchSampler
+from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary
 
 
@@ -142,7 +143,7 @@ class AudioDataset(Dataset):
             wave = load_audio(path, normalize=False)
         except AudioError as err:
             return Reject(err.path, err.reason, err.detail)
-        gen = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, index))
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, index))
         if self.augment is not None:
             wave = self.augment(wave, gen)
         wave = random_crop(wave, self.crop_samples, gen)
@@ -239,13 +240,8 @@ def build_loader(
         num_workers=cfg.num_workers,
         persistent_workers=False,
         prefetch_factor=2 if cfg.num_workers > 0 else None,
+        # Worker seeds come from this generator, not torch's global one: creating an
+        # iterator then leaves the training RNG untouched, so a resumed run stays exact.
+        generator=torch.Generator().manual_seed(seed),
     )
     return Loader(dataset, sampler, loader, dropped)
-
-
-def _item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed mixing (seed, epoch, index) so neighbouring items draw unrelated numbers."""
-    x = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) % (1 << 64)
-    x ^= x >> 31
-    x = (x * 0xD6E8FEB86659FD93) % (1 << 64)
-    return x >> 1

@@ -1,0 +1,244 @@
+"""A ctypes binding to the eSpeak NG library bundled in the ``espeakng-loader`` wheel.
+
+Only the few calls a corpus synthesiser needs are bound: initialise in synchronous
+mode (samples are handed to a callback, ``espeak_Synth`` returns when the text is
+spoken), choose a voice by name (``"en-us+m3"``: a language voice plus a variant),
+set rate, pitch and pitch range, and speak. No system package is needed: the shared
+library and its ``espeak-ng-data`` folder both come from the wheel.
+
+The library keeps global state and is not thread-safe, so it is initialised once per
+process and every :class:`Espeak` in a process shares it behind a lock. Worker
+processes each create their own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# espeak_AUDIO_OUTPUT: samples go to the synth callback and espeak_Synth blocks.
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+# espeakINITIALIZE_DONT_EXIT: report errors instead of calling exit().
+_INITIALIZE_DONT_EXIT = 0x8000
+# espeak_POSITION_TYPE: POS_CHARACTER.
+_POS_CHARACTER = 1
+# Synth flags: UTF-8 text.
+_CHARS_UTF8 = 1
+# espeak_PARAMETER values.
+_RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
+_EE_OK = 0
+
+# int callback(short *wav, int numsamples, espeak_EVENT *events); returning 0 continues.
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+LANG_FOLDER = Path("lang") / "gmw"
+"""Folder of the data dir that holds the English language voices."""
+VARIANT_FOLDER = Path("voices") / "!v"
+"""Folder of the data dir that holds the voice variants (``m1``, ``f3``, ``klatt`` ...)."""
+MIN_RATE, MAX_RATE = 80, 450
+"""Speaking rates, in words per minute, that eSpeak NG accepts."""
+# Spoken in Shavian script, not Latin letters: useless for Latin-alphabet text.
+_UNUSABLE_LANGUAGES = frozenset({"en-shaw"})
+
+
+class EspeakError(RuntimeError):
+    """The library cannot be loaded or initialised, or it rejected a voice or a text."""
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """An English language voice of the data dir."""
+
+    name: str
+    """Name to pass to ``espeak_SetVoiceByName`` (``en``, ``en-us``, ``en-gb-scotland``...)."""
+    description: str
+    """Human-readable name from the voice file (``English (America)``)."""
+
+
+def library_paths() -> tuple[Path, Path]:
+    """``(shared library, espeak-ng-data folder)`` from the ``espeakng-loader`` wheel."""
+    try:
+        import espeakng_loader
+    except ImportError as err:
+        raise EspeakError(
+            "the 'espeakng-loader' package is missing; install it with 'pip install espeakng-loader'"
+        ) from err
+    try:
+        return Path(espeakng_loader.get_library_path()), Path(espeakng_loader.get_data_path())
+    except RuntimeError as err:
+        raise EspeakError(f"espeakng-loader is installed but broken: {err}") from err
+
+
+def list_voices(data_path: str | Path | None = None) -> list[VoiceInfo]:
+    """The English language voices in the data dir, sorted by name (Shavian left out)."""
+    data = Path(data_path) if data_path is not None else library_paths()[1]
+    voices = []
+    for file in sorted((data / LANG_FOLDER).glob("en*")):
+        # eSpeak NG looks voices up by file name: "en" is British English, not "en-gb".
+        name = file.name.lower()
+        if name not in _UNUSABLE_LANGUAGES:
+            voices.append(VoiceInfo(name, _read_voice_file(file).get("name", name)))
+    return sorted(voices, key=lambda v: v.name)
+
+
+def list_variants(data_path: str | Path | None = None) -> list[str]:
+    """The voice variants in the data dir (``m1``... ``f5``, ``klatt``, ``whisper``...), sorted."""
+    data = Path(data_path) if data_path is not None else library_paths()[1]
+    return sorted(f.name for f in (data / VARIANT_FOLDER).iterdir() if f.is_file())
+
+
+def _read_voice_file(path: Path) -> dict[str, str]:
+    """First value of each keyword of a voice file (``name``, ``gender``...)."""
+    fields: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key and not key.startswith("//") and key not in fields:
+            fields[key] = value.strip()
+    return fields
+
+
+class _Library:
+    """The process-wide loaded and initialised library."""
+
+    def __init__(self, library_path: Path, data_path: Path) -> None:
+        self.data_path = data_path
+        try:
+            self.lib = ctypes.CDLL(str(library_path))
+        except OSError as err:
+            raise EspeakError(f"cannot load the eSpeak NG library {library_path}: {err}") from err
+        self._declare()
+        rate = self.lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), _INITIALIZE_DONT_EXIT
+        )
+        if rate <= 0:
+            raise EspeakError(f"espeak_Initialize failed (returned {rate}) with data dir {data_path}")
+        self.sample_rate = int(rate)
+        self.lock = threading.Lock()
+        self.chunks: list[np.ndarray] = []
+        # Kept on self: ctypes does not own the callback, and a collected one would crash.
+        self._callback = _SynthCallback(self._collect)
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    def _declare(self) -> None:
+        lib = self.lib
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
+        lib.espeak_SetSynthCallback.restype = None
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetVoiceByName.restype = ctypes.c_int
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_SetParameter.restype = ctypes.c_int
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+            ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+        ]
+        lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_Synchronize.argtypes = []
+        lib.espeak_Synchronize.restype = ctypes.c_int
+
+    def _collect(self, wav: ctypes._Pointer, num_samples: int, events: int) -> int:
+        # A NULL buffer marks the end of the text; copy now, the buffer is reused.
+        if wav and num_samples > 0:
+            self.chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0
+
+
+_library: _Library | None = None
+_library_lock = threading.Lock()
+
+
+def _get_library(library_path: Path | None, data_path: Path | None) -> _Library:
+    global _library
+    with _library_lock:
+        if _library is None:
+            if library_path is None or data_path is None:
+                default_library, default_data = library_paths()
+                library_path = library_path or default_library
+                data_path = data_path or default_data
+            _library = _Library(library_path, data_path)
+        elif data_path is not None and Path(data_path) != _library.data_path:
+            raise EspeakError(
+                f"eSpeak NG is already initialised with {_library.data_path} in this process; "
+                "one data dir per process"
+            )
+        return _library
+
+
+class Espeak:
+    """Speaks text with eSpeak NG: ``synth(text, voice, ...)`` -> ``(float32 samples, rate)``.
+
+    The library is initialised on the first instance of a process; later instances
+    share it, and calls are serialised by a lock because eSpeak NG is not thread-safe.
+    """
+
+    def __init__(self, library_path: str | Path | None = None, data_path: str | Path | None = None) -> None:
+        self._lib = _get_library(
+            Path(library_path) if library_path is not None else None,
+            Path(data_path) if data_path is not None else None,
+        )
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of the synthesised audio in Hz (22050 for eSpeak NG)."""
+        return self._lib.sample_rate
+
+    @property
+    def data_path(self) -> Path:
+        """The ``espeak-ng-data`` folder in use."""
+        return self._lib.data_path
+
+    def synth(
+        self,
+        text: str,
+        voice: str = "en-us",
+        rate: int = 175,
+        pitch: int = 50,
+        pitch_range: int = 50,
+        volume: int = 100,
+    ) -> tuple[np.ndarray, int]:
+        """Speaks ``text``; returns float32 samples in [-1, 1] and the sample rate.
+
+        ``voice`` is a language voice with an optional variant (``en-gb-x-rp+f2``),
+        ``rate`` is in words per minute (80-450), ``pitch`` and ``pitch_range`` are
+        eSpeak's 0-100 scales (50 is the voice's default). ``volume`` (0-200, default
+        100) scales the signal before it is rounded to 16 bits; loud variants clip at
+        100, so a corpus that normalises afterwards asks for less.
+        """
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise EspeakError(f"rate {rate} is outside {MIN_RATE}-{MAX_RATE} words per minute")
+        for name, value, top in (("pitch", pitch, 100), ("pitch_range", pitch_range, 100), ("volume", volume, 200)):
+            if not 0 <= value <= top:
+                raise EspeakError(f"{name} {value} is outside 0-{top}")
+        lib = self._lib
+        with lib.lock:
+            if lib.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise EspeakError(f"eSpeak NG has no voice {voice!r} in {lib.data_path}")
+            for parameter, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range), (_VOLUME, volume)):
+                lib.lib.espeak_SetParameter(parameter, int(value), 0)
+            lib.chunks = []
+            data = text.encode("utf-8") + b"\0"
+            buffer = ctypes.create_string_buffer(data, len(data))
+            status = lib.lib.espeak_Synth(buffer, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            lib.lib.espeak_Synchronize()
+            chunks, lib.chunks = lib.chunks, []
+        if status != _EE_OK:
+            raise EspeakError(f"espeak_Synth failed (error {status}) for voice {voice!r} and text {text[:60]!r}")
+        samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+        return samples.astype(np.float32) / 32768.0, lib.sample_rate
+
+    def usable(self, voice: str) -> bool:
+        """True when ``voice`` is accepted and speaks a short word as non-silent audio."""
+        # An unknown variant is silently ignored by eSpeak NG, so check the file exists.
+        _, _, variant = voice.partition("+")
+        if variant and not (self.data_path / VARIANT_FOLDER / variant).is_file():
+            return False
+        try:
+            samples, _ = self.synth("hello", voice)
+        except EspeakError:
+            return False
+        return samples.size > 0 and float(np.abs(samples).max()) > 1e-3

@@ -1,0 +1,75 @@
+"""Health checks users ask for during self-supervised training.
+
+* Non-finite losses: the update is skipped and counted; too many in a row stops the run
+  with :class:`NonFiniteLoss` (usually a learning rate too high for the precision).
+* Codebook collapse: the quantizer uses fewer than two entries per codebook.
+* A contrastive loss stuck at log(K+1) (chance: the context cannot tell targets from
+  distractors) or at 0 (the task leaks: targets are trivially identifiable).
+Each warning is given once, the first time its condition holds after warmup.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+class NonFiniteLoss(RuntimeError):
+    """Too many consecutive updates with a NaN or infinite loss."""
+
+
+@dataclass
+class Health:
+    """Counters and one-time warnings of a training run."""
+
+    max_nonfinite: int = 10
+    """Consecutive non-finite updates tolerated before stopping."""
+    nonfinite_total: int = 0
+    """Updates skipped because of a non-finite loss."""
+    nonfinite_streak: int = 0
+    """Current run of consecutive non-finite updates."""
+    warned: set[str] = field(default_factory=set)
+    """Warnings already given."""
+
+    def check_loss(self, loss: float, step: int) -> bool:
+        """True when the update may go ahead; False (and counted) when the loss is not finite."""
+        if math.isfinite(loss):
+            self.nonfinite_streak = 0
+            return True
+        self.nonfinite_total += 1
+        self.nonfinite_streak += 1
+        if self.nonfinite_streak >= self.max_nonfinite:
+            raise NonFiniteLoss(
+                f"step {step}: {self.nonfinite_streak} updates in a row had a non-finite loss "
+                f"({self.nonfinite_total} in total); lower the learning rate, enable gradient clipping "
+                "or use bf16 instead of fp16"
+            )
+        return False
+
+    def check_pretraining(self, step: int, warmup: int, loss: float, num_distractors: int,
+                          code_perplexity: float, num_vars: int, groups: int) -> list[str]:
+        """Warnings (each once) about codebook collapse and a loss stuck at chance or at zero."""
+        if step < warmup:
+            return []
+        out = []
+        if code_perplexity < 2.0 * groups and "collapse" not in self.warned:
+            self.warned.add("collapse")
+            out.append(f"warning: codebook collapse at step {step}: code perplexity {code_perplexity:.1f} of "
+                       f"{num_vars} entries; raise the diversity weight or the Gumbel temperature")
+        chance = math.log(num_distractors + 1)
+        if abs(loss - chance) < 0.02 * chance and "chance" not in self.warned:
+            self.warned.add("chance")
+            out.append(f"warning: contrastive loss {loss:.3f} sits at chance log(K+1)={chance:.3f} at step {step}; "
+                       "try fewer distractors, a smaller codebook, a higher learning rate or longer warmup")
+        if loss < 1e-3 and "zero" not in self.warned:
+            self.warned.add("zero")
+            out.append(f"warning: contrastive loss {loss:.2e} is near 0 at step {step}: the task may be trivial "
+                       "(targets identifiable without context); check masking and the quantizer")
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"nonfinite_total": self.nonfinite_total, "nonfinite_streak": self.nonfinite_streak}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.nonfinite_total = int(state["nonfinite_total"])
+        self.nonfinite_streak = int(state["nonfinite_streak"])

@@ -1,0 +1,92 @@
+"""Training progress: a console line per log interval, TensorBoard scalars, a JSONL history.
+
+The console line gives the step, the metrics, the learning rate, the throughput in
+audio seconds per wall second and the time left; the same numbers go to TensorBoard
+and to ``metrics.jsonl`` (one JSON object per logged step), which plots are drawn from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+class Progress:
+    """Logs metrics of the main process; silent (and writes nothing) on other ranks."""
+
+    def __init__(self, out_dir: str | Path, total_steps: int, enabled: bool = True, start_step: int = 0,
+                 tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self.total = total_steps
+        self.start_step = start_step
+        self.started = time.monotonic()
+        self.audio_seconds = 0.0
+        self.out_dir = Path(out_dir)
+        self.writer = None
+        if enabled:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def add_audio(self, seconds: float) -> None:
+        """Counts audio processed (for the throughput figure)."""
+        self.audio_seconds += seconds
+
+    def log(self, step: int, metrics: dict[str, float], split: str = "train") -> None:
+        """Prints one line and records the metrics of ``step``."""
+        if not self.enabled:
+            return
+        elapsed = max(1e-9, time.monotonic() - self.started)
+        done = max(1, step - self.start_step)
+        record: dict[str, Any] = {"step": step, "split": split, **metrics}
+        if split == "train":
+            record["audio_s_per_s"] = self.audio_seconds / elapsed
+            eta = elapsed / done * max(0, self.total - step)
+            record["eta_min"] = eta / 60
+        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
+                    self.writer.add_scalar(f"{split}/{key}", value, step)
+        print(self.format(record), file=sys.stdout, flush=True)
+
+    def format(self, record: dict[str, Any]) -> str:
+        """``[train] step 120/1000 (12%) loss 3.21 ... | 41.3 audio s/s | eta 4.2 min``."""
+        step = record["step"]
+        head = f"[{record['split']}] step {step}/{self.total} ({100 * step / max(1, self.total):.0f}%)"
+        skip = {"step", "split", "audio_s_per_s", "eta_min"}
+        body = " ".join(f"{k} {_fmt(v)}" for k, v in record.items() if k not in skip)
+        tail = ""
+        if "audio_s_per_s" in record:
+            tail = f" | {record['audio_s_per_s']:.1f} audio s/s | eta {record['eta_min']:.1f} min"
+        return f"{head} {body}{tail}"
+
+    def message(self, text: str) -> None:
+        """A free-form line from the main process."""
+        if self.enabled:
+            print(text, file=sys.stdout, flush=True)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

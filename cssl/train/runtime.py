@@ -1,0 +1,86 @@
+"""Device, precision, optimizer and update helpers around accelerate, shared by both stages.
+
+Gradients are accumulated from loss *sums*; before the optimizer step they are scaled
+by ``world_size / total_count`` where ``total_count`` is summed over every batch of the
+update on every process. DDP averages gradients over processes, so the result is the
+gradient of (sum of all losses) / (all counted frames): the same update whatever the
+number of processes or accumulation steps.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+
+from cssl.train.schedule import ScheduleConfig, lr_scale
+
+
+def make_accelerator(mixed_precision: str, find_unused: bool = False) -> Accelerator:
+    """An Accelerator with ``auto`` precision resolved: bf16 on capable GPUs, fp32 elsewhere."""
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    kwargs = DistributedDataParallelKwargs(find_unused_parameters=find_unused)
+    return Accelerator(mixed_precision=mixed_precision, kwargs_handlers=[kwargs])
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds torch, numpy and Python's generators."""
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int | None) -> None:
+    """Limits torch's CPU threads when asked (several processes on one CPU)."""
+    if threads:
+        torch.set_num_threads(threads)
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["WORLD_SIZE"])))
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float], eps: float,
+                    weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; biases and norm weights (1-D) get no weight decay."""
+    params = [p for p in params if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, peak: float, step: int, total: int, cfg: ScheduleConfig) -> float:
+    """Sets the rate of update ``step`` on every parameter group; returns it."""
+    lr = peak * lr_scale(step, total, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def global_sum(accelerator: Accelerator, values: list[float]) -> list[float]:
+    """Element-wise sum of ``values`` over processes (float64 for exact counts)."""
+    t = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        t = accelerator.reduce(t, reduction="sum")
+    return t.tolist()
+
+
+def finish_update(accelerator: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  total_count: float, grad_clip: float) -> float:
+    """Normalises accumulated gradients by the update's count, clips, steps; returns the grad norm."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    scale = accelerator.num_processes / max(total_count, 1.0)
+    for p in params:
+        p.grad.mul_(scale)
+    if grad_clip > 0:
+        norm = accelerator.clip_grad_norm_(params, grad_clip)
+    else:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params]))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)

@@ -1,0 +1,84 @@
+"""Configuration of the pretraining stage (defaults: wav2vec 2.0 BASE on LibriSpeech)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cssl.data.dataset import DataConfig
+from cssl.model.config import ModelConfig
+from cssl.train.schedule import ScheduleConfig
+
+
+@dataclass
+class LossConfig:
+    """Weights and settings of the pretraining objective."""
+
+    num_distractors: int = 100
+    """Distractors K per target, from the same utterance's masked frames."""
+    cross_distractors: int = 0
+    """Extra distractors from other utterances of the batch."""
+    logit_temperature: float = 0.1
+    """Cosine similarities are divided by this before the softmax."""
+    diversity_weight: float = 0.1
+    """Weight of the codebook diversity loss."""
+    penalty_weight: float = 10.0
+    """Weight of the local-feature L2 penalty."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW over the trainable parameters, with clipping and accumulation."""
+
+    lr: float = 5e-4
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """Adam betas."""
+    eps: float = 1e-6
+    """Adam epsilon."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay."""
+    max_steps: int = 400_000
+    """Updates to train for."""
+    accumulation: int = 1
+    """Batches accumulated per update (per process)."""
+    grad_clip: float = 10.0
+    """Clip the global gradient norm to this; 0 disables."""
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """Learning-rate schedule."""
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pretraining run needs; saved in each checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Towers, quantizer and masking."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Unlabeled training (and optional validation) audio."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Objective."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer and schedule."""
+    out_dir: str = "runs/pretrain"
+    """Checkpoints, metrics, TensorBoard logs and plots go here."""
+    seed: int = 1
+    """Seeds initialisation, data order, masks and distractors."""
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """Autocast precision; auto picks bf16 on GPUs that support it, fp32 elsewhere."""
+    log_every: int = 10
+    """Updates between progress lines."""
+    valid_every: int = 500
+    """Updates between validations (needs data.valid_manifest)."""
+    save_every: int = 1000
+    """Updates between checkpoints (one is always written at the end)."""
+    keep_checkpoints: int = 2
+    """Step checkpoints kept on disk (older ones are deleted)."""
+    resume: str | None = None
+    """Checkpoint to continue from, or 'auto' for the newest one in out_dir."""
+    max_nonfinite: int = 10
+    """Consecutive non-finite losses tolerated before the run stops."""
+    max_minutes: float | None = None
+    """Stop (with a checkpoint) after this much wall time."""
+    threads: int | None = None
+    """CPU threads for torch (None: torch's default)."""
