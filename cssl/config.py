@@ -142,6 +142,8 @@ def coerce(value: Any, hint: Any, name: str, source: str) -> Any:
             raise ConfigError(f"{source}: '{name}' must be a mapping, got {value!r}")
         return dict(value)
     if hint is float:
+        if isinstance(value, str):
+            value = _yaml_float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: '{name}' must be a number, got {value!r}")
         return float(value)
@@ -209,6 +211,13 @@ def describe(cfg: Any, prefix: str = "") -> list[str]:
             doc = docs.get(f.name, "")
             lines.append(f"{prefix}{f.name} = {value!r}" + (f"  # {doc}" if doc else ""))
     return lines
+
+
+def _yaml_float(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _parse_scalar(raw: str, source: str) -> Any:

@@ -4,10 +4,9 @@ One device (CPU or GPU)::
 
     python -m pretrain configs/pretrain/tiny.yaml data.manifest=corpus/unlabeled.tsv
 
-Several GPUs, or several CPU processes::
+Several GPUs (on a machine without GPUs the same command runs N CPU processes over gloo)::
 
     accelerate launch --multi_gpu --num_processes 4 -m pretrain configs/pretrain/base.yaml data.manifest=...
-    accelerate launch --cpu --num_processes 2 -m pretrain configs/pretrain/tiny.yaml data.manifest=...
 
 Arguments after the YAML file are ``key=value`` overrides (``optim.lr=1e-3``,
 ``resume=auto``). ``--print-config`` shows every key with its value and meaning.

@@ -58,8 +58,8 @@ def main(cfg: PretrainConfig) -> Path:
                      + (f"; resumed from {resume} at step {step}" if resume else ""))
     started, last = time.monotonic(), None
     while step < o.max_steps:
+        lr = set_lr(optimizer, o.lr, step, o.max_steps, o.schedule)
         sums = _update(cfg, accel, model, optimizer, stream, step)
-        lr = set_lr(optimizer, o.lr, step + 1, o.max_steps, o.schedule)
         totals = dict(zip(METRICS, global_sum(accel, [sums[k] for k in METRICS])))
         count = max(totals["count"], 1.0)
         if health.check_loss(totals["loss"], step):

@@ -40,9 +40,9 @@ class Outer:
 def test_defaults_yaml_and_cli_override_in_order(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("steps: 20\ninner:\n  lr: 2\n  sizes: [3, 4, 5]\n")
-    cfg = load_config(Outer, path, ["inner.lr=0.5", "crop=null", "flag=true", "inner.mode=b"])
+    cfg = load_config(Outer, path, ["inner.lr=1e-3", "crop=null", "flag=true", "inner.mode=b"])
     assert cfg.steps == 20
-    assert cfg.inner.lr == 0.5 and isinstance(cfg.inner.lr, float)
+    assert cfg.inner.lr == 0.001 and isinstance(cfg.inner.lr, float)
     assert cfg.inner.sizes == (3, 4, 5)
     assert cfg.crop is None and cfg.flag is True and cfg.inner.mode == "b"
     assert cfg.name == "x"
@@ -104,3 +104,14 @@ def test_field_docs_and_describe() -> None:
     assert field_docs(Inner) == {"lr": "Learning rate.", "sizes": "Some sizes.", "mode": "A choice."}
     lines = describe(Outer())
     assert "inner.lr = 0.001  # Learning rate." in lines
+
+
+def test_section_from_yaml_file(tmp_path: Path) -> None:
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "inner.yaml").write_text("lr: 4\nmode: b\n")
+    (tmp_path / "stage.yaml").write_text("inner: presets/inner.yaml\nsteps: 3\n")
+    cfg = load_config(Outer, tmp_path / "stage.yaml", ["inner.lr=5"])
+    assert (cfg.inner.lr, cfg.inner.mode, cfg.steps) == (5.0, "b", 3)
+    (tmp_path / "bad.yaml").write_text("inner: presets/absent.yaml\n")
+    with pytest.raises(ConfigError, match="absent.yaml: config file not found"):
+        load_config(Outer, tmp_path / "bad.yaml")

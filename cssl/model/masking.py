@@ -19,7 +19,8 @@ def span_mask(length: int, size: int, prob: float, span: int, min_spans: int, ge
 
     As in wav2vec 2.0: ``int(prob * length / span + u)`` span starts (u uniform in [0, 1),
     at least ``min_spans``) are drawn without replacement from ``[0, length - span]``;
-    overlapping spans merge. Utterances shorter than a span get a single shorter span.
+    overlapping spans merge. Short utterances get fewer or shorter spans, so at least
+    one frame always stays visible.
     """
     mask = torch.zeros(size, dtype=torch.bool)
     if length <= 0 or prob <= 0:
@@ -28,7 +29,7 @@ def span_mask(length: int, size: int, prob: float, span: int, min_spans: int, ge
     count = int(prob * length / span + float(torch.rand((), generator=gen)))
     count = max(min_spans, count)
     room = length - span + 1
-    count = min(count, room)
+    count = min(count, room, max(1, (length - 1) // span))  # spans never cover the whole utterance
     starts = torch.randperm(room, generator=gen)[:count]  # (count,)
     frames = (starts[:, None] + torch.arange(span)[None, :]).flatten()  # (count * span,)
     mask[frames] = True

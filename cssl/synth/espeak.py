@@ -13,7 +13,11 @@ processes each create their own.
 
 from __future__ import annotations
 
+import _ctypes
+import atexit
 import ctypes
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,50 +106,101 @@ def _read_voice_file(path: Path) -> dict[str, str]:
 
 
 class _Library:
-    """The process-wide loaded and initialised library."""
+    """The process's loaded and initialised library, and what it needs to start afresh.
+
+    eSpeak NG keeps state between texts that no call resets (the pitch flutter phase
+    lives in a function's static variable), so a text's samples depend on what was
+    spoken before. :meth:`reset` unloads the library and loads it again, which zeroes
+    all of it. The library is loaded from a private copy so that nothing else in the
+    process holds it and the unload really happens.
+    """
 
     def __init__(self, library_path: Path, data_path: Path) -> None:
         self.data_path = data_path
+        self._dir = Path(tempfile.mkdtemp(prefix="cssl-espeak-"))
+        atexit.register(shutil.rmtree, self._dir, ignore_errors=True)
+        self._path = self._dir / library_path.name
         try:
-            self.lib = ctypes.CDLL(str(library_path))
+            shutil.copyfile(library_path, self._path)
         except OSError as err:
-            raise EspeakError(f"cannot load the eSpeak NG library {library_path}: {err}") from err
-        self._declare()
-        rate = self.lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), _INITIALIZE_DONT_EXIT
-        )
-        if rate <= 0:
-            raise EspeakError(f"espeak_Initialize failed (returned {rate}) with data dir {data_path}")
-        self.sample_rate = int(rate)
+            raise EspeakError(f"cannot read the eSpeak NG library {library_path}: {err}") from err
         self.lock = threading.Lock()
         self.chunks: list[np.ndarray] = []
         # Kept on self: ctypes does not own the callback, and a collected one would crash.
         self._callback = _SynthCallback(self._collect)
-        self.lib.espeak_SetSynthCallback(self._callback)
+        self.libc = ctypes.CDLL(None)
+        self.libc.srand.argtypes = [ctypes.c_uint]
+        self.libc.srand.restype = None
+        self.lib = self._load()
 
-    def _declare(self) -> None:
-        lib = self.lib
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
-        lib.espeak_SetSynthCallback.restype = None
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_SetParameter.restype = ctypes.c_int
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-            ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
-        ]
-        lib.espeak_Synth.restype = ctypes.c_int
-        lib.espeak_Synchronize.argtypes = []
-        lib.espeak_Synchronize.restype = ctypes.c_int
+    def _load(self) -> ctypes.CDLL:
+        try:
+            lib = ctypes.CDLL(str(self._path))
+        except OSError as err:
+            raise EspeakError(f"cannot load the eSpeak NG library {self._path}: {err}") from err
+        _declare(lib)
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(), _INITIALIZE_DONT_EXIT)
+        if rate <= 0:
+            raise EspeakError(f"espeak_Initialize failed (returned {rate}) with data dir {self.data_path}")
+        self.sample_rate = int(rate)
+        lib.espeak_SetSynthCallback(self._callback)
+        return lib
+
+    def reset(self) -> None:
+        """Unloads and reloads the library: every internal state back to its start."""
+        self.lib.espeak_Terminate()
+        handle = self.lib._handle
+        del self.lib  # its function pointers dangle once the library is closed
+        _dlclose(handle)
+        self.lib = self._load()
+
+    def seed(self, seed: int) -> None:
+        """Seeds both generators the library draws noise from."""
+        if hasattr(self.lib, "espeak_ng_SetRandSeed"):  # older builds only use libc's
+            self.lib.espeak_ng_SetRandSeed(seed)
+        self.libc.srand(seed & 0xFFFFFFFF)
 
     def _collect(self, wav: ctypes._Pointer, num_samples: int, events: int) -> int:
         # A NULL buffer marks the end of the text; copy now, the buffer is reused.
         if wav and num_samples > 0:
             self.chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
         return 0
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """Argument and result types of the functions used."""
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_Terminate.argtypes = []
+    lib.espeak_Terminate.restype = ctypes.c_int
+    lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
+    lib.espeak_SetSynthCallback.restype = None
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetParameter.restype = ctypes.c_int
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.c_void_p,
+    ]
+    lib.espeak_Synth.restype = ctypes.c_int
+    lib.espeak_Synchronize.argtypes = []
+    lib.espeak_Synchronize.restype = ctypes.c_int
+    if hasattr(lib, "espeak_ng_SetRandSeed"):
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_ng_SetRandSeed.restype = ctypes.c_int
+
+
+def _dlclose(handle: int) -> None:
+    """Closes a shared library handle (``dlclose``, or ``FreeLibrary`` on Windows)."""
+    close = getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary  # type: ignore[attr-defined]
+    close(handle)
 
 
 _library: _Library | None = None
@@ -163,8 +218,7 @@ def _get_library(library_path: Path | None, data_path: Path | None) -> _Library:
             _library = _Library(library_path, data_path)
         elif data_path is not None and Path(data_path) != _library.data_path:
             raise EspeakError(
-                f"eSpeak NG is already initialised with {_library.data_path} in this process; "
-                "one data dir per process"
+                f"eSpeak NG is already initialised with {_library.data_path} in this process; one data dir per process"
             )
         return _library
 
@@ -200,6 +254,7 @@ class Espeak:
         pitch: int = 50,
         pitch_range: int = 50,
         volume: int = 100,
+        seed: int | None = None,
     ) -> tuple[np.ndarray, int]:
         """Speaks ``text``; returns float32 samples in [-1, 1] and the sample rate.
 
@@ -208,6 +263,12 @@ class Espeak:
         eSpeak's 0-100 scales (50 is the voice's default). ``volume`` (0-200, default
         100) scales the signal before it is rounded to 16 bits; loud variants clip at
         100, so a corpus that normalises afterwards asks for less.
+
+        eSpeak NG adds random noise (from its own generator and libc's ``rand()``) and
+        carries state from one text to the next. With a ``seed``, the library is
+        reloaded and both generators seeded first (a few milliseconds), so the samples
+        depend on the arguments alone, not on what the process spoke before. libc's
+        generator is process-wide: reseeding it affects other users of ``rand()``.
         """
         if not MIN_RATE <= rate <= MAX_RATE:
             raise EspeakError(f"rate {rate} is outside {MIN_RATE}-{MAX_RATE} words per minute")
@@ -216,6 +277,9 @@ class Espeak:
                 raise EspeakError(f"{name} {value} is outside 0-{top}")
         lib = self._lib
         with lib.lock:
+            if seed is not None:
+                lib.reset()
+                lib.seed(seed)
             if lib.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
                 raise EspeakError(f"eSpeak NG has no voice {voice!r} in {lib.data_path}")
             for parameter, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range), (_VOLUME, volume)):

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 WORDS_DIR = Path(__file__).parent / "words"
 """Folder of the word lists."""
@@ -180,8 +180,7 @@ class Lexicon:
 
     def words(self) -> frozenset[str]:
         """Every distinct written word: what a sentence drawn from this lexicon may use."""
-        return frozenset(form for part in fields(self) for entry in getattr(self, part.name)
-                         for form in _forms(entry))
+        return frozenset(form for part in fields(self) for entry in getattr(self, part.name) for form in _forms(entry))
 
     def __len__(self) -> int:
         return len(self.words())
@@ -221,9 +220,9 @@ def _forms(entry: object) -> tuple[str, ...]:
     return (entry,) if isinstance(entry, str) else entry.forms  # type: ignore[attr-defined]
 
 
-def _select(lexicon: Lexicon, vocab_size: int) -> dict[str, list[object]]:
+def _select(lexicon: Lexicon, vocab_size: int) -> dict[str, list[Any]]:
     """Merges the parts of speech by share and keeps entries while the words fit."""
-    queue: list[tuple[float, int, str, object]] = []
+    queue: list[tuple[float, int, str, Any]] = []
     for order, (name, share) in enumerate(VOCAB_SHARES.items()):
         used = 0
         for entry in getattr(lexicon, name):
@@ -231,7 +230,7 @@ def _select(lexicon: Lexicon, vocab_size: int) -> dict[str, list[object]]:
             # An entry's turn comes when its part of speech has used its share so far.
             queue.append((used / share, order, name, entry))
     queue.sort(key=lambda item: (item[0], item[1]))
-    kept: dict[str, list[object]] = {name: [] for name in VOCAB_SHARES}
+    kept: dict[str, list[Any]] = {name: [] for name in VOCAB_SHARES}
     words: set[str] = set()
     for _, _, name, entry in queue:
         new = set(_forms(entry)) - words
@@ -249,7 +248,9 @@ def load_lexicon(words_dir: Path = WORDS_DIR) -> Lexicon:
         nouns=_read(words_dir / "nouns.txt", (1, 2), _noun),
         verbs=_read(words_dir / "verbs.txt", (5,), _verb),
         adjectives=_read(words_dir / "adjectives.txt", (1,), lambda cols: cols[0]),
-        adverbs=_read(words_dir / "adverbs.txt", (2,), _tagged({"manner", "time", "place", "frequency", "degree", "predicative"})),
+        adverbs=_read(
+            words_dir / "adverbs.txt", (2,), _tagged({"manner", "time", "place", "frequency", "degree", "predicative"})
+        ),
         determiners=_read(words_dir / "determiners.txt", (2,), _determiner),
         pronouns=_read(words_dir / "pronouns.txt", (3,), _pronoun),
         prepositions=_read(words_dir / "prepositions.txt", (2,), _tagged({"noun", "verb", "both"})),
@@ -298,7 +299,7 @@ def _verb(cols: list[str]) -> Verb:
     objects = {"transitive": (True, False), "intransitive": (False, True), "both": (True, True)}
     if cols[4] not in objects:
         raise ValueError(f"object column must be one of {sorted(objects)}, got {cols[4]!r}")
-    return Verb(*cols[:4], *objects[cols[4]])
+    return Verb(cols[0], cols[1], cols[2], cols[3], *objects[cols[4]])
 
 
 def _determiner(cols: list[str]) -> Determiner:

@@ -124,7 +124,7 @@ class SentenceGenerator:
         self._adjectives = _Pool(lex.adjectives)
         adverbs = _Pool(lex.adverbs)
         self._adverbs = {
-            kind: adverbs.where(lambda a, k=kind: a.tag == k)
+            kind: adverbs.where(_has_tag(kind))
             for kind in ("manner", "time", "place", "frequency", "degree", "predicative")
         }
         self._pronouns = _Pool(lex.pronouns, **_CLOSED)
@@ -312,10 +312,9 @@ class SentenceGenerator:
             return [pronoun.subject if subject else pronoun.object], pronoun.agreement
         noun: Noun = _need(self._nouns, rng)
         plural = noun.plural is not None and self._chance(0.3)
+        word = noun.plural if plural and noun.plural is not None else noun.singular
         if plural and roll > 0.93 and depth == 0:
-            words = self._number_words() + [noun.plural]  # type: ignore[list-item]
-            return words, "other"
-        word = noun.plural if plural else noun.singular
+            return self._number_words() + [word], "other"
         words = self._adjective_words() + [word]
         determiner = self._determiner(noun.mass, plural)
         if determiner is None:
@@ -393,6 +392,10 @@ class SentenceGenerator:
 
     def _chance(self, p: float) -> bool:
         return self._rng.random() < p
+
+
+def _has_tag(tag: str) -> Callable[[Tagged], bool]:
+    return lambda word: word.tag == tag
 
 
 def _render(clauses: list[Phrase], question: bool) -> Sentence:

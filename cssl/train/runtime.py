@@ -26,7 +26,9 @@ def make_accelerator(mixed_precision: str, find_unused: bool = False) -> Acceler
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     kwargs = DistributedDataParallelKwargs(find_unused_parameters=find_unused)
-    return Accelerator(mixed_precision=mixed_precision, kwargs_handlers=[kwargs])
+    # Without CUDA, cpu=True lets processes started by torchrun (accelerate launch --multi_gpu)
+    # form a gloo process group on the CPU instead of each running alone.
+    return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available(), kwargs_handlers=[kwargs])
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchaudio
+
+from cssl.model import ModelConfig, build_model, build_pretrainer
+from cssl.model.config import ContextConfig, FeatureEncoderConfig, MaskConfig, QuantizerConfig
+from cssl.model.losses import contrastive_accuracy, contrastive_logits, contrastive_loss
+from cssl.model.masking import batch_span_mask, generators, sample_distractors
+from cssl.model.quantizer import GumbelQuantizer
+
+CONV = [(32, 10, 5), (32, 3, 2), (32, 3, 2), (32, 3, 2), (32, 3, 2), (32, 2, 2), (32, 2, 2)]
+
+
+def small(norm: str = "group_norm", pre_ln: bool = False, bias: bool = False) -> ModelConfig:
+    return ModelConfig(
+        feature_encoder=FeatureEncoderConfig(conv_layers=list(CONV), norm=norm, bias=bias),
+        context=ContextConfig(embed_dim=64, num_layers=2, num_heads=4, ffn_dim=128, pos_conv_kernel=16,
+                              pos_conv_groups=4, layer_norm_first=pre_ln, layer_drop=0.0),
+        quantizer=QuantizerConfig(groups=2, entries=8, dim=32),
+        mask=MaskConfig(prob=0.3, span=3, min_spans=2),
+        final_dim=32,
+    )
+
+
+def torchaudio_twin(norm: str, pre_ln: bool, bias: bool) -> torch.nn.Module:
+    return torchaudio.models.wav2vec2_model(
+        extractor_mode=norm, extractor_conv_layer_config=list(CONV), extractor_conv_bias=bias,
+        encoder_embed_dim=64, encoder_projection_dropout=0.0, encoder_pos_conv_kernel=16,
+        encoder_pos_conv_groups=4, encoder_num_layers=2, encoder_num_heads=4, encoder_attention_dropout=0.0,
+        encoder_ff_interm_features=128, encoder_ff_interm_dropout=0.0, encoder_dropout=0.0,
+        encoder_layer_norm_first=pre_ln, encoder_layer_drop=0.0, aux_num_out=None,
+    )
+
+
+@pytest.mark.parametrize("norm, pre_ln, bias", [("group_norm", False, False), ("layer_norm", True, True)])
+def test_same_outputs_as_torchaudio_on_same_weights(norm: str, pre_ln: bool, bias: bool) -> None:
+    torch.manual_seed(0)
+    ref = torchaudio_twin(norm, pre_ln, bias).eval()
+    ours = build_model(small(norm, pre_ln, bias)).eval()
+    result = ours.load_state_dict(ref.state_dict(), strict=False)
+    assert result.missing_keys == ["mask_embedding"] and result.unexpected_keys == []
+    x = torch.randn(3, 8000)
+    lengths = torch.tensor([8000, 8000, 8000])
+    with torch.no_grad():
+        a, la = ref(x, lengths)
+        b, lb = ours(x, lengths)
+        assert torch.equal(la, lb)
+        assert torch.allclose(a, b, atol=1e-5)
+        # the towers separately, as torchaudio exposes them
+        fa, _ = ref.feature_extractor(x, None)
+        fb, _ = ours.feature_extractor(x, None)
+        assert torch.allclose(fa, fb, atol=1e-5)
+        assert torch.allclose(ref.encoder(fa), ours.encode(x).context, atol=1e-5)
+
+
+def test_layer_norm_variant_matches_torchaudio_on_padded_batches() -> None:
+    torch.manual_seed(0)
+    ref = torchaudio_twin("layer_norm", True, True).eval()
+    ours = build_model(small("layer_norm", True, True)).eval()
+    ours.load_state_dict(ref.state_dict(), strict=False)
+    x = torch.randn(2, 8000)
+    lengths = torch.tensor([8000, 5000])
+    with torch.no_grad():
+        a, la = ref(x, lengths)
+        b, _ = ours(x, lengths)
+    assert torch.allclose(a[1, : la[1]], b[1, : la[1]], atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [0, 1, 399, 400, 401, 719, 720, 1000, 4321, 16000])
+def test_output_lengths_match_real_conv_outputs(n: int) -> None:
+    model = build_model(small()).eval()
+    fe = model.feature_extractor
+    if n >= fe.receptive_field:
+        with torch.no_grad():
+            feats, lengths = fe(torch.randn(1, n), torch.tensor([n]))
+        assert feats.shape[1] == int(lengths[0]) == int(fe.output_lengths(torch.tensor([n]))[0])
+    expected = n
+    for _, k, s in CONV:
+        expected = max(0, (expected - k) // s + 1)
+    assert int(fe.output_lengths(torch.tensor([n]))[0]) == expected
+    assert fe.stride == 320 and fe.receptive_field == 400
+
+
+@pytest.mark.parametrize("norm, pre_ln", [("group_norm", False), ("layer_norm", True)])
+def test_padded_batch_equals_one_by_one(norm: str, pre_ln: bool) -> None:
+    torch.manual_seed(0)
+    model = build_model(small(norm, pre_ln)).eval()
+    waves = [torch.randn(n) for n in (8000, 5300, 2100)]
+    batch = torch.zeros(3, 8000)
+    for i, w in enumerate(waves):
+        batch[i, : len(w)] = w
+    lengths = torch.tensor([len(w) for w in waves])
+    with torch.no_grad():
+        out, out_len = model(batch, lengths)
+        for i, w in enumerate(waves):
+            single, single_len = model(w[None], torch.tensor([len(w)]))
+            n = int(single_len[0])
+            assert n == int(out_len[i])
+            assert torch.allclose(out[i, :n], single[0, :n], atol=1e-4), (i, (out[i, :n] - single[0, :n]).abs().max())
+
+
+def test_zero_length_input_is_handled() -> None:
+    model = build_model(small()).eval()
+    with torch.no_grad():
+        out, lengths = model(torch.randn(2, 1000), torch.tensor([1000, 0]))
+        assert lengths.tolist() == [2, 0] and torch.isfinite(out).all()
+        out, lengths = model(torch.zeros(1, 0), torch.tensor([0]))
+        assert lengths.tolist() == [0] and torch.isfinite(out).all()
+        out, lengths = model(torch.randn(1, 100))  # shorter than the receptive field, no lengths given
+        assert lengths.tolist() == [0]
+
+
+def test_masks_never_cover_padding_and_respect_min_spans() -> None:
+    lengths = torch.tensor([50, 20, 7, 0])
+    mask = batch_span_mask(lengths, 50, prob=0.3, span=5, min_spans=2, gens=generators([1, 2, 3, 4]))
+    for row, n in zip(mask, lengths.tolist()):
+        assert not row[n:].any()
+    assert mask[1].sum() >= 5 and mask[0].sum() >= 10
+    assert 0 < mask[2].sum() < 7  # short utterance: masked, but not entirely
+    assert mask[3].sum() == 0
+    again = batch_span_mask(lengths, 50, 0.3, 5, 2, generators([1, 2, 3, 4]))
+    assert torch.equal(mask, again)
+
+
+def test_distractors_never_equal_target_and_stay_in_utterance() -> None:
+    mask = torch.zeros(3, 40, dtype=torch.bool)
+    mask[0, 3:13] = True
+    mask[1, :2] = True
+    mask[2, 5:6] = True  # a single masked frame: no same-utterance distractor
+    index, usable = sample_distractors(mask, num=20, cross=4, gens=generators([5, 6, 7]))
+    owner = torch.tensor([0] * 10 + [1] * 2 + [2])
+    for i in range(13):
+        assert (index[i] != i).all()
+        if usable[i]:
+            assert (owner[index[i, :20]] == owner[i]).all()
+    assert usable.tolist() == [True] * 12 + [False]
+
+
+def test_contrastive_loss_at_init_is_near_log_k_plus_1() -> None:
+    torch.manual_seed(0)
+    for k in (10, 50):
+        model = build_pretrainer(small(), num_distractors=k).train()
+        out = model(torch.randn(4, 16000), torch.tensor([16000, 16000, 12000, 9000]), [1, 2, 3, 4], tau=2.0)
+        loss = float(out.contrastive.detach()) / out.count
+        assert abs(loss - math.log(k + 1)) < 0.15 * math.log(k + 1), (k, loss)
+        assert 1 <= float(out.prob_perplexity) <= out.num_vars
+        assert 1 <= float(out.code_perplexity) <= out.num_vars
+
+
+def test_loss_identities_on_known_values() -> None:
+    targets = torch.eye(4)
+    logits = contrastive_logits(targets.clone(), targets, torch.tensor([[1, 2], [0, 2], [0, 1], [0, 1]]), 0.1)
+    assert torch.allclose(logits[:, 0], torch.full((4,), 10.0)) and torch.allclose(logits[:, 1:], torch.zeros(4, 2))
+    loss, count = contrastive_loss(logits)
+    assert count == 4 and math.isclose(float(loss), 4 * (math.log(math.exp(10) + 2) - 10), abs_tol=2e-6)
+    assert int(contrastive_accuracy(logits)[0]) == 4
+    same = contrastive_logits(targets, targets, torch.tensor([[0, 1], [0, 2], [0, 1], [0, 1]]), 0.1)
+    assert same[0, 1] == float("-inf")  # a distractor identical to the target is excluded
+
+
+def test_quantizer_perplexity_bounds_and_straight_through() -> None:
+    torch.manual_seed(0)
+    q = GumbelQuantizer(16, groups=2, entries=8, dim=32).train()
+    x = torch.randn(200, 16, requires_grad=True)
+    out = q(x, tau=1.0)
+    assert out.quantized.shape == (200, 32) and out.codes.shape == (200, 2)
+    assert 1 <= float(out.prob_perplexity) <= 16 and 1 <= float(out.code_perplexity) <= 16
+    out.quantized.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # one entry per codebook: each half of a quantized vector is a codebook row
+    rows = q.codebook.view(2, 8, 16)
+    q.eval()
+    hard = q(x.detach(), tau=1.0)
+    for g in range(2):
+        assert torch.allclose(hard.quantized[:, 16 * g : 16 * (g + 1)], rows[g, hard.codes[:, g]])
+
+
+def test_feature_gradient_scaling() -> None:
+    torch.manual_seed(0)
+    grads = []
+    for scale in (1.0, 0.1):
+        cfg = small()
+        cfg.feature_grad_scale = scale
+        torch.manual_seed(0)
+        model = build_model(cfg).train()
+        model.encode(torch.randn(2, 4000)).context.sum().backward()
+        grads.append(model.feature_extractor.conv_layers[0].conv.weight.grad.clone())
+    assert torch.allclose(grads[1], 0.1 * grads[0], rtol=1e-3, atol=1e-7)
