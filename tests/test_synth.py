@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from cssl.synth.lexicon import MIN_VOCAB_SIZE, load_lexicon
 from cssl.synth.sentences import SentenceGenerator
 from cssl.text.normalize import normalize_text
 
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 NUM_UTTERANCES = 100
 VOCAB_SIZE = 300
 SENTENCE = "the quick brown fox jumps over the lazy dog near the river."
@@ -123,6 +128,14 @@ def test_bad_voices_are_refused(espeak: Espeak) -> None:
         espeak.synth("hello", "en-us", rate=1000)
     assert espeak.usable("en-us+m3")
     assert not espeak.usable("en-us+no-such-variant")  # eSpeak NG would silently ignore it
+
+
+def test_missing_library_is_a_clear_error(tmp_path: Path) -> None:
+    # In a fresh process: this one has already loaded the library.
+    code = "from cssl.synth.espeak import Espeak; Espeak(library_path='/nowhere/libespeak-ng.so')"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV)
+    assert run.returncode != 0
+    assert "EspeakError: cannot read the eSpeak NG library /nowhere/libespeak-ng.so" in run.stderr
 
 
 # Lexicon and sentences

@@ -9,19 +9,24 @@ pipeline can run on without downloading anything::
       unlabeled.jsonl  train.jsonl  dev.jsonl  test.jsonl            (NeMo, with speaker)
       corpus.json                                                    (parameters, counts, speakers)
 
+Labeled manifests carry normalised transcripts (upper case, as :mod:`cssl.text.normalize`
+writes them); the unlabeled manifests carry none.
+
 A speaker is an English language voice (accent) with a voice variant, a base pitch,
 pitch range and speaking rate; every utterance jitters these around its speaker.
 Test speakers use voice variants that no other split hears, so test word error rate
 measures generalisation to unseen voices.
 
 Every utterance's sentence, speaker and parameters are drawn up front from the seed,
-one utterance after another, so the corpus is the same whatever the number of worker
+one utterance after another, and each utterance restarts eSpeak NG with its own seed,
+so the corpus, down to the samples, is the same whatever the number of worker
 processes. ``corpus.json`` is written last and doubles as a cache: asking again for
 the same corpus in the same folder returns at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -45,6 +50,7 @@ from cssl.data.audio import resample
 from cssl.data.manifest import Entry, Manifest, write_manifest
 from cssl.io import atomic_write_lines
 from cssl.synth.espeak import MAX_RATE, MIN_RATE, Espeak, list_variants, list_voices
+from cssl.synth.lexicon import MIN_VOCAB_SIZE
 from cssl.synth.sentences import SentenceGenerator
 from cssl.text.normalize import normalize_text
 
@@ -132,6 +138,8 @@ class CorpusConfig:
             raise ValueError("a test variant is also a seen variant: test speakers would not be unseen")
         if self.num_speakers < 1 or self.num_test_speakers < 1:
             raise ValueError("num_speakers and num_test_speakers must be at least 1")
+        if self.vocab_size is not None and self.vocab_size < MIN_VOCAB_SIZE:
+            raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE}, got {self.vocab_size}")
 
 
 @dataclass(frozen=True)
@@ -266,7 +274,7 @@ def build_corpus(config: CorpusConfig, out_dir: str | Path, workers: int = 2, pr
     out_dir = Path(out_dir)
     cached = load_summary(out_dir, config)
     if cached is not None:
-        return cached
+        return dataclasses.replace(cached, seconds=time.monotonic() - start)
     _clear_previous(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(

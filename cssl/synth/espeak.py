@@ -7,8 +7,10 @@ set rate, pitch and pitch range, and speak. No system package is needed: the sha
 library and its ``espeak-ng-data`` folder both come from the wheel.
 
 The library keeps global state and is not thread-safe, so it is initialised once per
-process and every :class:`Espeak` in a process shares it behind a lock. Worker
-processes each create their own.
+process and every :class:`Espeak` in a process shares it behind a lock; worker
+processes each create their own. That state also carries over from one text to the
+next, so :meth:`Espeak.synth` takes a ``seed`` that restarts the library first: the
+same arguments then give the same samples, in any process, in any order.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class _Library:
     """
 
     def __init__(self, library_path: Path, data_path: Path) -> None:
+        self.library_path = library_path
         self.data_path = data_path
         self._dir = Path(tempfile.mkdtemp(prefix="cssl-espeak-"))
         atexit.register(shutil.rmtree, self._dir, ignore_errors=True)
@@ -137,7 +140,7 @@ class _Library:
         try:
             lib = ctypes.CDLL(str(self._path))
         except OSError as err:
-            raise EspeakError(f"cannot load the eSpeak NG library {self._path}: {err}") from err
+            raise EspeakError(f"cannot load the eSpeak NG library {self.library_path}: {err}") from err
         _declare(lib)
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(), _INITIALIZE_DONT_EXIT)
         if rate <= 0:
@@ -216,9 +219,12 @@ def _get_library(library_path: Path | None, data_path: Path | None) -> _Library:
                 library_path = library_path or default_library
                 data_path = data_path or default_data
             _library = _Library(library_path, data_path)
-        elif data_path is not None and Path(data_path) != _library.data_path:
+        elif (data_path is not None and data_path != _library.data_path) or (
+            library_path is not None and library_path != _library.library_path
+        ):
             raise EspeakError(
-                f"eSpeak NG is already initialised with {_library.data_path} in this process; one data dir per process"
+                f"eSpeak NG is already initialised from {_library.library_path} with {_library.data_path} "
+                "in this process; one library and data dir per process"
             )
         return _library
 

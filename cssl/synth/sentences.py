@@ -112,7 +112,7 @@ class SentenceGenerator:
     ) -> None:
         if not 1 <= min_words <= max_words:
             raise ValueError(f"need 1 <= min_words <= max_words, got {min_words} and {max_words}")
-        self.lexicon = (lexicon or load_lexicon()).limit(vocab_size)
+        self.lexicon = (lexicon if lexicon is not None else load_lexicon()).limit(vocab_size)
         self.min_words = min_words
         self.max_words = max_words
         self._rng = random.Random(seed)
