@@ -1,0 +1,203 @@
+"""Pretraining step: cssl vs HF transformers' Wav2Vec2ForPreTraining, same config, same batch.
+
+    pip install -e '.[bench]'      # transformers, only for this benchmark
+    python benchmarks/pretrain_step.py --size tiny --batch 8 --seconds 4 --steps 5
+    python benchmarks/pretrain_step.py --size base --batch 4 --seconds 4
+
+A full step is timed for both (masking and distractor sampling, forward, loss,
+backward, AdamW step), interleaved in one process on the same waveforms; medians over
+``--steps`` after one warm-up step. Peak memory is measured per model in a child
+process (maximum resident set on CPU, ``max_memory_allocated`` on CUDA). Both run in
+fp32 unless ``--bf16`` is given (autocast for both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cssl.config import load_config  # noqa: E402
+from cssl.model import ModelConfig, build_pretrainer  # noqa: E402
+from pretrain.config import PretrainConfig  # noqa: E402
+
+PRESETS = {"tiny": ROOT / "configs/pretrain/tiny.yaml", "base": ROOT / "configs/pretrain/base.yaml"}
+
+
+def hf_model(cfg: ModelConfig, num_negatives: int, temperature: float, diversity: float):
+    from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
+
+    fe, ctx, q = cfg.feature_encoder, cfg.context, cfg.quantizer
+    config = Wav2Vec2Config(
+        conv_dim=[c for c, _, _ in fe.conv_layers], conv_kernel=[k for _, k, _ in fe.conv_layers],
+        conv_stride=[s for _, _, s in fe.conv_layers], conv_bias=fe.bias, feat_extract_norm=fe.norm.split("_")[0],
+        hidden_size=ctx.embed_dim, num_hidden_layers=ctx.num_layers, num_attention_heads=ctx.num_heads,
+        intermediate_size=ctx.ffn_dim, do_stable_layer_norm=ctx.layer_norm_first,
+        num_conv_pos_embeddings=ctx.pos_conv_kernel, num_conv_pos_embedding_groups=ctx.pos_conv_groups,
+        hidden_dropout=ctx.dropout, attention_dropout=ctx.attention_dropout, activation_dropout=ctx.activation_dropout,
+        feat_proj_dropout=ctx.dropout_input, feat_quantizer_dropout=cfg.dropout_features, layerdrop=ctx.layer_drop,
+        num_codevector_groups=q.groups, num_codevectors_per_group=q.entries, codevector_dim=q.dim,
+        proj_codevector_dim=cfg.final_dim, num_negatives=num_negatives, contrastive_logits_temperature=temperature,
+        diversity_loss_weight=diversity, mask_time_prob=cfg.mask.prob, mask_time_length=cfg.mask.span,
+        mask_time_min_masks=cfg.mask.min_spans,
+    )
+    model = Wav2Vec2ForPreTraining(config)
+    model.config._attn_implementation = "sdpa"
+    return model
+
+
+class HFStep:
+    def __init__(self, cfg: PretrainConfig) -> None:
+        from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
+
+        self.mask_fn, self.neg_fn = _compute_mask_indices, _sample_negative_indices
+        self.model = hf_model(cfg.model, cfg.loss.num_distractors, cfg.loss.logit_temperature,
+                              cfg.loss.diversity_weight).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.cfg = cfg
+
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor, step: int) -> float:
+        m = self.cfg.model.mask
+        frames = int(self.model._get_feat_extract_output_lengths(torch.tensor(waves.shape[1])))
+        mask = self.mask_fn((waves.shape[0], frames), m.prob, m.span, min_masks=m.min_spans)
+        neg = self.neg_fn((waves.shape[0], frames), self.cfg.loss.num_distractors, mask)
+        out = self.model(waves, mask_time_indices=torch.from_numpy(mask).to(waves.device),
+                         sampled_negative_indices=torch.from_numpy(neg).to(waves.device))
+        out.loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return float(out.loss)
+
+
+class OurStep:
+    def __init__(self, cfg: PretrainConfig) -> None:
+        self.model = build_pretrainer(cfg.model, cfg.loss.num_distractors, 0, cfg.loss.logit_temperature).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.cfg = cfg
+
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor, step: int) -> float:
+        out = self.model(waves, lengths, [step * 1000 + i for i in range(len(waves))], tau=2.0)
+        loss = (out.contrastive + self.cfg.loss.diversity_weight * out.diversity
+                + self.cfg.loss.penalty_weight * out.penalty) / max(out.count, 1)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return float(loss)
+
+
+def batch(args: argparse.Namespace, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    samples = int(args.seconds * 16000)
+    waves = torch.randn(args.batch, samples, generator=gen) * 0.1
+    return waves.to(device), torch.full((args.batch,), samples, device=device)
+
+
+def build(kind: str, cfg: PretrainConfig, device: torch.device):
+    torch.manual_seed(0)
+    step = (HFStep if kind == "hf" else OurStep)(cfg)
+    step.model.to(device)
+    step.opt = torch.optim.AdamW(step.model.parameters(), lr=1e-4)
+    return step
+
+
+def autocast(args: argparse.Namespace, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
+
+def time_both(args: argparse.Namespace, cfg: PretrainConfig, device: torch.device) -> dict[str, list[float]]:
+    steps = {"hf": build("hf", cfg, device), "cssl": build("cssl", cfg, device)}
+    waves, lengths = batch(args, device)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for i in range(args.steps + 1):
+        for name, step in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            with autocast(args, device):
+                step(waves, lengths, i)
+            _sync(device)
+            if i > 0:  # the first step warms up allocators and kernels
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def peak_memory(kind: str, args: argparse.Namespace, cfg_dict: dict, queue) -> None:
+    from cssl.config import from_dict
+
+    cfg = from_dict(PretrainConfig, cfg_dict)
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    step = build(kind, cfg, device)
+    waves, lengths = batch(args, device)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(2):
+        with autocast(args, device):
+            step(waves, lengths, i)
+    if device.type == "cuda":
+        queue.put(torch.cuda.max_memory_allocated() / 2**20)
+    else:
+        queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action="store_true", help="autocast both models to bf16")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = load_config(PretrainConfig, PRESETS[args.size])
+    times = time_both(args, cfg, device)
+    memory = {}
+    if not args.no_memory:
+        ctx = mp.get_context("spawn")
+        from cssl.config import to_dict
+
+        for kind in ("hf", "cssl"):
+            queue = ctx.Queue()
+            proc = ctx.Process(target=peak_memory, args=(kind, args, to_dict(cfg), queue))
+            proc.start()
+            memory[kind] = queue.get()
+            proc.join()
+    audio = args.batch * args.seconds
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"# Pretraining step, {args.size}: {args.batch} x {args.seconds:g} s, {device}, "
+          f"{args.threads} threads, {'bf16' if args.bf16 else 'fp32'}; {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}\n")
+    print("| implementation | step (s, median) | audio s / s | peak memory (MiB) |")
+    print("|---|---:|---:|---:|")
+    for name, label in (("hf", "HF Wav2Vec2ForPreTraining"), ("cssl", "cssl")):
+        mem = f"{memory[name]:,.0f}" if name in memory else "-"
+        print(f"| {label} | {med[name]:.3f} | {audio / med[name]:.1f} | {mem} |")
+    print(f"\nspeed-up (HF step / cssl step): {med['hf'] / med['cssl']:.2f}x")
+    if memory:
+        print(f"memory ratio (cssl / HF): {memory['cssl'] / memory['hf']:.2f}")
+    print(json.dumps({"size": args.size, "step_s": med, "memory_mib": memory}))
+    return 0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
