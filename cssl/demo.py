@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--hours", type=float, default=1.0, help="demo corpus size")
-    parser.add_argument("--pretrain-minutes", type=float, default=8.0, help="wall-time budget of pretraining")
+    parser.add_argument("--pretrain-minutes", type=float, default=6.0, help="wall-time budget of pretraining")
     parser.add_argument("--pretrain-steps", type=int, default=2000, help="update budget of pretraining")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
