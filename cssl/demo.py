@@ -12,7 +12,8 @@ Phases, each with its own progress display:
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN_PRESET = ROOT / "configs" / "pretrain" / "tiny.yaml"
 
 
-def synthesize(out: Path, hours: float, seed: int) -> dict:
+def synthesize(out: Path, hours: float, seed: int):
     from cssl.synth.corpus import synthesize_corpus
 
     summary = synthesize_corpus(out, hours=hours, seed=seed, vocab_size=300)
-    print(summary)
-    return json.loads((out / "corpus.json").read_text())
+    print(summary.table())
+    return summary
 
 
 def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
@@ -42,8 +43,9 @@ def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
         f"out_dir={out}",
         f"max_minutes={minutes}",
         f"optim.max_steps={steps}",
-        "resume=auto",
     ]
+    if out.exists():  # a new demo run pretrains afresh; only the corpus is cached
+        shutil.rmtree(out)
     return main(load_config(PretrainConfig, PRETRAIN_PRESET, overrides))
 
 
@@ -60,8 +62,6 @@ def plot_pretraining(run: Path, png: Path) -> None:
     ax1.plot([r["step"] for r in train], [r["contrastive"] for r in train], label="train")
     ax1.plot([r["step"] for r in valid], [r["contrastive"] for r in valid], "o-", label="dev")
     if train:
-        import math
-
         ax1.axhline(math.log(1 / train[0]["chance"]), color="grey", ls="--", label="chance: log(K+1)")
     ax1.set(xlabel="update", ylabel="contrastive loss (nats)", title="Contrastive loss")
     ax1.legend()
@@ -76,21 +76,17 @@ def plot_pretraining(run: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, corpus_info: dict, run: Path, seconds: float) -> Path:
+def write_report(out: Path, corpus, run: Path, seconds: float) -> Path:
     history = read_history(run / "metrics.jsonl")
     train = [r for r in history if r["split"] == "train"]
     valid = [r for r in history if r["split"] == "valid"]
     lines = ["# cssl demo report", "", f"Wall time: {seconds / 60:.1f} min.", "", "## Corpus", ""]
-    lines.append("| split | utterances | hours | speakers |")
-    lines.append("|---|---:|---:|---:|")
-    for split, info in corpus_info.get("splits", {}).items():
-        lines.append(f"| {split} | {info.get('utterances', '')} | {info.get('hours', 0):.2f} | "
-                     f"{info.get('speakers', '')} |")
-    lines += ["", "## Pretraining (tiny)", ""]
+    lines += corpus.table().splitlines()[2:]
+    lines += ["", "Test speakers use voice variants heard in no other split.", "", "## Pretraining (tiny)", ""]
     if train:
         last = train[-1]
         lines.append(f"Updates: {last['step']}; final train contrastive loss {last['contrastive']:.3f} "
-                     f"(chance {__import__('math').log(1 / last['chance']):.3f}), accuracy {last['accuracy']:.1%} "
+                     f"(chance {math.log(1 / last['chance']):.3f}), accuracy {last['accuracy']:.1%} "
                      f"(chance {last['chance']:.1%}).")
     if valid:
         lines.append(f"Dev: contrastive loss {valid[-1]['contrastive']:.3f}, accuracy {valid[-1]['accuracy']:.1%}.")

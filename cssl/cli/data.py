@@ -71,7 +71,7 @@ def run_synth(args: argparse.Namespace) -> int:
         args.out, hours=args.hours, num_utterances=args.utterances, seed=args.seed,
         workers=args.workers, vocab_size=args.vocab_size,
     )
-    print(summary)
+    print(summary.table())
     return 0
 
 

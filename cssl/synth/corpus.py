@@ -242,6 +242,13 @@ class CorpusSummary:
         """Audio in all splits, in hours."""
         return sum(s.hours for s in self.splits.values())
 
+    def table(self) -> str:
+        """A short markdown table: utterances, hours and speakers per split."""
+        rows = ["| split | utterances | hours | speakers |", "|---|---:|---:|---:|"]
+        rows += [f"| {name} | {s.utterances} | {s.hours:.2f} | {len(s.speakers)} |" for name, s in self.splits.items()]
+        made = f"synthesized {self.synthesized} utterances" if self.synthesized else "reused the cached corpus"
+        return "\n".join([f"{self.out_dir}: {made} in {self.seconds:.1f} s", "", *rows])
+
     def manifest(self, split: str, suffix: str = ".tsv") -> Path:
         """Path of a split's manifest: ``.tsv`` (fairseq) or ``.jsonl`` (NeMo)."""
         if split not in SPLITS:
