@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {rate:,.0f} | {rate / base:.2f}x |")
     print("\n## Padding fraction (median over 5 epochs)\n")
     for label, bound, crop in (("tiny pretraining (crop 2 s, 256k samples)", 256_000, 32_000),
-                               ("whole utterances, 1.4M samples", 1_400_000, None)):
+                               ("whole utterances, 320k samples (tiny fine-tuning)", 320_000, None),
+                               ("whole utterances, 1.4M samples (BASE)", 1_400_000, None)):
         print(f"### {label}\n")
         print("| split | bucketed | random batches | ratio |")
         print("|---|---:|---:|---:|")
