@@ -94,7 +94,11 @@ class FeatureEncoder(nn.Module):
             if lengths is None:
                 lengths = torch.full((waves.shape[0],), waves.shape[1], dtype=torch.long, device=waves.device)
             waves = F.pad(waves, (0, field - waves.shape[1]))  # convs need one full window
-        frame_lengths = None if lengths is None else self.output_lengths(lengths)
+        if lengths is not None and bool((lengths >= waves.shape[1]).all()):
+            # nothing is padded: the plain (faster) kernels give the same result
+            frame_lengths, lengths = self.output_lengths(lengths), None
+        else:
+            frame_lengths = None if lengths is None else self.output_lengths(lengths)
         x = waves.unsqueeze(1)  # (B, 1, S)
         for i, block in enumerate(self.conv_layers):
             if lengths is not None and isinstance(block.layer_norm, MaskedGroupNorm):
