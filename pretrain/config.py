@@ -65,7 +65,7 @@ class PretrainConfig:
     seed: int = 1
     """Seeds initialisation, data order, masks and distractors."""
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    """Autocast precision; auto picks bf16 on GPUs that support it, fp32 elsewhere."""
+    """Autocast precision; auto: bf16 on GPUs and CPUs with native bf16 (AVX512-BF16, AMX), else fp32."""
     log_every: int = 10
     """Updates between progress lines."""
     valid_every: int = 500

@@ -20,7 +20,7 @@ from tests.signals import tone_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "pretrain" / "tiny.yaml"
-FAST = ["data.num_workers=0", "log_every=1", "data.max_batch_samples=64000", "data.crop_samples=16000",
+FAST = ["mixed_precision=no", "data.num_workers=0", "log_every=1", "data.max_batch_samples=64000", "data.crop_samples=16000",
         "optim.schedule.warmup_steps=2"]
 
 
@@ -70,7 +70,7 @@ def test_two_processes_match_one_with_the_same_global_batch(corpus: Path, tmp_pa
     common = [f"data.manifest={corpus}", "data.num_workers=0", "data.max_batch_size=2", "data.bucket=false",
               "data.crop_samples=16000", "data.min_samples=16000", "optim.max_steps=3", "save_every=3",
               "model.context.dropout=0.0", "model.context.attention_dropout=0.0", "model.context.dropout_input=0.0",
-              "model.dropout_features=0.0", "threads=1", "log_every=1"]
+              "model.dropout_features=0.0", "threads=1", "log_every=1", "mixed_precision=no"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "pretrain", str(TINY), *common, "optim.accumulation=2", f"out_dir={one}"],
