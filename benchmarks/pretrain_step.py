@@ -7,8 +7,9 @@
 A full step is timed for both (masking and distractor sampling, forward, loss,
 backward, AdamW step), interleaved in one process on the same waveforms; medians over
 ``--steps`` after one warm-up step. Peak memory is measured per model in a child
-process (maximum resident set on CPU, ``max_memory_allocated`` on CUDA). Both run in
-fp32 unless ``--bf16`` is given (autocast for both).
+process: on CPU the peak resident set above the level after building the model
+(sampled every millisecond), on CUDA ``max_memory_allocated``. Both run in fp32
+unless ``--bf16`` is given (autocast for both).
 """
 
 from __future__ import annotations
@@ -139,16 +140,41 @@ def peak_memory(kind: str, args: argparse.Namespace, cfg_dict: dict, queue) -> N
     torch.set_num_threads(args.threads)
     step = build(kind, cfg, device)
     waves, lengths = batch(args, device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    sampler = RssSampler()
     for i in range(2):
         with autocast(args, device):
             step(waves, lengths, i)
-    if device.type == "cuda":
-        queue.put(torch.cuda.max_memory_allocated() / 2**20)
-    else:
-        queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    peak = sampler.stop()
+    queue.put(torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak)
+
+
+class RssSampler:
+    """Peak resident memory above the level at creation, sampled every millisecond (MiB)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.base = self.peak = _rss_mib()
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, _rss_mib())
+            time.sleep(0.001)
+
+    def stop(self) -> float:
+        self.running = False
+        self.thread.join()
+        return max(self.peak, _rss_mib()) - self.base
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         mem = f"{memory[name]:,.0f}" if name in memory else "-"
         print(f"| {label} | {med[name]:.3f} | {audio / med[name]:.1f} | {mem} |")
     print(f"\nspeed-up (HF step / cssl step): {med['hf'] / med['cssl']:.2f}x")
-    if memory:
+    if memory and memory["hf"] > 0:
         print(f"memory ratio (cssl / HF): {memory['cssl'] / memory['hf']:.2f}")
     print(json.dumps({"size": args.size, "step_s": med, "memory_mib": memory}))
     return 0

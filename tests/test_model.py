@@ -190,3 +190,27 @@ def test_feature_gradient_scaling() -> None:
         model.encode(torch.randn(2, 4000)).context.sum().backward()
         grads.append(model.feature_extractor.conv_layers[0].conv.weight.grad.clone())
     assert torch.allclose(grads[1], 0.1 * grads[0], rtol=1e-3, atol=1e-7)
+
+
+def test_health_skips_non_finite_losses_then_stops() -> None:
+    from cssl.train.health import Health, NonFiniteLoss
+
+    health = Health(max_nonfinite=3)
+    assert health.check_loss(1.0, 0)
+    assert not health.check_loss(float("nan"), 1) and not health.check_loss(float("inf"), 2)
+    assert health.check_loss(2.0, 3) and health.nonfinite_streak == 0 and health.nonfinite_total == 2
+    health.check_loss(float("nan"), 4)
+    health.check_loss(float("nan"), 5)
+    with pytest.raises(NonFiniteLoss, match="3 updates in a row"):
+        health.check_loss(float("nan"), 6)
+
+
+def test_health_warns_once_on_collapse_and_chance() -> None:
+    from cssl.train.health import Health
+
+    health = Health()
+    assert health.check_pretraining(5, 10, math.log(11), 10, 3.0, 64, 2) == []  # still warming up
+    warnings = health.check_pretraining(20, 10, math.log(11), 10, 3.0, 64, 2)
+    assert any("collapse" in w for w in warnings) and any("chance" in w for w in warnings)
+    assert health.check_pretraining(30, 10, math.log(11), 10, 3.0, 64, 2) == []  # once each
+    assert any("near 0" in w for w in Health().check_pretraining(30, 10, 1e-5, 10, 40.0, 64, 2))
