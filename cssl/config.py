@@ -124,6 +124,8 @@ def coerce(value: Any, hint: Any, name: str, source: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{source}: '{name}' = {value!r} matches none of {hint}")
     if origin is typing.Literal:
+        if isinstance(value, bool) and ("yes" if value else "no") in args:
+            value = "yes" if value else "no"  # YAML 1.1 reads a bare no/yes as a boolean
         if value not in args:
             raise ConfigError(f"{source}: '{name}' must be one of {list(args)}, got {value!r}")
         return value

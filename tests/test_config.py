@@ -17,7 +17,7 @@ class Inner:
     """Learning rate."""
     sizes: tuple[int, ...] = (1, 2)
     """Some sizes."""
-    mode: Literal["a", "b"] = "a"
+    mode: Literal["a", "b", "no"] = "a"
     """A choice."""
 
 
@@ -115,3 +115,7 @@ def test_section_from_yaml_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("inner: presets/absent.yaml\n")
     with pytest.raises(ConfigError, match="absent.yaml: config file not found"):
         load_config(Outer, tmp_path / "bad.yaml")
+
+
+def test_bare_no_reaches_a_literal_as_text() -> None:
+    assert load_config(Outer, None, ["inner.mode=no"]).inner.mode == "no"

@@ -97,8 +97,11 @@ def test_learns_tone_sequences_well_above_chance(tmp_path: Path) -> None:
     out = tmp_path / "run"
     main(load_config(PretrainConfig, TINY, [f"data.manifest={folder / 'train.tsv'}", "data.num_workers=0",
                                             "optim.max_steps=220", "optim.schedule.kind=constant",
-                                            "log_every=20", "save_every=1000", f"out_dir={out}"]))
+                                            "mixed_precision=no", "log_every=20", "save_every=1000",
+                                            f"out_dir={out}"]))
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    first, last = rows[0], rows[-1]
-    assert last["contrastive"] < first["contrastive"] - 0.3
-    assert last["accuracy"] > 3 * last["chance"], last
+    late = rows[-3:]  # the last 60 updates: single batches are noisy
+    loss = sum(r["contrastive"] for r in late) / len(late)
+    accuracy = sum(r["accuracy"] for r in late) / len(late)
+    assert loss < rows[0]["contrastive"] - 0.3, rows
+    assert accuracy > 3 * rows[0]["chance"], rows

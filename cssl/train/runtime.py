@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs
 
 from cssl.train.schedule import ScheduleConfig, lr_scale
@@ -46,6 +47,9 @@ def cpu_has_bf16() -> bool:
 def make_accelerator(mixed_precision: str, find_unused: bool = False) -> Accelerator:
     """An Accelerator with ``auto`` precision resolved by :func:`resolve_precision`."""
     mixed_precision = resolve_precision(mixed_precision)
+    # accelerate keeps one precision per process; a second run in the same process (the
+    # demo, notebooks, tests) may want another. The process group itself is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     kwargs = DistributedDataParallelKwargs(find_unused_parameters=find_unused)
     # Without CUDA, cpu=True lets processes started by torchrun (accelerate launch --multi_gpu)
     # form a gloo process group on the CPU instead of each running alone.
