@@ -213,4 +213,7 @@ def test_health_warns_once_on_collapse_and_chance() -> None:
     warnings = health.check_pretraining(20, 10, math.log(11), 10, 3.0, 64, 2)
     assert any("collapse" in w for w in warnings) and any("chance" in w for w in warnings)
     assert health.check_pretraining(30, 10, math.log(11), 10, 3.0, 64, 2) == []  # once each
+    leaving = Health()
+    for step, loss in [(10, 2.40), (14, 2.2), (18, 2.0), (22, 2.39)]:  # one noisy batch back at chance
+        assert not any("chance" in w for w in leaving.check_pretraining(step, 10, loss, 10, 40.0, 64, 2))
     assert any("near 0" in w for w in Health().check_pretraining(30, 10, 1e-5, 10, 40.0, 64, 2))

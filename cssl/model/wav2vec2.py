@@ -73,8 +73,9 @@ class Wav2Vec2Model(nn.Module):
         self.feature_grad_scale = feature_grad_scale
 
     def encode(self, waves: Tensor, lengths: Tensor | None = None, time_mask: Tensor | None = None,
-               num_layers: int | None = None) -> EncoderOutput:
-        """Runs both towers; frames where ``time_mask`` (B, T) is True get the mask embedding."""
+               num_layers: int | None = None, channel_mask: Tensor | None = None) -> EncoderOutput:
+        """Runs both towers; frames where ``time_mask`` (B, T) is True get the mask embedding,
+        channels where ``channel_mask`` (B, D) is True are zeroed (SpecAugment-style fine-tuning)."""
         features, frame_lengths = self.feature_extractor(waves, lengths)  # (B, T, C)
         if self.training and self.feature_grad_scale != 1.0:
             features = _GradMultiply.apply(features, self.feature_grad_scale)
@@ -84,12 +85,20 @@ class Wav2Vec2Model(nn.Module):
         normed, x = self.encoder.feature_projection(features)  # (B, T, C), (B, T, D)
         if time_mask is not None:
             x = torch.where(time_mask.unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
+        if channel_mask is not None:
+            x = x.masked_fill(channel_mask.unsqueeze(1), 0.0)  # (B, 1, D) over all frames
         layers = self.encoder(x, padding, num_layers)
         return EncoderOutput(features, normed, layers, frame_lengths, padding)
 
-    def forward(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """torchaudio's contract: (context output or CTC logits (B, T, D|V), valid frames)."""
-        out = self.encode(waves, lengths)
+    def forward(self, waves: Tensor, lengths: Tensor | None = None, time_mask: Tensor | None = None,
+                channel_mask: Tensor | None = None, encoder_grad: bool = True) -> tuple[Tensor, Tensor | None]:
+        """torchaudio's contract: (context output or CTC logits (B, T, D|V), valid frames).
+
+        Fine-tuning passes masks, and ``encoder_grad=False`` while only the head trains
+        (the towers then run without building a graph).
+        """
+        with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
+            out = self.encode(waves, lengths, time_mask, channel_mask=channel_mask)
         x = out.context
         return (self.aux(x) if self.aux is not None else x), out.lengths
 

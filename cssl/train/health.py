@@ -5,7 +5,8 @@
 * Codebook collapse: the quantizer uses fewer than two entries per codebook.
 * A contrastive loss stuck at log(K+1) (chance: the context cannot tell targets from
   distractors) or at 0 (the task leaks: targets are trivially identifiable).
-Each warning is given once, the first time its condition holds after warmup.
+Each warning is given once, the first time its condition holds after warmup (for the
+chance check, after twice the warmup, on a moving average of the logged loss).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Health:
     """Current run of consecutive non-finite updates."""
     warned: set[str] = field(default_factory=set)
     """Warnings already given."""
+    loss_ema: float | None = None
+    """Moving average of the logged contrastive loss (single batches are noisy)."""
 
     def check_loss(self, loss: float, step: int) -> bool:
         """True when the update may go ahead; False (and counted) when the loss is not finite."""
@@ -49,6 +52,7 @@ class Health:
     def check_pretraining(self, step: int, warmup: int, loss: float, num_distractors: int,
                           code_perplexity: float, num_vars: int, groups: int) -> list[str]:
         """Warnings (each once) about codebook collapse and a loss stuck at chance or at zero."""
+        self.loss_ema = loss if self.loss_ema is None else 0.8 * self.loss_ema + 0.2 * loss
         if step < warmup:
             return []
         out = []
@@ -57,9 +61,11 @@ class Health:
             out.append(f"warning: codebook collapse at step {step}: code perplexity {code_perplexity:.1f} of "
                        f"{num_vars} entries; raise the diversity weight or the Gumbel temperature")
         chance = math.log(num_distractors + 1)
-        if abs(loss - chance) < 0.02 * chance and "chance" not in self.warned:
+        stuck = step >= 2 * warmup and abs(self.loss_ema - chance) < 0.01 * chance
+        if stuck and "chance" not in self.warned:
             self.warned.add("chance")
-            out.append(f"warning: contrastive loss {loss:.3f} sits at chance log(K+1)={chance:.3f} at step {step}; "
+            out.append(f"warning: contrastive loss {self.loss_ema:.3f} sits at chance log(K+1)={chance:.3f} "
+                       f"at step {step}; "
                        "try fewer distractors, a smaller codebook, a higher learning rate or longer warmup")
         if loss < 1e-3 and "zero" not in self.warned:
             self.warned.add("zero")

@@ -1,0 +1,90 @@
+"""Configuration of the fine-tuning stage (defaults: wav2vec 2.0 BASE, 10 h labeled setup)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cssl.data.dataset import DataConfig
+from cssl.model.config import ModelConfig
+from pretrain.config import OptimConfig
+
+
+@dataclass
+class FreezeConfig:
+    """What stays fixed while the CTC head learns."""
+
+    feature_encoder: bool = True
+    """Keep the local tower frozen for the whole run."""
+    context_layers: int = 0
+    """Also freeze the feature projection, position conv and this many lowest Transformer layers."""
+    encoder_steps: int = 0
+    """Train only the CTC head for this many first updates, then unfreeze the context tower."""
+
+
+@dataclass
+class SpecAugmentConfig:
+    """Masking of the context tower's input during fine-tuning (uses the model's mask embedding)."""
+
+    time_prob: float = 0.05
+    """Share of frames starting a masked time span."""
+    time_span: int = 10
+    """Frames per time span."""
+    channel_prob: float = 0.0
+    """Share of channels starting a zeroed channel span."""
+    channel_span: int = 64
+    """Channels per channel span."""
+
+
+@dataclass
+class EarlyStopConfig:
+    """Validation-based stopping."""
+
+    patience: int = 5
+    """Validations without a better dev WER before training stops."""
+    min_delta: float = 0.0
+    """Improvement of dev WER needed to count as better."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a fine-tuning run needs; saved in each checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Towers (replaced by the pretraining checkpoint's when ``init`` is one)."""
+    init: str | None = None
+    """Pretraining checkpoint of ours, a torchaudio Wav2Vec2Model state dict (.pt), or None (from scratch)."""
+    vocab: str | None = None
+    """Vocabulary JSON; None builds it from the training transcripts."""
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop_samples=None, min_samples=4000))
+    """Labeled training and dev manifests."""
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    """Freezing schedule."""
+    specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    """Input masking."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer and schedule (tri_stage is the wav2vec 2.0 fine-tuning schedule)."""
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    """Stopping on dev WER."""
+    out_dir: str = "runs/finetune"
+    """Checkpoints (last.pt, best.pt), metrics and logs."""
+    seed: int = 1
+    """Seeds initialisation, data order and masks."""
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """Autocast precision; CTC is computed in fp32 either way."""
+    log_every: int = 10
+    """Updates between progress lines."""
+    valid_every: int = 100
+    """Updates between dev evaluations (greedy WER/CER)."""
+    save_every: int = 500
+    """Updates between step checkpoints."""
+    keep_checkpoints: int = 2
+    """Step checkpoints kept on disk."""
+    resume: str | None = None
+    """Checkpoint to continue from, or 'auto' for the newest in out_dir."""
+    max_nonfinite: int = 10
+    """Consecutive non-finite losses tolerated before the run stops."""
+    max_minutes: float | None = None
+    """Stop (with a checkpoint) after this much wall time."""
+    threads: int | None = None
+    """CPU threads for torch (None: torch's default)."""
