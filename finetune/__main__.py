@@ -1,0 +1,37 @@
+"""CTC fine-tuning (stage 2) on labeled audio.
+
+From a pretraining checkpoint of ours, a torchaudio ``Wav2Vec2Model`` state dict, or from
+scratch (``init=null``: the supervised-only baseline, same code path)::
+
+    python -m finetune configs/finetune/tiny.yaml init=runs/pretrain-tiny/last.pt \\
+        data.manifest=corpus/train.tsv data.valid_manifest=corpus/dev.tsv
+
+Several GPUs (without GPUs: N CPU processes over gloo)::
+
+    accelerate launch --multi_gpu --num_processes 4 -m finetune configs/finetune/base.yaml ...
+
+``--print-config`` shows every key with its value and meaning.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cssl.cli.stage import run_stage
+from finetune.config import FinetuneConfig
+
+
+def check(cfg: FinetuneConfig) -> str | None:
+    if not cfg.data.manifest:
+        return "data.manifest is not set; give data.manifest=PATH (a labeled manifest)"
+    return None
+
+
+def run(cfg: FinetuneConfig) -> None:
+    from finetune.train import main
+
+    main(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage("python -m finetune", __doc__, FinetuneConfig, check, run))

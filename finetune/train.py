@@ -1,0 +1,235 @@
+"""The fine-tuning loop: CTC head on the towers, freezing schedule, dev WER, early stopping.
+
+Each update sums the CTC losses of its batches (utterances whose transcript needs more
+frames than their audio has are left out and counted), normalises gradients by the
+number of utterances of the whole update across processes, clips and steps. The dev
+set is decoded greedily every ``valid_every`` updates; ``best.pt`` keeps the best dev
+WER and training stops after ``early_stop.patience`` validations without improvement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import torch
+from accelerate.utils import gather_object
+
+from cssl.config import from_dict, to_dict
+from cssl.data.dataset import build_loader
+from cssl.data.manifest import read_manifest
+from cssl.metrics import error_rates
+from cssl.model import ModelConfig, Wav2Vec2Model, build_model
+from cssl.model.ctc import ctc_loss, greedy_decode
+from cssl.model.freezing import apply_freezing, set_frozen_eval
+from cssl.model.masking import batch_span_mask, generators
+from cssl.seeding import mix_seed
+from cssl.text.vocab import Vocabulary
+from cssl.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, rng_state, save_checkpoint, set_rng_state
+from cssl.train.health import Health
+from cssl.train.progress import Progress
+from cssl.train.runtime import build_optimizer, finish_update, global_sum, make_accelerator, seed_everything, set_lr, set_threads
+from cssl.train.stream import BatchStream
+from finetune.config import FinetuneConfig
+
+SUMS = ("loss", "count", "infeasible", "audio_s")
+
+
+def main(cfg: FinetuneConfig) -> Path:
+    """Fine-tunes; returns the path of the best checkpoint (by dev WER) or the last one."""
+    set_threads(cfg.threads)
+    accel = make_accelerator(cfg.mixed_precision, find_unused=cfg.freeze.encoder_steps > 0)
+    seed_everything(cfg.seed)
+    out_dir = Path(cfg.out_dir)
+    train_manifest = read_manifest(cfg.data.manifest)
+    vocab = Vocabulary.load(cfg.vocab) if cfg.vocab else Vocabulary.build(e.text or "" for e in train_manifest)
+    model, cfg.model, source = initial_model(cfg, vocab)
+    frozen = apply_freezing(model, cfg.freeze.feature_encoder, cfg.freeze.context_layers, whole_encoder=False)
+    o = cfg.optim
+    optimizer = build_optimizer(model.parameters(), o.lr, o.betas, o.eps, o.weight_decay)
+    loader = build_loader(cfg.data, train_manifest, vocab, train=True, seed=cfg.seed,
+                          num_replicas=accel.num_processes, rank=accel.process_index)
+    valid = build_loader(cfg.data, cfg.data.valid_manifest, vocab, train=False, seed=cfg.seed,
+                         num_replicas=accel.num_processes, rank=accel.process_index) if cfg.data.valid_manifest else None
+    stream, health, state = BatchStream(loader), Health(cfg.max_nonfinite), {"step": 0, "best_wer": math.inf, "bad": 0}
+    resume = latest_checkpoint(out_dir) if cfg.resume == "auto" else cfg.resume
+    if resume:
+        state = _restore(load_checkpoint(resume), model, optimizer, stream, health, accel.process_index)
+    model, optimizer = accel.prepare(model, optimizer)
+    progress = Progress(out_dir, o.max_steps, accel.is_main_process, start_step=state["step"])
+    progress.message(f"fine-tuning from {source} on {accel.device} x{accel.num_processes} ({accel.mixed_precision}); "
+                     f"{len(loader.dataset)} utterances; vocabulary of {len(vocab)}; frozen: {', '.join(frozen) or 'none'}"
+                     + (f"; head only for the first {cfg.freeze.encoder_steps} updates" if cfg.freeze.encoder_steps else ""))
+    started, stop = time.monotonic(), False
+    while state["step"] < o.max_steps and not stop:
+        step = state["step"]
+        if step == cfg.freeze.encoder_steps and step > 0:
+            progress.message(f"step {step}: unfreezing the context tower (head-only warm-up over)")
+        lr = set_lr(optimizer, o.lr, step, o.max_steps, o.schedule)
+        sums = _update(cfg, accel, model, stream, frozen, step)
+        totals = dict(zip(SUMS, global_sum(accel, [sums[k] for k in SUMS])))
+        count = max(totals["count"], 1.0)
+        if health.check_loss(totals["loss"], step):
+            grad_norm = finish_update(accel, model, optimizer, totals["count"], o.grad_clip)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            grad_norm = math.nan
+        state["step"] = step = step + 1
+        progress.add_audio(totals["audio_s"])
+        if step % cfg.log_every == 0 or step == o.max_steps:
+            progress.log(step, {"ctc": totals["loss"] / count, "too_long": totals["infeasible"], "lr": lr,
+                                "grad_norm": grad_norm})
+        if valid is not None and (step % cfg.valid_every == 0 or step == o.max_steps):
+            metrics = evaluate(accel, model, valid, vocab)
+            progress.log(step, metrics, split="valid")
+            stop = _early_stop(cfg, state, metrics["wer"], progress)
+            if state["bad"] == 0:
+                _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / "best.pt")
+        out_of_time = cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
+        if step % cfg.save_every == 0 or step == o.max_steps or out_of_time or stop:
+            _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / f"checkpoint_{step}.pt")
+        stop = stop or out_of_time
+    if accel.is_main_process and len(stream.rejects):
+        stream.rejects.write(out_dir / "rejects.tsv")
+    progress.message(f"done at step {state['step']}; best dev WER {state['best_wer']:.4f}; data: {stream.rejects.summary()}")
+    progress.close()
+    best = out_dir / "best.pt"
+    return best if best.is_file() else out_dir / "last.pt"
+
+
+def initial_model(cfg: FinetuneConfig, vocab: Vocabulary) -> tuple[Wav2Vec2Model, ModelConfig, str]:
+    """Towers from a pretraining checkpoint, a torchaudio state dict, or random init; a fresh CTC head."""
+    model_cfg = cfg.model
+    state = None
+    source = "scratch"
+    if cfg.init:
+        ckpt = load_checkpoint(cfg.init)
+        if ckpt.get("kind") == "pretrain":
+            model_cfg = from_dict(ModelConfig, ckpt["config"]["model"], source=f"{cfg.init} (model config)")
+            state = {k[len("model."):]: v for k, v in ckpt["model"].items() if k.startswith("model.")}
+            source = f"pretraining checkpoint {cfg.init} (step {ckpt['step']})"
+        elif "model" in ckpt and isinstance(ckpt["model"], dict):
+            state = ckpt["model"]
+            source = f"checkpoint {cfg.init}"
+        else:  # a plain state dict, e.g. torchaudio's Wav2Vec2Model.state_dict()
+            state = ckpt
+            source = f"state dict {cfg.init}"
+    model = build_model(model_cfg, vocab_size=len(vocab))
+    if state is not None:
+        state = {k: v for k, v in state.items() if not k.startswith("aux.")}  # the head is new: our vocabulary
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("aux.") and k != "mask_embedding"]
+        if missing or unexpected:
+            raise ValueError(f"{cfg.init}: does not match the model config: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}; set model.* to the checkpoint's architecture")
+    return model, model_cfg, source
+
+
+def _update(cfg: FinetuneConfig, accel, model, stream: BatchStream, frozen: list[str], step: int) -> dict[str, float]:
+    sums = dict.fromkeys(SUMS, 0.0)
+    n = cfg.optim.accumulation
+    model.train()
+    set_frozen_eval(accel.unwrap_model(model), frozen)
+    encoder_grad = step >= cfg.freeze.encoder_steps
+    for i in range(n):
+        batch = next(stream).to(accel.device)
+        time_mask, channel_mask = _specaugment(cfg, accel.unwrap_model(model), batch, step)
+        sync = contextlib.nullcontext() if i == n - 1 else accel.no_sync(model)
+        with sync, accel.autocast():
+            logits, frames = model(batch.waves, batch.lengths, time_mask, channel_mask, encoder_grad)
+            out = ctc_loss(logits, frames, batch.targets, batch.target_lengths)
+        accel.backward(out.loss)
+        sums["loss"] += float(out.loss.detach())
+        sums["count"] += out.count
+        sums["infeasible"] += float(out.infeasible.sum())
+        sums["audio_s"] += float(batch.lengths.sum()) / 16000
+    return sums
+
+
+def _specaugment(cfg: FinetuneConfig, model: Wav2Vec2Model, batch, step: int):
+    """Time and channel masks, seeded per utterance like pretraining's."""
+    s = cfg.specaugment
+    gens = generators([mix_seed(cfg.seed, step, idx) for idx in batch.indices])
+    frames = model.feature_extractor.output_lengths(batch.lengths.cpu())
+    width = int(model.feature_extractor.output_lengths(torch.tensor([batch.waves.shape[1]]))[0])
+    time_mask = batch_span_mask(frames, width, s.time_prob, s.time_span, 0, gens) if s.time_prob > 0 else None
+    channel_mask = None
+    if s.channel_prob > 0:
+        dim = model.encoder.embed_dim
+        channel_mask = batch_span_mask(torch.full_like(frames, dim), dim, s.channel_prob, s.channel_span, 0, gens)
+    move = lambda m: None if m is None else m.to(batch.waves.device)  # noqa: E731
+    return move(time_mask), move(channel_mask)
+
+
+@torch.no_grad()
+def evaluate(accel, model, loader, vocab: Vocabulary) -> dict[str, float]:
+    """Greedy-decoded WER and CER over a loader (all processes' utterances)."""
+    model.eval()
+    refs, hyps = [], []
+    manifest = loader.dataset.manifest
+    loader.set_epoch(0)
+    for batch in loader:
+        if not len(batch):
+            continue
+        batch = batch.to(accel.device)
+        with accel.autocast():
+            logits, frames = model(batch.waves, batch.lengths)
+        for idx, ids in zip(batch.indices, greedy_decode(logits.float(), frames, vocab.blank)):
+            refs.append(vocab.decode(vocab.encode(manifest[idx].text or "")))
+            hyps.append(vocab.decode(ids))
+    if accel.num_processes > 1:
+        refs = [r for part in gather_object([refs]) for r in part]
+        hyps = [h for part in gather_object([hyps]) for h in part]
+    rates = error_rates(refs, hyps)
+    model.train()
+    return {"wer": rates.wer, "cer": rates.cer, "utterances": float(len(refs))}
+
+
+def _early_stop(cfg: FinetuneConfig, state: dict, wer: float, progress: Progress) -> bool:
+    if wer < state["best_wer"] - cfg.early_stop.min_delta:
+        state["best_wer"], state["bad"] = wer, 0
+        return False
+    state["bad"] += 1
+    if wer > state["best_wer"] * 1.1:
+        progress.message(f"dev WER {wer:.4f} is worse than the best {state['best_wer']:.4f}: training is degrading")
+    if state["bad"] >= cfg.early_stop.patience:
+        progress.message(f"early stop: no better dev WER in {state['bad']} validations "
+                         f"(best {state['best_wer']:.4f}); best.pt holds that model")
+        return True
+    return False
+
+
+def _save(cfg, accel, model, optimizer, stream, health, state, vocab: Vocabulary, path: Path) -> None:
+    rngs = gather_object([rng_state()]) if accel.num_processes > 1 else [rng_state()]
+    if accel.is_main_process:
+        payload = {
+            "kind": "finetune",
+            "config": to_dict(cfg),
+            "model": accel.unwrap_model(model).state_dict(),
+            "vocab": vocab.to_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": state["step"],
+            "state": {"best_wer": state["best_wer"], "bad": state["bad"]},
+            "stream": stream.state_dict(),
+            "rng": rngs,
+            "health": health.state_dict(),
+        }
+        save_checkpoint(path, payload)
+        if path.name.startswith("checkpoint_"):
+            save_checkpoint(path.parent / "last.pt", payload)
+            prune_checkpoints(path.parent, cfg.keep_checkpoints)
+    accel.wait_for_everyone()
+
+
+def _restore(ckpt: dict, model, optimizer, stream, health, rank: int) -> dict:
+    if ckpt.get("kind") != "finetune":
+        raise ValueError("resume: the checkpoint is not from fine-tuning; pass it as init= instead")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    stream.load_state_dict(ckpt["stream"])
+    health.load_state_dict(ckpt["health"])
+    rngs = ckpt["rng"]
+    set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
+    return {"step": int(ckpt["step"]), **ckpt["state"]}
