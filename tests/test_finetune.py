@@ -1,0 +1,97 @@
+"""Fine-tuning stage on generated speech: learning, unfreezing at step K, exact resume, init sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torchaudio
+
+from cssl.config import load_config
+from cssl.synth.corpus import synthesize_corpus
+from cssl.train.checkpoint import load_checkpoint
+from finetune.config import FinetuneConfig
+from finetune.train import initial_model, main
+from cssl.text.vocab import Vocabulary
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "finetune" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("speech")
+    synthesize_corpus(folder, num_utterances=400, seed=3, vocab_size=60, progress=False)
+    return folder
+
+
+def rows(out: Path, split: str) -> list[dict]:
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
+
+
+def common(corpus: Path, out: Path) -> list[str]:
+    return [f"data.manifest={corpus / 'train.tsv'}", f"data.valid_manifest={corpus / 'dev.tsv'}", f"out_dir={out}",
+            "data.num_workers=0", "mixed_precision=no", "freeze.feature_encoder=false", "optim.lr=0.001",
+            "early_stop.patience=100"]
+
+
+def test_short_finetune_from_scratch_lowers_dev_cer(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    best = main(load_config(FinetuneConfig, TINY, [*common(corpus, out), "optim.max_steps=100", "valid_every=20",
+                                                   "freeze.encoder_steps=0", "log_every=50"]))
+    valid = rows(out, "valid")
+    assert min(r["cer"] for r in valid[1:]) < valid[0]["cer"] - 0.1, valid
+    ckpt = load_checkpoint(best)
+    assert ckpt["kind"] == "finetune" and ckpt["vocab"]["symbols"][0] == "<blank>"
+
+
+def test_unfreezes_at_step_k_and_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
+    args = [*common(corpus, tmp_path), "optim.max_steps=6", "freeze.encoder_steps=3", "log_every=1",
+            "valid_every=100", "save_every=100"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    main(load_config(FinetuneConfig, TINY, [*args, f"out_dir={full}", "optim.max_steps=3"]))
+    after_warmup = load_checkpoint(full / "last.pt")["model"]
+    main(load_config(FinetuneConfig, TINY, [*args, f"out_dir={full}", "resume=auto"]))
+    end = load_checkpoint(full / "last.pt")["model"]
+    key = "encoder.transformer.layers.0.attention.q_proj.weight"
+    assert not torch.equal(after_warmup[key], end[key])  # the encoder trains after step K
+    main(load_config(FinetuneConfig, TINY, [*args, f"out_dir={part}"]))
+    assert [r["ctc"] for r in rows(part, "train")] == [r["ctc"] for r in rows(full, "train")]
+
+
+def test_head_only_warmup_leaves_encoder_unchanged(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "warm"
+    args = [*common(corpus, out), "optim.max_steps=3", "freeze.encoder_steps=5", "valid_every=100", "save_every=100"]
+    cfg = load_config(FinetuneConfig, TINY, args)
+    torch.manual_seed(cfg.seed)
+    main(cfg)
+    trained = load_checkpoint(out / "last.pt")
+    from cssl.train.runtime import seed_everything
+
+    seed_everything(cfg.seed)
+    fresh, _, _ = initial_model(load_config(FinetuneConfig, TINY, args), Vocabulary(tuple(trained["vocab"]["symbols"])))
+    for name, value in fresh.state_dict().items():
+        if not name.startswith("aux."):
+            assert torch.equal(value, trained["model"][name]), name
+    assert not torch.equal(fresh.state_dict()["aux.weight"], trained["model"]["aux.weight"])
+
+
+def test_init_from_a_torchaudio_state_dict(tmp_path: Path) -> None:
+    from tests.test_model import CONV, small
+
+    ref = torchaudio.models.wav2vec2_model(
+        extractor_mode="group_norm", extractor_conv_layer_config=list(CONV), extractor_conv_bias=False,
+        encoder_embed_dim=64, encoder_projection_dropout=0.0, encoder_pos_conv_kernel=16, encoder_pos_conv_groups=4,
+        encoder_num_layers=2, encoder_num_heads=4, encoder_attention_dropout=0.0, encoder_ff_interm_features=128,
+        encoder_ff_interm_dropout=0.0, encoder_dropout=0.0, encoder_layer_norm_first=False, encoder_layer_drop=0.0,
+        aux_num_out=32)
+    path = tmp_path / "ta.pt"
+    torch.save(ref.state_dict(), path)
+    cfg = FinetuneConfig(model=small(), init=str(path))
+    model, _, source = initial_model(cfg, Vocabulary.build(["abc"]))
+    assert "state dict" in source
+    assert torch.equal(model.state_dict()["encoder.transformer.layers.1.feed_forward.output_dense.weight"],
+                       ref.state_dict()["encoder.transformer.layers.1.feed_forward.output_dense.weight"])
+    assert model.aux.out_features == 6  # a new head for our vocabulary
