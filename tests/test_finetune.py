@@ -95,3 +95,19 @@ def test_init_from_a_torchaudio_state_dict(tmp_path: Path) -> None:
     assert torch.equal(model.state_dict()["encoder.transformer.layers.1.feed_forward.output_dense.weight"],
                        ref.state_dict()["encoder.transformer.layers.1.feed_forward.output_dense.weight"])
     assert model.aux.out_features == 6  # a new head for our vocabulary
+
+
+def test_calibrate_stores_temperature_and_draws_reliability(corpus: Path, tmp_path: Path) -> None:
+    import math
+
+    from finetune.calibrate import calibrate
+
+    out = tmp_path / "cal"
+    best = main(load_config(FinetuneConfig, TINY, [*common(corpus, out), "optim.max_steps=60", "valid_every=30",
+                                                   "freeze.encoder_steps=0"]))
+    figures = calibrate(best, corpus / "dev.tsv")  # report on the fitting set: NLL cannot get worse
+    assert load_checkpoint(best)["temperature"] == figures["temperature"]
+    assert 0.25 <= figures["temperature"] <= 8.0
+    assert figures["nll_after"] <= figures["nll_before"] + 1e-4
+    assert all(math.isfinite(v) for v in figures.values())
+    assert (out / "best_reliability.png").read_bytes()[:4] == b"\x89PNG"

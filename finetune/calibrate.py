@@ -1,0 +1,164 @@
+"""Fits a temperature for a fine-tuned model's output probabilities and stores it in the checkpoint.
+
+    python -m finetune.calibrate runs/finetune-tiny/best.pt corpus/dev.tsv [--eval corpus/test.tsv]
+
+The temperature minimises the CTC negative log-likelihood of the dev transcripts. The
+checkpoint is rewritten atomically with ``temperature`` set; inference divides logits
+by it. With ``--eval``, word confidences on that set (default: the dev set) are
+compared with word correctness from the WER alignment before and after: expected
+calibration error, NLL per utterance, and a reliability diagram (PNG beside the
+checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+import torch
+
+from cssl.calibration import expected_calibration_error, fit_temperature, word_confidences
+from cssl.config import from_dict
+from cssl.data.dataset import DataConfig, build_loader
+from cssl.model import build_model
+from cssl.model.ctc import ctc_loss
+from cssl.text.vocab import Vocabulary
+from cssl.train.checkpoint import load_checkpoint, save_checkpoint
+from finetune.config import FinetuneConfig
+
+
+@dataclass
+class Outputs:
+    """Logits of a set, kept on the CPU for repeated scoring at several temperatures."""
+
+    logits: list[torch.Tensor]
+    """Per utterance (T, V)."""
+    targets: list[torch.Tensor]
+    """Per utterance (L,) character ids."""
+    references: list[str]
+    """Normalised reference transcripts."""
+
+
+@torch.no_grad()
+def collect(ckpt: dict, manifest: str | Path) -> Outputs:
+    """Runs the checkpoint's model over a labeled manifest."""
+    cfg = from_dict(FinetuneConfig, ckpt["config"])
+    vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
+    model = build_model(cfg.model, vocab_size=len(vocab))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    data = DataConfig(crop_samples=None, min_samples=0, max_batch_samples=cfg.data.max_batch_samples, num_workers=0)
+    loader = build_loader(data, manifest, vocab, train=False)
+    out = Outputs([], [], [])
+    for batch in loader:
+        if not len(batch):
+            continue
+        logits, frames = model(batch.waves, batch.lengths)
+        for row, idx in enumerate(batch.indices):
+            out.logits.append(logits[row, : frames[row]].float())
+            out.targets.append(batch.targets[row, : batch.target_lengths[row]])
+            out.references.append(vocab.decode(out.targets[-1].tolist()))
+    return out
+
+
+def nll(outputs: Outputs, tau: float) -> float:
+    """Mean CTC negative log-likelihood per utterance at temperature ``tau``."""
+    total, count = 0.0, 0
+    for logits, target in zip(outputs.logits, outputs.targets):
+        res = ctc_loss((logits / tau)[None], torch.tensor([len(logits)]), target[None], torch.tensor([len(target)]))
+        total += float(res.loss)
+        count += res.count
+    return total / max(count, 1)
+
+
+def confidences(outputs: Outputs, vocab: Vocabulary, tau: float) -> tuple[list[float], list[bool]]:
+    """Word confidences of the greedy hypotheses and whether each word is correct (WER alignment)."""
+    confs, correct = [], []
+    for logits, ref in zip(outputs.logits, outputs.references):
+        words = word_confidences((logits / tau).log_softmax(-1), vocab.symbols, vocab.blank)
+        if not words:
+            continue
+        hyp = " ".join(w.word for w in words)
+        ok = [False] * len(words)
+        if ref.strip():
+            for chunk in jiwer.process_words(ref, hyp).alignments[0]:
+                if chunk.type == "equal":
+                    for j in range(chunk.hyp_start_idx, chunk.hyp_end_idx):
+                        ok[j] = True
+        confs += [w.confidence for w in words]
+        correct += ok
+    return confs, correct
+
+
+def reliability_diagram(before: tuple[list[float], list[bool]], after: tuple[list[float], list[bool]],
+                        taus: tuple[float, float], png: Path, bins: int = 10) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, (conf, ok), tau, title in zip(axes, (before, after), taus, ("before", "after")):
+        c, k = torch.tensor(conf), torch.tensor(ok, dtype=torch.float64)
+        index = (c * bins).long().clamp(max=bins - 1)
+        centers, accs, counts = [], [], []
+        for b in range(bins):
+            sel = index == b
+            if sel.any():
+                centers.append((b + 0.5) / bins)
+                accs.append(float(k[sel].mean()))
+                counts.append(int(sel.sum()))
+        ax.bar(centers, accs, width=1 / bins, edgecolor="black", alpha=0.7, label="word accuracy")
+        ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+        ece = expected_calibration_error(conf, ok, bins)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="word confidence", ylabel="accuracy",
+               title=f"{title} calibration (T={tau:.2f}): ECE {ece:.3f}, {len(conf)} words")
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | None = None) -> dict[str, float]:
+    """Fits, stores and reports the temperature; returns the figures."""
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.get("kind") != "finetune":
+        raise ValueError(f"{checkpoint}: not a fine-tuning checkpoint")
+    vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
+    dev_out = collect(ckpt, dev)
+    tau = fit_temperature(lambda t: nll(dev_out, t))
+    ckpt["temperature"] = tau
+    save_checkpoint(checkpoint, ckpt)
+    test_out = collect(ckpt, eval_manifest) if eval_manifest else dev_out
+    before, after = confidences(test_out, vocab, 1.0), confidences(test_out, vocab, tau)
+    png = checkpoint.with_name(checkpoint.stem + "_reliability.png")
+    reliability_diagram(before, after, (1.0, tau), png)
+    return {
+        "temperature": tau,
+        "nll_before": nll(test_out, 1.0),
+        "nll_after": nll(test_out, tau),
+        "ece_before": expected_calibration_error(*before),
+        "ece_after": expected_calibration_error(*after),
+        "words": float(len(before[0])),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m finetune.calibrate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("dev", help="labeled manifest the temperature is fitted on")
+    parser.add_argument("--eval", default=None, help="labeled manifest for the before/after report (default: dev)")
+    args = parser.parse_args(argv)
+    figures = calibrate(args.checkpoint, args.dev, args.eval)
+    print(f"temperature {figures['temperature']:.3f} stored in {args.checkpoint}")
+    print(f"NLL per utterance {figures['nll_before']:.3f} -> {figures['nll_after']:.3f}; "
+          f"ECE {figures['ece_before']:.4f} -> {figures['ece_after']:.4f} over {int(figures['words'])} words")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
