@@ -27,10 +27,11 @@ from cssl.model.freezing import apply_freezing, set_frozen_eval
 from cssl.model.masking import batch_span_mask, generators
 from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary
-from cssl.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, rng_state, save_checkpoint, set_rng_state
+from cssl.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, set_rng_state
 from cssl.train.health import Health
 from cssl.train.progress import Progress
-from cssl.train.runtime import build_optimizer, finish_update, global_sum, make_accelerator, seed_everything, set_lr, set_threads
+from cssl.train.runtime import (build_optimizer, gather_rng_states, global_sum, guarded_update, make_accelerator,
+                                seed_everything, set_lr, set_threads)
 from cssl.train.stream import BatchStream
 from finetune.config import FinetuneConfig
 
@@ -71,11 +72,9 @@ def main(cfg: FinetuneConfig) -> Path:
         sums = _update(cfg, accel, model, stream, frozen, step)
         totals = dict(zip(SUMS, global_sum(accel, [sums[k] for k in SUMS])))
         count = max(totals["count"], 1.0)
-        if health.check_loss(totals["loss"], step):
-            grad_norm = finish_update(accel, model, optimizer, totals["count"], o.grad_clip)
-        else:
-            optimizer.zero_grad(set_to_none=True)
-            grad_norm = math.nan
+        grad_norm = guarded_update(accel, model, optimizer, health, totals["loss"], totals["count"], o.grad_clip, step)
+        if math.isnan(grad_norm):
+            progress.message(f"step {step}: non-finite loss, update skipped ({health.nonfinite_total} so far)")
         state["step"] = step = step + 1
         progress.add_audio(totals["audio_s"])
         if step % cfg.log_every == 0 or step == o.max_steps:
@@ -202,7 +201,7 @@ def _early_stop(cfg: FinetuneConfig, state: dict, wer: float, progress: Progress
 
 
 def _save(cfg, accel, model, optimizer, stream, health, state, vocab: Vocabulary, path: Path) -> None:
-    rngs = gather_object([rng_state()]) if accel.num_processes > 1 else [rng_state()]
+    rngs = gather_rng_states(accel)
     if accel.is_main_process:
         payload = {
             "kind": "finetune",

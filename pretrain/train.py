@@ -14,16 +14,16 @@ import time
 from pathlib import Path
 
 import torch
-from accelerate.utils import gather_object
 
 from cssl.config import to_dict
 from cssl.data.dataset import Batch, build_loader
 from cssl.model import build_pretrainer, gumbel_temperature
 from cssl.seeding import mix_seed
-from cssl.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, rng_state, save_checkpoint, set_rng_state
+from cssl.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, set_rng_state
 from cssl.train.health import Health
 from cssl.train.progress import Progress
-from cssl.train.runtime import build_optimizer, finish_update, global_sum, make_accelerator, seed_everything, set_lr, set_threads
+from cssl.train.runtime import (build_optimizer, gather_rng_states, global_sum, guarded_update, make_accelerator,
+                                seed_everything, set_lr, set_threads)
 from cssl.train.stream import BatchStream
 from pretrain.config import PretrainConfig
 
@@ -62,12 +62,9 @@ def main(cfg: PretrainConfig) -> Path:
         sums = _update(cfg, accel, model, optimizer, stream, step)
         totals = dict(zip(METRICS, global_sum(accel, [sums[k] for k in METRICS])))
         count = max(totals["count"], 1.0)
-        if health.check_loss(totals["loss"], step):
-            grad_norm = finish_update(accel, model, optimizer, totals["count"], o.grad_clip)
-        else:
-            optimizer.zero_grad(set_to_none=True)
+        grad_norm = guarded_update(accel, model, optimizer, health, totals["loss"], totals["count"], o.grad_clip, step)
+        if math.isnan(grad_norm):
             progress.message(f"step {step}: non-finite loss, update skipped ({health.nonfinite_total} so far)")
-            grad_norm = math.nan
         step += 1
         progress.add_audio(totals["audio_s"])
         if step % cfg.log_every == 0 or step == o.max_steps:
@@ -167,7 +164,7 @@ def validate(cfg: PretrainConfig, accel, model, valid, step: int) -> dict[str, f
 
 def _save(cfg, accel, model, optimizer, stream: BatchStream, health: Health, step: int, out_dir: Path) -> Path:
     """Writes checkpoint_<step>.pt (and last.pt) from the main process; every rank's RNG is kept."""
-    rngs = gather_object([rng_state()]) if accel.num_processes > 1 else [rng_state()]
+    rngs = gather_rng_states(accel)
     path = out_dir / f"checkpoint_{step}.pt"
     if accel.is_main_process:
         payload = {

@@ -7,7 +7,7 @@ import math
 import torch
 
 from cssl.metrics import error_rates
-from cssl.model import ModelConfig, build_model
+from cssl.model import build_model
 from cssl.model.ctc import ctc_loss, greedy_decode, min_frames
 from cssl.model.freezing import apply_freezing
 from cssl.train.runtime import build_optimizer

@@ -9,6 +9,7 @@ number of processes or accumulation steps.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Iterable
@@ -111,3 +112,22 @@ def finish_update(accelerator: Accelerator, model: torch.nn.Module, optimizer: t
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
+
+
+def guarded_update(accel: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, health,
+                   loss: float, total_count: float, grad_clip: float, step: int) -> float:
+    """Steps when the update's summed loss is finite; otherwise drops its gradients (``health`` counts
+    it and raises after too many in a row). Returns the gradient norm, NaN for a skipped update."""
+    if health.check_loss(loss, step):
+        return finish_update(accel, model, optimizer, total_count, grad_clip)
+    optimizer.zero_grad(set_to_none=True)
+    return math.nan
+
+
+def gather_rng_states(accel: Accelerator) -> list:
+    """Every process's generator states, in rank order (for exact multi-process resume)."""
+    from accelerate.utils import gather_object
+
+    from cssl.train.checkpoint import rng_state
+
+    return gather_object([rng_state()]) if accel.num_processes > 1 else [rng_state()]
