@@ -1,4 +1,4 @@
-"""The ``cssl`` command: ``cssl data manifest|synth|vocab|stats ...``.
+"""The ``cssl`` command: ``cssl data manifest|synth|vocab|stats ...``, ``cssl lm build ...``.
 
 Each command group lives in its own module and registers its subcommands on the
 parser; ``main`` dispatches to the function a subcommand set as ``func``.
@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from cssl import __version__
-from cssl.cli import data
+from cssl.cli import data, lm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cssl {__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     data.register(groups)
+    lm.register(groups)
     return parser
 
 

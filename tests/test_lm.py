@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cssl.lm import BOS, EOS, UNK, build_ngram
+
+TEXT = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog", "the cat ate", "a dog ate the mat"]
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_conditional_distributions_sum_to_one(order: int) -> None:
+    model = build_ngram(TEXT, order)
+    vocab = sorted({w for s in TEXT for w in s.upper().split()} | {EOS, UNK})
+    for context in [(BOS,), (BOS, "THE"), ("THE", "CAT"), ("A", "DOG"), ("MAT",), ("ZEBRA", "THE"), ()]:
+        total = sum(math.exp(model.score(context, w)) for w in vocab)
+        assert total == pytest.approx(1.0, abs=1e-6), (order, context)
+
+
+def test_seen_continuations_beat_unseen_ones() -> None:
+    model = build_ngram(TEXT, 3)
+    assert model.score((BOS, "THE"), "CAT") > model.score((BOS, "THE"), "ATE")
+    assert model.score(("SAT",), "ON") > model.score(("SAT",), "DOG")
+
+
+def test_arpa_loads_in_the_ctc_beam_decoder(tmp_path: Path) -> None:
+    from torchaudio.models.decoder import ctc_decoder
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(TEXT) + "\n")
+    arpa = tmp_path / "lm.arpa"
+    proc = subprocess.run([sys.executable, "-m", "cssl", "lm", "build", str(text), str(arpa), "--order", "3"],
+                          capture_output=True, text=True, check=True)
+    assert "3-gram" in proc.stdout
+    content = arpa.read_text()
+    assert content.splitlines()[1] == "\\data\\" and "\\3-grams:" in content and content.rstrip().endswith("\\end\\")
+    lexicon = tmp_path / "lexicon.txt"
+    words = sorted({w for s in TEXT for w in s.upper().split()})
+    lexicon.write_text("".join(f"{w}\t{' '.join(w)} |\n" for w in words))
+    tokens = ["<blank>", "|", *sorted({c for w in words for c in w})]
+    decoder = ctc_decoder(lexicon=str(lexicon), tokens=tokens, lm=str(arpa), blank_token="<blank>",
+                          sil_token="|", unk_word="<unk>", beam_size=5)
+    assert decoder is not None
