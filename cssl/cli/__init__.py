@@ -1,4 +1,5 @@
-"""The ``cssl`` command: ``cssl data manifest|synth|vocab|stats ...``, ``cssl lm build ...``.
+"""The ``cssl`` command: ``cssl data manifest|synth|vocab|stats ...``, ``cssl lm build ...``,
+``cssl evaluate ...``, ``cssl transcribe ...``.
 
 Each command group lives in its own module and registers its subcommands on the
 parser; ``main`` dispatches to the function a subcommand set as ``func``.
@@ -10,7 +11,7 @@ import argparse
 import sys
 
 from cssl import __version__
-from cssl.cli import data, lm
+from cssl.cli import asr, data, lm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     data.register(groups)
     lm.register(groups)
+    asr.register(groups)
     return parser
 
 

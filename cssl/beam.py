@@ -1,0 +1,68 @@
+"""Beam-search CTC decoding with a word n-gram language model (torchaudio's flashlight decoder).
+
+The decoder needs a lexicon: every word of the ARPA model's unigrams that the character
+vocabulary can spell, written as its letters followed by the word boundary ``|``. It is
+generated next to the ARPA file on first use (``<name>.lexicon.txt``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+
+from cssl.text.vocab import BLANK, UNK, Vocabulary
+
+WORD_SEP = "|"
+
+
+def arpa_words(path: str | Path) -> list[str]:
+    """The unigram words of an ARPA file, without <s>, </s> and <unk>."""
+    words, inside = [], False
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("\\1-grams:"):
+            inside = True
+            continue
+        if inside:
+            if not line.strip() or line.startswith("\\"):
+                break
+            word = line.split("\t")[1]
+            if word not in ("<s>", "</s>", "<unk>"):
+                words.append(word)
+    if not words:
+        raise ValueError(f"{path}: no 1-grams found; is it an ARPA language model?")
+    return words
+
+
+def write_lexicon(words: list[str], vocab: Vocabulary, path: Path) -> int:
+    """Writes ``WORD<TAB>W O R D |`` lines for words spelled within ``vocab``; returns how many."""
+    chars = set(vocab.symbols[3:])
+    kept = [w for w in words if w and set(w) <= chars]
+    path.write_text("".join(f"{w}\t{' '.join(w)} {WORD_SEP}\n" for w in kept), encoding="utf-8")
+    return len(kept)
+
+
+class BeamDecoder:
+    """Lexicon-constrained beam search with an n-gram LM over (T, V) log-probabilities."""
+
+    def __init__(self, vocab: Vocabulary, lm: str | Path, beam_size: int = 50, lm_weight: float = 2.0,
+                 word_score: float = 0.0) -> None:
+        from torchaudio.models.decoder import ctc_decoder
+
+        lm = Path(lm)
+        lexicon = lm.with_suffix(".lexicon.txt")
+        if not lexicon.is_file() or lexicon.stat().st_mtime < lm.stat().st_mtime:
+            if write_lexicon(arpa_words(lm), vocab, lexicon) == 0:
+                raise ValueError(f"{lm}: none of its words can be spelled with the model's characters")
+        self.decoder = ctc_decoder(
+            lexicon=str(lexicon), tokens=list(vocab.symbols), lm=str(lm), nbest=1, beam_size=beam_size,
+            lm_weight=lm_weight, word_score=word_score, blank_token=BLANK, sil_token=WORD_SEP, unk_word=UNK,
+        )
+
+    def decode(self, log_probs: Tensor) -> str:
+        """The best word sequence for one utterance's (T, V) log-probabilities."""
+        hyps = self.decoder(log_probs.float().contiguous()[None].cpu())
+        return " ".join(w for w in hyps[0][0].words if w) if hyps and hyps[0] else ""
+
+    def decode_batch(self, log_probs: list[Tensor]) -> list[str]:
+        return [self.decode(lp) for lp in log_probs]

@@ -1,0 +1,140 @@
+"""Speech recognition with a fine-tuned checkpoint: the Python API behind ``cssl transcribe``.
+
+    from cssl.recognizer import Recognizer
+
+    rec = Recognizer.from_checkpoint("runs/finetune-tiny/best.pt")
+    result = rec.transcribe("clip.flac")          # or a 16 kHz float array / tensor
+    print(result.text)
+    for w in result.words:
+        print(f"{w.start:6.2f} {w.end:6.2f} {w.confidence:.2f} {w.word}")
+
+Audio longer than ``chunk_seconds`` is cut into overlapping windows; each frame's
+probabilities come from the window where it is furthest from an edge, so memory stays
+bounded and no context is lost at the cuts. Logits are divided by the checkpoint's
+calibrated temperature (1 when it was never calibrated) before word confidences are
+computed. Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an ARPA file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cssl import SAMPLE_RATE
+from cssl.calibration import word_confidences
+from cssl.config import from_dict
+from cssl.data.audio import load_audio, prepare
+from cssl.model import Wav2Vec2Model, build_model
+from cssl.text.vocab import Vocabulary
+from cssl.train.checkpoint import load_checkpoint
+
+
+@dataclass
+class Word:
+    """A recognised word with its time span and confidence."""
+
+    word: str
+    """The word (upper case)."""
+    start: float
+    """Start time in seconds."""
+    end: float
+    """End time in seconds."""
+    confidence: float
+    """Calibrated probability of the word's best path, in [0, 1]."""
+
+
+@dataclass
+class Transcript:
+    """What :meth:`Recognizer.transcribe` returns."""
+
+    text: str
+    """The words joined by spaces."""
+    words: list[Word] = field(default_factory=list)
+    """Per-word times and confidences."""
+    seconds: float = 0.0
+    """Audio duration."""
+
+
+class Recognizer:
+    """A fine-tuned model, its vocabulary and temperature, ready to transcribe."""
+
+    def __init__(self, model: Wav2Vec2Model, vocab: Vocabulary, temperature: float = 1.0,
+                 normalize: bool = False, chunk_seconds: float = 30.0, overlap_seconds: float = 2.0,
+                 device: str | torch.device = "cpu", lm: str | None = None, beam_size: int = 50,
+                 lm_weight: float = 2.0, word_score: float = 0.0) -> None:
+        self.model = model.eval().to(device)
+        self.vocab = vocab
+        self.temperature = temperature
+        self.normalize = normalize
+        self.device = torch.device(device)
+        self.stride = model.feature_extractor.stride
+        self.chunk = int(chunk_seconds * SAMPLE_RATE) // self.stride * self.stride
+        self.overlap = int(overlap_seconds * SAMPLE_RATE) // (2 * self.stride) * 2 * self.stride
+        if self.overlap >= self.chunk:
+            raise ValueError("overlap_seconds must be shorter than chunk_seconds")
+        self.beam = None
+        if lm is not None:
+            from cssl.beam import BeamDecoder
+
+            self.beam = BeamDecoder(vocab, lm, beam_size=beam_size, lm_weight=lm_weight, word_score=word_score)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> Recognizer:
+        """Rebuilds model, vocabulary and temperature from a fine-tuning checkpoint alone."""
+        ckpt = load_checkpoint(path)
+        if "vocab" not in ckpt:
+            raise ValueError(f"{path}: has no vocabulary; transcribe needs a fine-tuning checkpoint")
+        from finetune.config import FinetuneConfig
+
+        cfg = from_dict(FinetuneConfig, ckpt["config"], source=str(path))
+        vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
+        model = build_model(cfg.model, vocab_size=len(vocab))
+        model.load_state_dict(ckpt["model"])
+        return cls(model, vocab, float(ckpt.get("temperature", 1.0)), cfg.data.normalize, **kwargs)
+
+    @torch.no_grad()
+    def log_probs(self, wave: Tensor) -> Tensor:
+        """(T, V) calibrated log-probabilities of a mono 16 kHz waveform, chunked when long."""
+        pieces = []
+        step = self.chunk - self.overlap
+        starts = list(range(0, max(1, wave.numel() - self.overlap), step)) if wave.numel() > self.chunk else [0]
+        margin = self.overlap // 2 // self.stride  # frames dropped at each inner cut
+        for i, start in enumerate(starts):
+            segment = wave[start : start + self.chunk].to(self.device)
+            logits, _ = self.model(segment[None], torch.tensor([segment.numel()], device=self.device))
+            frames = logits[0].float()  # (T_chunk, V)
+            first = margin if i > 0 else 0
+            last = frames.shape[0] - margin if i < len(starts) - 1 else frames.shape[0]
+            pieces.append(frames[first:last])
+        return (torch.cat(pieces) / self.temperature).log_softmax(dim=-1).cpu()
+
+    def transcribe(self, audio: str | Path | np.ndarray | Tensor, sample_rate: int = SAMPLE_RATE) -> Transcript:
+        """Transcribes a file (any format soundfile reads) or a mono array at ``sample_rate``."""
+        if isinstance(audio, (str, Path)):
+            wave = load_audio(audio, normalize=self.normalize)
+        else:
+            wave = torch.as_tensor(np.asarray(audio), dtype=torch.float32).flatten()
+            wave = prepare(wave, sample_rate, normalize=self.normalize)
+        lp = self.log_probs(wave)
+        seconds = wave.numel() / SAMPLE_RATE
+        frame_s = self.stride / SAMPLE_RATE
+        if self.beam is not None:
+            text = self.beam.decode(lp)
+            return Transcript(text, self._align_words(text, lp, frame_s), seconds)
+        words = [Word(w.word, w.start * frame_s, w.end * frame_s, w.confidence)
+                 for w in word_confidences(lp, self.vocab.symbols, self.vocab.blank)]
+        return Transcript(" ".join(w.word for w in words), words, seconds)
+
+    def _align_words(self, text: str, lp: Tensor, frame_s: float) -> list[Word]:
+        """Times and confidences for beam output: taken from the greedy path where the words agree."""
+        greedy = {w.word: w for w in word_confidences(lp, self.vocab.symbols, self.vocab.blank)}
+        out = []
+        for word in text.split():
+            g = greedy.get(word)
+            out.append(Word(word, g.start * frame_s if g else 0.0, g.end * frame_s if g else 0.0,
+                            g.confidence if g else 0.0))
+        return out
