@@ -102,13 +102,16 @@ class Recognizer:
         pieces = []
         step = self.chunk - self.overlap
         starts = list(range(0, max(1, wave.numel() - self.overlap), step)) if wave.numel() > self.chunk else [0]
-        margin = self.overlap // 2 // self.stride  # frames dropped at each inner cut
+        margin = self.overlap // 2 // self.stride
+        # Chunk i owns the global frames between the midpoints of its overlaps with its neighbours.
+        bounds = [s // self.stride + margin for s in starts[1:]]
         for i, start in enumerate(starts):
             segment = wave[start : start + self.chunk].to(self.device)
             logits, _ = self.model(segment[None], torch.tensor([segment.numel()], device=self.device))
             frames = logits[0].float()  # (T_chunk, V)
-            first = margin if i > 0 else 0
-            last = frames.shape[0] - margin if i < len(starts) - 1 else frames.shape[0]
+            offset = start // self.stride
+            first = bounds[i - 1] - offset if i > 0 else 0
+            last = bounds[i] - offset if i < len(starts) - 1 else frames.shape[0]
             pieces.append(frames[first:last])
         return (torch.cat(pieces) / self.temperature).log_softmax(dim=-1).cpu()
 
