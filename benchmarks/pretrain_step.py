@@ -65,7 +65,6 @@ class HFStep:
         self.mask_fn, self.neg_fn = _compute_mask_indices, _sample_negative_indices
         self.model = hf_model(cfg.model, cfg.loss.num_distractors, cfg.loss.logit_temperature,
                               cfg.loss.diversity_weight).train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.cfg = cfg
 
     def __call__(self, waves: torch.Tensor, lengths: torch.Tensor, step: int) -> float:
@@ -84,7 +83,6 @@ class HFStep:
 class OurStep:
     def __init__(self, cfg: PretrainConfig) -> None:
         self.model = build_pretrainer(cfg.model, cfg.loss.num_distractors, 0, cfg.loss.logit_temperature).train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.cfg = cfg
 
     def __call__(self, waves: torch.Tensor, lengths: torch.Tensor, step: int) -> float:
@@ -108,7 +106,7 @@ def build(kind: str, cfg: PretrainConfig, device: torch.device):
     torch.manual_seed(0)
     step = (HFStep if kind == "hf" else OurStep)(cfg)
     step.model.to(device)
-    step.opt = torch.optim.AdamW(step.model.parameters(), lr=1e-4)
+    step.opt = torch.optim.AdamW(step.model.parameters(), lr=1e-4)  # after the move: states live on the device
     return step
 
 

@@ -182,7 +182,18 @@ def dump_yaml(cfg: Any) -> str:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings of a dataclass: ``{field: first line of its docstring}``."""
+    """Attribute docstrings of a dataclass and its dataclass bases: ``{field: first line}``.
+
+    A subclass that redeclares a field (to change its default) may document it anew.
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):

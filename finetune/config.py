@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
+from cssl.train.config import RunConfig
 from pretrain.config import OptimConfig
 
 
@@ -47,8 +46,8 @@ class EarlyStopConfig:
 
 
 @dataclass
-class FinetuneConfig:
-    """Everything a fine-tuning run needs; saved in each checkpoint."""
+class FinetuneConfig(RunConfig):
+    """Everything a fine-tuning run needs; saved in each checkpoint (run keys from :class:`RunConfig`)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     """Towers (replaced by the pretraining checkpoint's when ``init`` is one)."""
@@ -68,23 +67,7 @@ class FinetuneConfig:
     """Stopping on dev WER."""
     out_dir: str = "runs/finetune"
     """Checkpoints (last.pt, best.pt), metrics and logs."""
-    seed: int = 1
-    """Seeds initialisation, data order and masks."""
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    """Autocast precision; CTC is computed in fp32 either way."""
-    log_every: int = 10
-    """Updates between progress lines."""
     valid_every: int = 100
     """Updates between dev evaluations (greedy WER/CER)."""
     save_every: int = 500
     """Updates between step checkpoints."""
-    keep_checkpoints: int = 2
-    """Step checkpoints kept on disk."""
-    resume: str | None = None
-    """Checkpoint to continue from, or 'auto' for the newest in out_dir."""
-    max_nonfinite: int = 10
-    """Consecutive non-finite losses tolerated before the run stops."""
-    max_minutes: float | None = None
-    """Stop (with a checkpoint) after this much wall time."""
-    threads: int | None = None
-    """CPU threads for torch (None: torch's default)."""

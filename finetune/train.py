@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from accelerate.utils import gather_object
 
-from cssl.config import from_dict, to_dict
+from cssl.config import from_dict
 from cssl.data.dataset import build_loader
 from cssl.data.manifest import read_manifest
 from cssl.metrics import error_rates
@@ -27,11 +27,12 @@ from cssl.model.freezing import apply_freezing, set_frozen_eval
 from cssl.model.masking import batch_span_mask, generators
 from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary
-from cssl.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, set_rng_state
+from cssl.train.checkpoint import latest_checkpoint, load_checkpoint
 from cssl.train.health import Health
 from cssl.train.progress import Progress
-from cssl.train.runtime import (build_optimizer, gather_rng_states, global_sum, guarded_update, make_accelerator,
-                                seed_everything, set_lr, set_threads)
+from cssl.train.runtime import (build_optimizer, global_sum, guarded_update, make_accelerator, seed_everything,
+                                set_lr, set_threads)
+from cssl.train.state import restore_training, save_training
 from cssl.train.stream import BatchStream
 from finetune.config import FinetuneConfig
 
@@ -57,7 +58,9 @@ def main(cfg: FinetuneConfig) -> Path:
     stream, health, state = BatchStream(loader), Health(cfg.max_nonfinite), {"step": 0, "best_wer": math.inf, "bad": 0}
     resume = latest_checkpoint(out_dir) if cfg.resume == "auto" else cfg.resume
     if resume:
-        state = _restore(load_checkpoint(resume), model, optimizer, stream, health, accel.process_index)
+        ckpt = restore_training(load_checkpoint(resume), "finetune", "pass it as init= instead",
+                                model, optimizer, stream, health, accel.process_index)
+        state = {"step": int(ckpt["step"]), **ckpt["state"]}
     model, optimizer = accel.prepare(model, optimizer)
     progress = Progress(out_dir, o.max_steps, accel.is_main_process, start_step=state["step"])
     progress.message(f"fine-tuning from {source} on {accel.device} x{accel.num_processes} ({accel.mixed_precision}); "
@@ -201,34 +204,5 @@ def _early_stop(cfg: FinetuneConfig, state: dict, wer: float, progress: Progress
 
 
 def _save(cfg, accel, model, optimizer, stream, health, state, vocab: Vocabulary, path: Path) -> None:
-    rngs = gather_rng_states(accel)
-    if accel.is_main_process:
-        payload = {
-            "kind": "finetune",
-            "config": to_dict(cfg),
-            "model": accel.unwrap_model(model).state_dict(),
-            "vocab": vocab.to_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": state["step"],
-            "state": {"best_wer": state["best_wer"], "bad": state["bad"]},
-            "stream": stream.state_dict(),
-            "rng": rngs,
-            "health": health.state_dict(),
-        }
-        save_checkpoint(path, payload)
-        if path.name.startswith("checkpoint_"):
-            save_checkpoint(path.parent / "last.pt", payload)
-            prune_checkpoints(path.parent, cfg.keep_checkpoints)
-    accel.wait_for_everyone()
-
-
-def _restore(ckpt: dict, model, optimizer, stream, health, rank: int) -> dict:
-    if ckpt.get("kind") != "finetune":
-        raise ValueError("resume: the checkpoint is not from fine-tuning; pass it as init= instead")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    stream.load_state_dict(ckpt["stream"])
-    health.load_state_dict(ckpt["health"])
-    rngs = ckpt["rng"]
-    set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
-    return {"step": int(ckpt["step"]), **ckpt["state"]}
+    save_training(accel, path, "finetune", cfg, model, optimizer, stream, health, state["step"],
+                  vocab=vocab.to_dict(), state={"best_wer": state["best_wer"], "bad": state["bad"]})

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
+from cssl.train.config import RunConfig
 from cssl.train.schedule import ScheduleConfig
 
 
@@ -49,8 +48,8 @@ class OptimConfig:
 
 
 @dataclass
-class PretrainConfig:
-    """Everything a pretraining run needs; saved in each checkpoint."""
+class PretrainConfig(RunConfig):
+    """Everything a pretraining run needs; saved in each checkpoint (run keys from :class:`RunConfig`)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     """Towers, quantizer and masking."""
@@ -62,23 +61,3 @@ class PretrainConfig:
     """Optimizer and schedule."""
     out_dir: str = "runs/pretrain"
     """Checkpoints, metrics, TensorBoard logs and plots go here."""
-    seed: int = 1
-    """Seeds initialisation, data order, masks and distractors."""
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    """Autocast precision; auto: bf16 on GPUs and CPUs with native bf16 (AVX512-BF16, AMX), else fp32."""
-    log_every: int = 10
-    """Updates between progress lines."""
-    valid_every: int = 500
-    """Updates between validations (needs data.valid_manifest)."""
-    save_every: int = 1000
-    """Updates between checkpoints (one is always written at the end)."""
-    keep_checkpoints: int = 2
-    """Step checkpoints kept on disk (older ones are deleted)."""
-    resume: str | None = None
-    """Checkpoint to continue from, or 'auto' for the newest one in out_dir."""
-    max_nonfinite: int = 10
-    """Consecutive non-finite losses tolerated before the run stops."""
-    max_minutes: float | None = None
-    """Stop (with a checkpoint) after this much wall time."""
-    threads: int | None = None
-    """CPU threads for torch (None: torch's default)."""

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import torch
 
-from cssl.config import to_dict
 from cssl.data.dataset import Batch, build_loader
 from cssl.model import build_pretrainer, gumbel_temperature
 from cssl.seeding import mix_seed
-from cssl.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, set_rng_state
+from cssl.train.checkpoint import latest_checkpoint, load_checkpoint
 from cssl.train.health import Health
 from cssl.train.progress import Progress
-from cssl.train.runtime import (build_optimizer, gather_rng_states, global_sum, guarded_update, make_accelerator,
-                                seed_everything, set_lr, set_threads)
+from cssl.train.runtime import (build_optimizer, global_sum, guarded_update, make_accelerator, seed_everything,
+                                set_lr, set_threads)
+from cssl.train.state import restore_training, save_training
 from cssl.train.stream import BatchStream
 from pretrain.config import PretrainConfig
 
@@ -49,7 +49,9 @@ def main(cfg: PretrainConfig) -> Path:
     stream, health, step = BatchStream(loader), Health(cfg.max_nonfinite), 0
     resume = latest_checkpoint(out_dir) if cfg.resume == "auto" else cfg.resume
     if resume:
-        step = _restore(load_checkpoint(resume), model, optimizer, stream, health, accel.process_index)
+        ckpt = restore_training(load_checkpoint(resume), "pretrain", "use it as init= of a stage instead",
+                                model, optimizer, stream, health, accel.process_index)
+        step = int(ckpt["step"])
     model, optimizer = accel.prepare(model, optimizer)
     progress = Progress(out_dir, o.max_steps, accel.is_main_process, start_step=step)
     progress.message(f"pretraining on {accel.device} x{accel.num_processes} ({accel.mixed_precision}); "
@@ -163,34 +165,7 @@ def validate(cfg: PretrainConfig, accel, model, valid, step: int) -> dict[str, f
 
 
 def _save(cfg, accel, model, optimizer, stream: BatchStream, health: Health, step: int, out_dir: Path) -> Path:
-    """Writes checkpoint_<step>.pt (and last.pt) from the main process; every rank's RNG is kept."""
-    rngs = gather_rng_states(accel)
+    """Writes checkpoint_<step>.pt (and last.pt); every rank's RNG is kept."""
     path = out_dir / f"checkpoint_{step}.pt"
-    if accel.is_main_process:
-        payload = {
-            "kind": "pretrain",
-            "config": to_dict(cfg),
-            "model": accel.unwrap_model(model).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "stream": stream.state_dict(),
-            "rng": rngs,
-            "health": health.state_dict(),
-        }
-        save_checkpoint(path, payload)
-        save_checkpoint(out_dir / "last.pt", payload)
-        prune_checkpoints(out_dir, cfg.keep_checkpoints)
-    accel.wait_for_everyone()
+    save_training(accel, path, "pretrain", cfg, model, optimizer, stream, health, step)
     return path
-
-
-def _restore(ckpt: dict, model, optimizer, stream: BatchStream, health: Health, rank: int) -> int:
-    if ckpt.get("kind") != "pretrain":
-        raise ValueError("resume: the checkpoint is not from pretraining; use it as a starting point instead")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    stream.load_state_dict(ckpt["stream"])
-    health.load_state_dict(ckpt["health"])
-    rngs = ckpt["rng"]
-    set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
-    return int(ckpt["step"])

@@ -123,11 +123,3 @@ def guarded_update(accel: Accelerator, model: torch.nn.Module, optimizer: torch.
     optimizer.zero_grad(set_to_none=True)
     return math.nan
 
-
-def gather_rng_states(accel: Accelerator) -> list:
-    """Every process's generator states, in rank order (for exact multi-process resume)."""
-    from accelerate.utils import gather_object
-
-    from cssl.train.checkpoint import rng_state
-
-    return gather_object([rng_state()]) if accel.num_processes > 1 else [rng_state()]
