@@ -49,8 +49,13 @@ def load_config(
         if not sep or not key:
             raise ConfigError(f"command line: expected key=value, got {item!r}")
         value = _parse_scalar(raw, source=f"command line ({item})")
-        cfg = apply_dict(cfg, _nest(key.strip(), value), source=f"command line ({item})", base_dir=Path.cwd())
+        cfg = override(cfg, key.strip(), value, source=f"command line ({item})")
     return cfg
+
+
+def override(cfg: T, dotted: str, value: Any, source: str) -> T:
+    """A copy of ``cfg`` with one (dotted) key set, checked like a YAML value."""
+    return apply_dict(cfg, _nest(dotted, value), source=source, base_dir=Path.cwd())
 
 
 def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -142,7 +147,9 @@ def coerce(value: Any, hint: Any, name: str, source: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{name}' must be a mapping, got {value!r}")
-        return dict(value)
+        key_hint, value_hint = args if args else (Any, Any)
+        return {coerce(k, key_hint, f"{name} key", source): coerce(v, value_hint, f"{name}.{k}", source)
+                for k, v in value.items()}
     if hint is float:
         if isinstance(value, str):
             value = _yaml_float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string

@@ -6,6 +6,12 @@ scratch (``init=null``: the supervised-only baseline, same code path)::
     python -m finetune configs/finetune/tiny.yaml init=runs/pretrain-tiny/last.pt \\
         data.manifest=corpus/train.tsv data.valid_manifest=corpus/dev.tsv
 
+Choosing the learning rate and frozen depth by K-fold cross-validation on the labeled
+set (the grid is ``cv.grid`` in the config; see ``finetune/cv.py``), then the final run::
+
+    python -m finetune configs/finetune/tiny.yaml data.manifest=corpus/train.jsonl \\
+        data.valid_manifest=corpus/dev.jsonl --cv 3
+
 Several GPUs (without GPUs: N CPU processes over gloo)::
 
     accelerate launch --multi_gpu --num_processes 4 -m finetune configs/finetune/base.yaml ...
@@ -24,14 +30,22 @@ from finetune.config import FinetuneConfig
 def check(cfg: FinetuneConfig) -> str | None:
     if not cfg.data.manifest:
         return "data.manifest is not set; give data.manifest=PATH (a labeled manifest)"
+    if cfg.cv.folds == 1 or cfg.cv.folds < 0:
+        return f"cv.folds (--cv) must be 0 (off) or at least 2, got {cfg.cv.folds}"
     return None
 
 
 def run(cfg: FinetuneConfig) -> None:
     from finetune.train import main
 
-    main(cfg)
+    if cfg.cv.folds >= 2:
+        from finetune.cv import cross_validate
+
+        cross_validate(cfg, main)
+    else:
+        main(cfg)
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage("python -m finetune", __doc__, FinetuneConfig, check, run))
+    sys.exit(run_stage("python -m finetune", __doc__, FinetuneConfig, check, run,
+                       flags={"--cv": ("cv.folds", "K: choose settings by K-fold cross-validation first")}))

@@ -43,22 +43,23 @@ class Outputs:
 
 
 @torch.no_grad()
-def collect(ckpt: dict, manifest: str | Path) -> Outputs:
-    """Runs the checkpoint's model over a labeled manifest."""
+def collect(ckpt: dict, manifest: str | Path, device: torch.device | str = "cpu") -> Outputs:
+    """Runs the checkpoint's model over a labeled manifest (on ``device``; outputs on the CPU)."""
     cfg = from_dict(FinetuneConfig, ckpt["config"])
     vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
     model = build_model(cfg.model, vocab_size=len(vocab))
     model.load_state_dict(ckpt["model"])
-    model.eval()
+    model.to(device).eval()
     data = DataConfig(crop_samples=None, min_samples=0, max_batch_samples=cfg.data.max_batch_samples, num_workers=0)
     loader = build_loader(data, manifest, vocab, train=False)
     out = Outputs([], [], [])
     for batch in loader:
         if not len(batch):
             continue
-        logits, frames = model(batch.waves, batch.lengths)
-        for row, idx in enumerate(batch.indices):
-            out.logits.append(logits[row, : frames[row]].float())
+        logits, frames = model(batch.waves.to(device), batch.lengths.to(device))
+        logits, frames = logits.float().cpu(), frames.cpu()
+        for row in range(len(batch.indices)):
+            out.logits.append(logits[row, : frames[row]])
             out.targets.append(batch.targets[row, : batch.target_lengths[row]])
             out.references.append(vocab.decode(out.targets[-1].tolist()))
     return out
@@ -122,17 +123,19 @@ def reliability_diagram(before: tuple[list[float], list[bool]], after: tuple[lis
     plt.close(fig)
 
 
-def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | None = None) -> dict[str, float]:
+def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | None = None,
+              device: torch.device | str = "cpu") -> dict[str, float]:
     """Fits, stores and reports the temperature; returns the figures."""
+    checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     if ckpt.get("kind") != "finetune":
         raise ValueError(f"{checkpoint}: not a fine-tuning checkpoint")
     vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
-    dev_out = collect(ckpt, dev)
+    dev_out = collect(ckpt, dev, device)
     tau = fit_temperature(lambda t: nll(dev_out, t))
     ckpt["temperature"] = tau
     save_checkpoint(checkpoint, ckpt)
-    test_out = collect(ckpt, eval_manifest) if eval_manifest else dev_out
+    test_out = collect(ckpt, eval_manifest, device) if eval_manifest else dev_out
     before, after = confidences(test_out, vocab, 1.0), confidences(test_out, vocab, tau)
     png = checkpoint.with_name(checkpoint.stem + "_reliability.png")
     reliability_diagram(before, after, (1.0, tau), png)

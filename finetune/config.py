@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
 from cssl.train.config import RunConfig
@@ -46,6 +48,20 @@ class EarlyStopConfig:
 
 
 @dataclass
+class CrossValidationConfig:
+    """K-fold search over a small grid of settings before the final run (``--cv K``)."""
+
+    folds: int = 0
+    """Number of folds of the labeled set (0: no cross-validation); ``--cv K`` sets it."""
+    grid: dict[str, list[Any]] = field(default_factory=lambda: {"optim.lr": [2e-4, 1e-3], "freeze.context_layers": [0, 2]})
+    """Config keys and the values to try; every combination is trained on every fold."""
+    max_steps: int | None = None
+    """Updates of each fold run (None: optim.max_steps); early stopping still applies."""
+    by_speaker: bool = True
+    """Keep a speaker's utterances in one fold when the manifest names speakers (JSON lines)."""
+
+
+@dataclass
 class FinetuneConfig(RunConfig):
     """Everything a fine-tuning run needs; saved in each checkpoint (run keys from :class:`RunConfig`)."""
 
@@ -65,6 +81,10 @@ class FinetuneConfig(RunConfig):
     """Optimizer and schedule (tri_stage is the wav2vec 2.0 fine-tuning schedule)."""
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     """Stopping on dev WER."""
+    calibrate: bool = True
+    """At the end, fit the output temperature on the dev set and store it in the best checkpoint."""
+    cv: CrossValidationConfig = field(default_factory=CrossValidationConfig)
+    """Cross-validation for choosing hyper-parameters (off unless ``cv.folds`` >= 2)."""
     out_dir: str = "runs/finetune"
     """Checkpoints (last.pt, best.pt), metrics and logs."""
     valid_every: int = 100

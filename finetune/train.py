@@ -40,7 +40,7 @@ SUMS = ("loss", "count", "infeasible", "audio_s")
 
 
 def main(cfg: FinetuneConfig) -> Path:
-    """Fine-tunes; returns the path of the best checkpoint (by dev WER) or the last one."""
+    """Fine-tunes (then calibrates on dev); returns the path of the best checkpoint (by dev WER) or the last one."""
     set_threads(cfg.threads)
     accel = make_accelerator(cfg.mixed_precision, find_unused=cfg.freeze.encoder_steps > 0)
     seed_everything(cfg.seed)
@@ -96,9 +96,19 @@ def main(cfg: FinetuneConfig) -> Path:
     if accel.is_main_process and len(stream.rejects):
         stream.rejects.write(out_dir / "rejects.tsv")
     progress.message(f"done at step {state['step']}; best dev WER {state['best_wer']:.4f}; data: {stream.rejects.summary()}")
-    progress.close()
     best = out_dir / "best.pt"
-    return best if best.is_file() else out_dir / "last.pt"
+    best = best if best.is_file() else latest_checkpoint(out_dir)
+    accel.wait_for_everyone()
+    if cfg.calibrate and cfg.data.valid_manifest and accel.is_main_process:
+        from finetune.calibrate import calibrate
+
+        fig = calibrate(best, cfg.data.valid_manifest, device=accel.device)
+        progress.message(f"calibration on dev: temperature {fig['temperature']:.3f} stored in {best}; NLL per "
+                         f"utterance {fig['nll_before']:.3f} -> {fig['nll_after']:.3f}; word ECE "
+                         f"{fig['ece_before']:.4f} -> {fig['ece_after']:.4f}")
+    accel.wait_for_everyone()
+    progress.close()
+    return best
 
 
 def initial_model(cfg: FinetuneConfig, vocab: Vocabulary) -> tuple[Wav2Vec2Model, ModelConfig, str]:
