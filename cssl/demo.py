@@ -4,9 +4,19 @@ Phases, each with its own progress display:
 
 1. synthesize the multi-speaker demo corpus with eSpeak NG (cached: a second run
    reuses it), and report its splits;
-2. pretrain the ``tiny`` model contrastively on the unlabeled split, validating on dev;
-3. write ``report.md`` and ``pretrain_curves.png`` (loss and accuracy against chance)
-   into the output folder.
+2. pretrain the ``tiny`` model contrastively on the unlabeled split for a few minutes,
+   validating on dev: the stage learning live (accuracy against chance);
+3. fine-tune with CTC on the train split (about 10 minutes of labels), three ways with the
+   same updates: from the shipped tiny pretrained checkpoint (``cssl/assets``, made by
+   ``make pretrained`` on 7 h of other synthetic speakers), from scratch (the
+   supervised-only baseline), and from scratch with the local tower frozen at its random
+   init (a control for the frozen pretrained local tower);
+4. calibrate each on dev, then evaluate on the test split (voices heard in no other
+   split) with greedy decoding and with beam search and a 3-gram LM built from the
+   text of the unlabeled and train splits;
+5. transcribe two test files with word times and confidences;
+6. write ``report.md`` with the result table and the plots (pretraining curves, dev WER
+   curves, reliability diagrams) into the output folder.
 """
 
 from __future__ import annotations
@@ -16,13 +26,44 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cssl.config import load_config
+from cssl.evaluation import Evaluation
 from cssl.train.progress import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN_PRESET = ROOT / "configs" / "pretrain" / "tiny.yaml"
+FINETUNE_PRESET = ROOT / "configs" / "finetune" / "tiny.yaml"
+PRETRAINED = Path(__file__).resolve().parent / "assets" / "tiny-pretrained.pt"
+
+MODELS = {
+    "pretrained": "shipped pretrained towers, local tower frozen",
+    "scratch": "random init, everything trained (supervised-only baseline)",
+    "scratch-frozen": "random init, local tower frozen (control)",
+}
+"""The fine-tuned models the demo compares, and what each is."""
+
+
+@dataclass
+class ModelResult:
+    """What the demo measured for one fine-tuned model."""
+
+    name: str
+    """Key of :data:`MODELS`."""
+    checkpoint: Path
+    """Best checkpoint by dev WER (calibrated)."""
+    best_dev_wer: float
+    """Best dev WER during fine-tuning."""
+    steps: int
+    """Updates run."""
+    calibration: dict[str, float]
+    """Temperature, NLL and ECE on test before/after calibration."""
+    greedy: Evaluation
+    """Test figures, greedy decoding."""
+    lm: Evaluation
+    """Test figures, beam search with the n-gram LM."""
 
 
 def synthesize(out: Path, hours: float, seed: int):
@@ -76,13 +117,108 @@ def plot_pretraining(run: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, corpus, run: Path, seconds: float) -> Path:
+def finetune(name: str, corpus: Path, out: Path, steps: int, pretrained: Path) -> Path:
+    """Fine-tunes one of :data:`MODELS` on the train split; returns its best checkpoint."""
+    from finetune.config import FinetuneConfig
+    from finetune.train import main
+
+    overrides = [
+        f"data.manifest={corpus / 'train.tsv'}",
+        f"data.valid_manifest={corpus / 'dev.tsv'}",
+        f"out_dir={out}",
+        f"optim.max_steps={steps}",
+        "calibrate=false",  # the demo calibrates and reports on the test split itself
+        f"init={pretrained}" if name == "pretrained" else "init=null",
+        f"freeze.feature_encoder={'false' if name == 'scratch' else 'true'}",
+    ]
+    if out.exists():
+        shutil.rmtree(out)
+    return main(load_config(FinetuneConfig, FINETUNE_PRESET, overrides))
+
+
+def build_lm(corpus: Path, path: Path) -> Path:
+    """A 3-gram LM from the text of the unlabeled and train splits (text only: no test sentences)."""
+    from cssl.data.manifest import read_manifest
+    from cssl.lm import build_ngram, write_arpa
+
+    sentences = [e.text or "" for split in ("unlabeled", "train") for e in read_manifest(corpus / f"{split}.tsv")]
+    write_arpa(build_ngram(sentences, order=3), path)
+    return path
+
+
+def assess(name: str, best: Path, corpus: Path, out: Path, lm: Path) -> ModelResult:
+    """Calibrates on dev (report on test), then scores test greedily and with the LM."""
+    from cssl.evaluation import evaluate_manifest
+    from cssl.recognizer import Recognizer
+    from cssl.train.checkpoint import load_checkpoint
+    from finetune.calibrate import calibrate
+
+    calibration = calibrate(best, corpus / "dev.tsv", corpus / "test.tsv")
+    shutil.copyfile(best.with_name(best.stem + "_reliability.png"), out / f"reliability_{name}.png")
+    results = {}
+    for decoder, kwargs in (("greedy", {}), ("lm", {"lm": str(lm)})):
+        rec = Recognizer.from_checkpoint(best, **kwargs)
+        results[decoder] = evaluate_manifest(rec, corpus / "test.tsv", out / f"test_{name}_{decoder}.jsonl")
+        r = results[decoder]
+        print(f"{name:>15} {decoder:>6}: WER {r.wer:.3f} CER {r.cer:.3f} RTF {r.rtf:.4f} "
+              f"({r.utterances} utterances)", flush=True)
+    history = read_history(best.parent / "metrics.jsonl")
+    valid = [r for r in history if r["split"] == "valid"]
+    ckpt = load_checkpoint(best)
+    return ModelResult(name, best, min(r["wer"] for r in valid) if valid else math.nan,
+                       max(r["step"] for r in history) if history else int(ckpt["step"]),
+                       calibration, results["greedy"], results["lm"])
+
+
+def plot_finetuning(runs: dict[str, Path], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, run in runs.items():
+        valid = [r for r in read_history(run / "metrics.jsonl") if r["split"] == "valid"]
+        ax1.plot([r["step"] for r in valid], [r["wer"] for r in valid], "o-", label=name, ms=3)
+        ax2.plot([r["step"] for r in valid], [r["cer"] for r in valid], "o-", label=name, ms=3)
+    ax1.set(xlabel="update", ylabel="dev WER (greedy)", title="Fine-tuning: dev WER", ylim=(0, 1.05))
+    ax2.set(xlabel="update", ylabel="dev CER (greedy)", title="Fine-tuning: dev CER", ylim=(0, 1.05))
+    ax1.legend()
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def result_table(results: list[ModelResult]) -> str:
+    """The demo's result table (markdown)."""
+    lines = ["| model | test WER greedy | test CER greedy | test WER + LM | test CER + LM | ECE before | ECE after "
+             "| temperature | RTF greedy | RTF + LM |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        c = r.calibration
+        lines.append(f"| {r.name} | {r.greedy.wer:.3f} | {r.greedy.cer:.3f} | {r.lm.wer:.3f} | {r.lm.cer:.3f} "
+                     f"| {c['ece_before']:.3f} | {c['ece_after']:.3f} | {c['temperature']:.2f} "
+                     f"| {r.greedy.rtf:.4f} | {r.lm.rtf:.4f} |")
+    return "\n".join(lines)
+
+
+def relative_reduction(results: list[ModelResult], attr: str) -> float | None:
+    """Relative WER reduction of pretrained over scratch for a decoder (``greedy`` or ``lm``)."""
+    by = {r.name: getattr(r, attr) for r in results}
+    if "pretrained" not in by or "scratch" not in by or by["scratch"].wer == 0:
+        return None
+    return 1 - by["pretrained"].wer / by["scratch"].wer
+
+
+def write_report(out: Path, corpus, run: Path, results: list[ModelResult], samples: list[str],
+                 seconds: float) -> Path:
     history = read_history(run / "metrics.jsonl")
     train = [r for r in history if r["split"] == "train"]
     valid = [r for r in history if r["split"] == "valid"]
     lines = ["# cssl demo report", "", f"Wall time: {seconds / 60:.1f} min.", "", "## Corpus", ""]
     lines += corpus.table().splitlines()[2:]
-    lines += ["", "Test speakers use voice variants heard in no other split.", "", "## Pretraining (tiny)", ""]
+    lines += ["", "Test speakers use voice variants heard in no other split.", "", "## Live pretraining (tiny)", ""]
     if train:
         last = train[-1]
         lines.append(f"Updates: {last['step']}; final train contrastive loss {last['contrastive']:.3f} "
@@ -91,9 +227,39 @@ def write_report(out: Path, corpus, run: Path, seconds: float) -> Path:
     if valid:
         lines.append(f"Dev: contrastive loss {valid[-1]['contrastive']:.3f}, accuracy {valid[-1]['accuracy']:.1%}.")
     lines += ["", "![pretraining curves](pretrain_curves.png)", ""]
+    if results:
+        lines += ["## Fine-tuning on the train split, evaluated on the unseen-voice test split", ""]
+        lines += [f"- **{r.name}**: {MODELS[r.name]}; {r.steps} updates, best dev WER {r.best_dev_wer:.3f}"
+                  for r in results]
+        lines += ["", result_table(results), ""]
+        for attr, label in (("greedy", "greedy"), ("lm", "beam + LM")):
+            gain = relative_reduction(results, attr)
+            if gain is not None:
+                lines.append(f"Relative WER reduction of pretrained over scratch ({label}): {gain:.1%}.")
+        lines += ["", "ECE: expected calibration error of word confidences against word correctness on test, "
+                  "before and after the temperature fitted on dev.", "",
+                  "![fine-tuning curves](finetune_curves.png)", ""]
+        lines += [f"![reliability {r.name}](reliability_{r.name}.png)" for r in results]
+    if samples:
+        lines += ["", "## Transcriptions (pretrained model, greedy; word [confidence])", ""] + samples
     path = out / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def transcribe_samples(best: Path, corpus: Path, count: int = 2) -> list[str]:
+    """Text with word confidences for the first test files, as markdown lines."""
+    from cssl.data.manifest import read_manifest
+    from cssl.recognizer import Recognizer
+
+    rec = Recognizer.from_checkpoint(best)
+    test = read_manifest(corpus / "test.tsv")
+    lines = []
+    for entry in list(test)[:count]:
+        t = rec.transcribe(test.audio_path(entry))
+        words = " ".join(f"{w.word} [{w.confidence:.2f}]" for w in t.words)
+        lines += [f"- `{entry.path}` ({t.seconds:.1f} s)", f"  - reference: {entry.text}", f"  - hypothesis: {words}"]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,23 +267,57 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--hours", type=float, default=1.0, help="demo corpus size")
-    parser.add_argument("--pretrain-minutes", type=float, default=6.0, help="wall-time budget of pretraining")
-    parser.add_argument("--pretrain-steps", type=int, default=2000, help="update budget of pretraining")
+    parser.add_argument("--pretrain-minutes", type=float, default=4.0, help="wall-time budget of live pretraining")
+    parser.add_argument("--pretrain-steps", type=int, default=2000, help="update budget of live pretraining")
+    parser.add_argument("--finetune-steps", type=int, default=None,
+                        help="updates per fine-tuning run (default: the tiny fine-tuning preset's)")
+    parser.add_argument("--pretrained", type=Path, default=PRETRAINED, help="pretraining checkpoint to fine-tune")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"which of {', '.join(MODELS)} to fine-tune")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        parser.error(f"--models: unknown {sorted(unknown)}; choose from {', '.join(MODELS)}")
+    if "pretrained" in models and not args.pretrained.is_file():
+        parser.error(f"--pretrained: {args.pretrained} not found; run `make pretrained` to build it")
     started = time.monotonic()
+    args.out.mkdir(parents=True, exist_ok=True)
     corpus = args.out / "corpus"
-    print(f"== 1/3 demo corpus ({args.hours} h) in {corpus}", flush=True)
+    print(f"== 1/6 demo corpus ({args.hours} h) in {corpus}", flush=True)
     info = synthesize(corpus, args.hours, args.seed)
-    print(f"== 2/3 pretraining the tiny model on {corpus / 'unlabeled.tsv'}", flush=True)
+    print(f"== 2/6 live pretraining of the tiny model on {corpus / 'unlabeled.tsv'}", flush=True)
     run = args.out / "pretrain"
     pretrain(corpus, run, args.pretrain_minutes, args.pretrain_steps)
-    print("== 3/3 report", flush=True)
     plot_pretraining(run, args.out / "pretrain_curves.png")
-    report = write_report(args.out, info, run, time.monotonic() - started)
-    print(report.read_text())
-    print(f"report: {report}; plot: {args.out / 'pretrain_curves.png'}")
+    steps = args.finetune_steps or load_config(_finetune_config(), FINETUNE_PRESET).optim.max_steps
+    best = {}
+    for i, name in enumerate(models):
+        print(f"== 3/6 fine-tuning {i + 1}/{len(models)}: {name} ({MODELS[name]}), {steps} updates", flush=True)
+        best[name] = finetune(name, corpus, args.out / f"finetune-{name}", steps, args.pretrained)
+    plot_finetuning({n: p.parent for n, p in best.items()}, args.out / "finetune_curves.png")
+    print("== 4/6 calibration on dev; evaluation on the unseen-voice test split (greedy, beam + 3-gram LM)", flush=True)
+    lm = build_lm(corpus, args.out / "lm.arpa")
+    results = [assess(name, path, corpus, args.out, lm) for name, path in best.items()]
+    print("== 5/6 transcription of two test files", flush=True)
+    samples = transcribe_samples(best[models[0]], corpus) if models else []
+    print("\n".join(samples))
+    print("== 6/6 report", flush=True)
+    report = write_report(args.out, info, run, results, samples, time.monotonic() - started)
+    if results:
+        print(result_table(results))
+        for attr, label in (("greedy", "greedy"), ("lm", "beam + LM")):
+            gain = relative_reduction(results, attr)
+            if gain is not None:
+                print(f"relative WER reduction, pretrained over scratch ({label}): {gain:.1%}")
+    print(f"report: {report} (wall time {(time.monotonic() - started) / 60:.1f} min)")
     return 0
+
+
+def _finetune_config():
+    from finetune.config import FinetuneConfig
+
+    return FinetuneConfig
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import jiwer
 import torch
 
 from cssl.calibration import expected_calibration_error, fit_temperature, word_confidences
 from cssl.config import from_dict
 from cssl.data.dataset import DataConfig, build_loader
+from cssl.evaluation import word_correctness
 from cssl.model import build_model
 from cssl.model.ctc import ctc_loss
 from cssl.text.vocab import Vocabulary
@@ -82,15 +82,8 @@ def confidences(outputs: Outputs, vocab: Vocabulary, tau: float) -> tuple[list[f
         words = word_confidences((logits / tau).log_softmax(-1), vocab.symbols, vocab.blank)
         if not words:
             continue
-        hyp = " ".join(w.word for w in words)
-        ok = [False] * len(words)
-        if ref.strip():
-            for chunk in jiwer.process_words(ref, hyp).alignments[0]:
-                if chunk.type == "equal":
-                    for j in range(chunk.hyp_start_idx, chunk.hyp_end_idx):
-                        ok[j] = True
         confs += [w.confidence for w in words]
-        correct += ok
+        correct += word_correctness(ref, " ".join(w.word for w in words))
     return confs, correct
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
 from cssl.data.scan import AUDIO_EXTENSIONS
@@ -45,44 +43,13 @@ def _recognizer(args: argparse.Namespace):
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import jiwer
+    from cssl.evaluation import evaluate_manifest
 
-    from cssl.data.audio import AudioError
-    from cssl.data.manifest import read_manifest
-    from cssl.metrics import error_rates
-    from cssl.text.normalize import normalize_text
-
-    rec = _recognizer(args)
-    manifest = read_manifest(args.manifest)
-    if not manifest.labeled:
-        raise ValueError(f"{args.manifest}: evaluation needs transcripts for every entry")
     out = args.out or args.checkpoint.with_name(f"{args.checkpoint.stem}_{args.manifest.stem}.jsonl")
-    refs, hyps, rows, audio_s, skipped = [], [], [], 0.0, 0
-    started = time.perf_counter()
-    for entry in manifest:
-        try:
-            result = rec.transcribe(manifest.audio_path(entry))
-        except AudioError as err:
-            skipped += 1
-            print(f"skipped {err}", file=sys.stderr)
-            continue
-        ref = normalize_text(entry.text or "")
-        refs.append(ref)
-        hyps.append(result.text)
-        audio_s += result.seconds
-        m = jiwer.process_words(ref, result.text) if ref else None
-        rows.append({
-            "audio": entry.path, "reference": ref, "hypothesis": result.text,
-            "errors": (m.substitutions + m.deletions + m.insertions) if m else 0,
-            "words": len(ref.split()),
-            "confidence": (sum(w.confidence for w in result.words) / len(result.words)) if result.words else 0.0,
-        })
-    elapsed = time.perf_counter() - started
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    rates = error_rates(refs, hyps)
-    rtf = elapsed / max(audio_s, 1e-9)
-    print(f"{args.manifest}: {len(rows)} utterances ({skipped} skipped), {audio_s / 60:.1f} min of audio")
-    print(f"WER {rates.wer:.4f}  CER {rates.cer:.4f}  RTF {rtf:.4f}  ({'beam + LM' if args.lm else 'greedy'})")
+    ev = evaluate_manifest(_recognizer(args), args.manifest, out)
+    print(f"{args.manifest}: {ev.utterances} utterances ({ev.skipped} skipped), {ev.audio_s / 60:.1f} min of audio")
+    print(f"WER {ev.wer:.4f}  CER {ev.cer:.4f}  RTF {ev.rtf:.4f}  word-confidence ECE {ev.ece:.4f}  "
+          f"({'beam + LM' if args.lm else 'greedy'})")
     print(f"per-utterance results: {out}")
     return 0
 

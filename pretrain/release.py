@@ -1,0 +1,46 @@
+"""Turns a pretraining checkpoint into a compact release: weights only, in half precision.
+
+    python -m pretrain.release runs/pretrain-10h/last.pt cssl/assets/tiny-pretrained.pt
+
+The release keeps the kind, config and step (so ``finetune init=`` reads it like any
+pretraining checkpoint) and drops the optimizer, sampler and RNG state. Floating-point
+tensors are stored as float16 (half the size; loading casts them back to float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from cssl.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+def release(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> dict:
+    """Writes the release of ``checkpoint`` to ``out`` atomically; returns it."""
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.get("kind") != "pretrain":
+        raise ValueError(f"{checkpoint}: not a pretraining checkpoint (kind {ckpt.get('kind')!r})")
+    model = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    slim = {"kind": "pretrain", "config": ckpt["config"], "step": ckpt["step"], "model": model,
+            "release_of": Path(checkpoint).name}
+    save_checkpoint(out, slim)
+    return slim
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pretrain.release", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    slim = release(args.checkpoint, args.out)
+    params = sum(v.numel() for v in slim["model"].values())
+    print(f"{args.out}: step {slim['step']}, {params / 1e6:.2f} M values, {args.out.stat().st_size / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
