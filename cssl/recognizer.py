@@ -17,6 +17,8 @@ computed. Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an A
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +67,13 @@ class Recognizer:
     def __init__(self, model: Wav2Vec2Model, vocab: Vocabulary, temperature: float = 1.0,
                  normalize: bool = False, chunk_seconds: float = 30.0, overlap_seconds: float = 2.0,
                  device: str | torch.device = "cpu", lm: str | None = None, beam_size: int = 50,
-                 lm_weight: float = 2.0, word_score: float = 0.0) -> None:
+                 lm_weight: float = 2.0, word_score: float = 0.0, precision: str = "no") -> None:
+        from cssl.train.runtime import resolve_precision
+
         self.model = model.eval().to(device)
+        self.precision = resolve_precision(precision)
+        if self.precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"precision must be no, bf16, fp16 or auto, got {precision!r}")
         self.vocab = vocab
         self.temperature = temperature
         self.normalize = normalize
@@ -107,13 +114,20 @@ class Recognizer:
         bounds = [s // self.stride + margin for s in starts[1:]]
         for i, start in enumerate(starts):
             segment = wave[start : start + self.chunk].to(self.device)
-            logits, _ = self.model(segment[None], torch.tensor([segment.numel()], device=self.device))
+            with self._autocast():
+                logits, _ = self.model(segment[None], torch.tensor([segment.numel()], device=self.device))
             frames = logits[0].float()  # (T_chunk, V)
             offset = start // self.stride
             first = bounds[i - 1] - offset if i > 0 else 0
             last = bounds[i] - offset if i < len(starts) - 1 else frames.shape[0]
             pieces.append(frames[first:last])
         return (torch.cat(pieces) / self.temperature).log_softmax(dim=-1).cpu()
+
+    def _autocast(self):
+        if self.precision == "no":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def transcribe(self, audio: str | Path | np.ndarray | Tensor, sample_rate: int = SAMPLE_RATE) -> Transcript:
         """Transcribes a file (any format soundfile reads) or a mono array at ``sample_rate``."""

@@ -89,7 +89,8 @@ def main(cfg: FinetuneConfig) -> Path:
             stop = _early_stop(cfg, state, metrics["wer"], progress)
             if state["bad"] == 0:
                 _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / "best.pt")
-        out_of_time = cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
+        out_of_time = (cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
+                       or cfg.stop_after is not None and step >= cfg.stop_after)
         if step % cfg.save_every == 0 or step == o.max_steps or out_of_time or stop:
             _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / f"checkpoint_{step}.pt")
         stop = stop or out_of_time

@@ -79,11 +79,14 @@ def main(cfg: PretrainConfig) -> Path:
                 progress.message(warning)
         if valid is not None and step % cfg.valid_every == 0:
             progress.log(step, validate(cfg, accel, model, valid, step), split="valid")
-        out_of_time = cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
+        out_of_time = (cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
+                       or cfg.stop_after is not None and step >= cfg.stop_after)
         if step % cfg.save_every == 0 or step == o.max_steps or out_of_time:
             last = _save(cfg, accel, model, optimizer, stream, health, step, out_dir)
         if out_of_time:
-            progress.message(f"stopping at step {step}: max_minutes={cfg.max_minutes} reached")
+            progress.message(f"stopping at step {step}: "
+                             + (f"stop_after={cfg.stop_after}" if cfg.stop_after and step >= cfg.stop_after
+                                else f"max_minutes={cfg.max_minutes}") + " reached")
             break
     if accel.is_main_process and len(stream.rejects):
         stream.rejects.write(out_dir / "rejects.tsv")

@@ -32,6 +32,8 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm-weight", type=float, default=2.0)
     p.add_argument("--word-score", type=float, default=0.0)
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in overlapping chunks")
+    p.add_argument("--precision", default="no", choices=("no", "bf16", "fp16", "auto"),
+                   help="autocast for the model (auto: bf16 where the hardware has it natively)")
 
 
 def _recognizer(args: argparse.Namespace):
@@ -39,7 +41,7 @@ def _recognizer(args: argparse.Namespace):
 
     return Recognizer.from_checkpoint(args.checkpoint, lm=args.lm, beam_size=args.beam_size,
                                       lm_weight=args.lm_weight, word_score=args.word_score,
-                                      chunk_seconds=args.chunk_seconds)
+                                      chunk_seconds=args.chunk_seconds, precision=args.precision)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -30,5 +30,7 @@ class RunConfig:
     """Consecutive non-finite losses tolerated before the run stops."""
     max_minutes: float | None = None
     """Stop (with a checkpoint) after this much wall time."""
+    stop_after: int | None = None
+    """Stop (with a checkpoint) after this many updates; the schedule still runs to optim.max_steps."""
     threads: int | None = None
     """CPU threads for torch (None: torch's default)."""
