@@ -37,7 +37,8 @@ test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -m "gpu"
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/data_pipeline.py
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "transformers==5.24.0"
+	$(BIN)/python benchmarks/run_all.py --out runs/bench/summary.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

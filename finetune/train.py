@@ -86,7 +86,7 @@ def main(cfg: FinetuneConfig) -> Path:
         if valid is not None and (step % cfg.valid_every == 0 or step == o.max_steps):
             metrics = evaluate(accel, model, valid, vocab)
             progress.log(step, metrics, split="valid")
-            stop = _early_stop(cfg, state, metrics["wer"], progress)
+            stop = _early_stop(cfg, state, metrics["wer"], metrics["cer"], progress)
             if state["bad"] == 0:
                 _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / "best.pt")
         out_of_time = (cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
@@ -200,9 +200,11 @@ def evaluate(accel, model, loader, vocab: Vocabulary) -> dict[str, float]:
     return {"wer": rates.wer, "cer": rates.cer, "utterances": float(len(refs))}
 
 
-def _early_stop(cfg: FinetuneConfig, state: dict, wer: float, progress: Progress) -> bool:
-    if wer < state["best_wer"] - cfg.early_stop.min_delta:
-        state["best_wer"], state["bad"] = wer, 0
+def _early_stop(cfg: FinetuneConfig, state: dict, wer: float, cer: float, progress: Progress) -> bool:
+    """Better: a lower dev WER, or the same WER with a lower CER (the all-blank plateau at WER 1 moves in CER)."""
+    best_cer = state.get("best_cer", math.inf)
+    if wer < state["best_wer"] - cfg.early_stop.min_delta or (wer <= state["best_wer"] and cer < best_cer):
+        state["best_wer"], state["best_cer"], state["bad"] = min(wer, state["best_wer"]), cer, 0
         return False
     state["bad"] += 1
     if wer > state["best_wer"] * 1.1:
@@ -216,4 +218,4 @@ def _early_stop(cfg: FinetuneConfig, state: dict, wer: float, progress: Progress
 
 def _save(cfg, accel, model, optimizer, stream, health, state, vocab: Vocabulary, path: Path) -> None:
     save_training(accel, path, "finetune", cfg, model, optimizer, stream, health, state["step"],
-                  vocab=vocab.to_dict(), state={"best_wer": state["best_wer"], "bad": state["bad"]})
+                  vocab=vocab.to_dict(), state={k: state[k] for k in ("best_wer", "best_cer", "bad") if k in state})
