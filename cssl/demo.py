@@ -150,24 +150,22 @@ def assess(name: str, best: Path, corpus: Path, out: Path, lm: Path) -> ModelRes
     """Calibrates on dev (report on test), then scores test greedily and with the LM."""
     from cssl.evaluation import evaluate_manifest
     from cssl.recognizer import Recognizer
-    from cssl.train.checkpoint import load_checkpoint
     from finetune.calibrate import calibrate
 
     calibration = calibrate(best, corpus / "dev.tsv", corpus / "test.tsv")
     shutil.copyfile(best.with_name(best.stem + "_reliability.png"), out / f"reliability_{name}.png")
+    greedy = Recognizer.from_checkpoint(best)
+    beam = Recognizer(greedy.model, greedy.vocab, greedy.temperature, greedy.normalize, lm=str(lm))
     results = {}
-    for decoder, kwargs in (("greedy", {}), ("lm", {"lm": str(lm)})):
-        rec = Recognizer.from_checkpoint(best, **kwargs)
+    for decoder, rec in (("greedy", greedy), ("lm", beam)):
         results[decoder] = evaluate_manifest(rec, corpus / "test.tsv", out / f"test_{name}_{decoder}.jsonl")
         r = results[decoder]
         print(f"{name:>15} {decoder:>6}: WER {r.wer:.3f} CER {r.cer:.3f} RTF {r.rtf:.4f} "
               f"({r.utterances} utterances)", flush=True)
     history = read_history(best.parent / "metrics.jsonl")
     valid = [r for r in history if r["split"] == "valid"]
-    ckpt = load_checkpoint(best)
-    return ModelResult(name, best, min(r["wer"] for r in valid) if valid else math.nan,
-                       max(r["step"] for r in history) if history else int(ckpt["step"]),
-                       calibration, results["greedy"], results["lm"])
+    return ModelResult(name, best, min((r["wer"] for r in valid), default=math.nan),
+                       max((r["step"] for r in history), default=0), calibration, results["greedy"], results["lm"])
 
 
 def plot_finetuning(runs: dict[str, Path], png: Path) -> None:
@@ -211,6 +209,16 @@ def relative_reduction(results: list[ModelResult], attr: str) -> float | None:
     return 1 - by["pretrained"].wer / by["scratch"].wer
 
 
+def gain_lines(results: list[ModelResult]) -> list[str]:
+    """Relative WER reduction of pretrained over scratch, one line per decoder."""
+    lines = []
+    for attr, label in (("greedy", "greedy"), ("lm", "beam + LM")):
+        gain = relative_reduction(results, attr)
+        if gain is not None:
+            lines.append(f"Relative WER reduction of pretrained over scratch ({label}): {gain:.1%}.")
+    return lines
+
+
 def write_report(out: Path, corpus, run: Path, results: list[ModelResult], samples: list[str],
                  seconds: float) -> Path:
     history = read_history(run / "metrics.jsonl")
@@ -231,11 +239,7 @@ def write_report(out: Path, corpus, run: Path, results: list[ModelResult], sampl
         lines += ["## Fine-tuning on the train split, evaluated on the unseen-voice test split", ""]
         lines += [f"- **{r.name}**: {MODELS[r.name]}; {r.steps} updates, best dev WER {r.best_dev_wer:.3f}"
                   for r in results]
-        lines += ["", result_table(results), ""]
-        for attr, label in (("greedy", "greedy"), ("lm", "beam + LM")):
-            gain = relative_reduction(results, attr)
-            if gain is not None:
-                lines.append(f"Relative WER reduction of pretrained over scratch ({label}): {gain:.1%}.")
+        lines += ["", result_table(results), "", *gain_lines(results)]
         lines += ["", "ECE: expected calibration error of word confidences against word correctness on test, "
                   "before and after the temperature fitted on dev.", "",
                   "![fine-tuning curves](finetune_curves.png)", ""]
@@ -290,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     run = args.out / "pretrain"
     pretrain(corpus, run, args.pretrain_minutes, args.pretrain_steps)
     plot_pretraining(run, args.out / "pretrain_curves.png")
-    steps = args.finetune_steps or load_config(_finetune_config(), FINETUNE_PRESET).optim.max_steps
+    from finetune.config import FinetuneConfig
+
+    steps = args.finetune_steps or load_config(FinetuneConfig, FINETUNE_PRESET).optim.max_steps
     best = {}
     for i, name in enumerate(models):
         print(f"== 3/6 fine-tuning {i + 1}/{len(models)}: {name} ({MODELS[name]}), {steps} updates", flush=True)
@@ -306,18 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     report = write_report(args.out, info, run, results, samples, time.monotonic() - started)
     if results:
         print(result_table(results))
-        for attr, label in (("greedy", "greedy"), ("lm", "beam + LM")):
-            gain = relative_reduction(results, attr)
-            if gain is not None:
-                print(f"relative WER reduction, pretrained over scratch ({label}): {gain:.1%}")
+        print("\n".join(gain_lines(results)))
     print(f"report: {report} (wall time {(time.monotonic() - started) / 60:.1f} min)")
     return 0
-
-
-def _finetune_config():
-    from finetune.config import FinetuneConfig
-
-    return FinetuneConfig
 
 
 if __name__ == "__main__":

@@ -40,12 +40,17 @@ class Evaluation:
 def word_correctness(reference: str, hypothesis: str) -> list[bool]:
     """For each hypothesis word, whether the WER alignment matches it to the same reference word."""
     words = hypothesis.split()
-    ok = [False] * len(words)
-    if reference.strip() and words:
-        for chunk in jiwer.process_words(reference, hypothesis).alignments[0]:
-            if chunk.type == "equal":
-                for j in range(chunk.hyp_start_idx, chunk.hyp_end_idx):
-                    ok[j] = True
+    if not (reference.strip() and words):
+        return [False] * len(words)
+    return _hits(jiwer.process_words(reference, hypothesis), len(words))
+
+
+def _hits(alignment: jiwer.WordOutput, num_words: int) -> list[bool]:
+    ok = [False] * num_words
+    for chunk in alignment.alignments[0]:
+        if chunk.type == "equal":
+            for j in range(chunk.hyp_start_idx, chunk.hyp_end_idx):
+                ok[j] = True
     return ok
 
 
@@ -68,10 +73,10 @@ def evaluate_manifest(recognizer, manifest: str | Path, out: str | Path | None =
         refs.append(ref)
         hyps.append(result.text)
         audio_s += result.seconds
-        ok = word_correctness(ref, result.text)
+        m = jiwer.process_words(ref, result.text) if ref else None  # one alignment: errors and word hits
         confs += [w.confidence for w in result.words]
-        correct += ok
-        m = jiwer.process_words(ref, result.text) if ref else None
+        n = len(result.text.split())
+        correct += _hits(m, n) if m and n else [False] * n
         rows.append({
             "audio": entry.path, "reference": ref, "hypothesis": result.text,
             "errors": (m.substitutions + m.deletions + m.insertions) if m else 0,

@@ -31,7 +31,7 @@ from cssl.train.checkpoint import latest_checkpoint, load_checkpoint
 from cssl.train.health import Health
 from cssl.train.progress import Progress
 from cssl.train.runtime import (build_optimizer, global_sum, guarded_update, make_accelerator, seed_everything,
-                                set_lr, set_threads)
+                                set_lr, set_threads, stop_reason)
 from cssl.train.state import restore_training, save_training
 from cssl.train.stream import BatchStream
 from finetune.config import FinetuneConfig
@@ -89,11 +89,10 @@ def main(cfg: FinetuneConfig) -> Path:
             stop = _early_stop(cfg, state, metrics["wer"], metrics["cer"], progress)
             if state["bad"] == 0:
                 _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / "best.pt")
-        out_of_time = (cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
-                       or cfg.stop_after is not None and step >= cfg.stop_after)
-        if step % cfg.save_every == 0 or step == o.max_steps or out_of_time or stop:
+        early = stop_reason(cfg.max_minutes, cfg.stop_after, step, time.monotonic() - started)
+        if step % cfg.save_every == 0 or step == o.max_steps or early or stop:
             _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / f"checkpoint_{step}.pt")
-        stop = stop or out_of_time
+        stop = stop or bool(early)
     if accel.is_main_process and len(stream.rejects):
         stream.rejects.write(out_dir / "rejects.tsv")
     progress.message(f"done at step {state['step']}; best dev WER {state['best_wer']:.4f}; data: {stream.rejects.summary()}")

@@ -22,7 +22,7 @@ from cssl.train.checkpoint import latest_checkpoint, load_checkpoint
 from cssl.train.health import Health
 from cssl.train.progress import Progress
 from cssl.train.runtime import (build_optimizer, global_sum, guarded_update, make_accelerator, seed_everything,
-                                set_lr, set_threads)
+                                set_lr, set_threads, stop_reason)
 from cssl.train.state import restore_training, save_training
 from cssl.train.stream import BatchStream
 from pretrain.config import PretrainConfig
@@ -79,14 +79,11 @@ def main(cfg: PretrainConfig) -> Path:
                 progress.message(warning)
         if valid is not None and step % cfg.valid_every == 0:
             progress.log(step, validate(cfg, accel, model, valid, step), split="valid")
-        out_of_time = (cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
-                       or cfg.stop_after is not None and step >= cfg.stop_after)
-        if step % cfg.save_every == 0 or step == o.max_steps or out_of_time:
+        early = stop_reason(cfg.max_minutes, cfg.stop_after, step, time.monotonic() - started)
+        if step % cfg.save_every == 0 or step == o.max_steps or early:
             last = _save(cfg, accel, model, optimizer, stream, health, step, out_dir)
-        if out_of_time:
-            progress.message(f"stopping at step {step}: "
-                             + (f"stop_after={cfg.stop_after}" if cfg.stop_after and step >= cfg.stop_after
-                                else f"max_minutes={cfg.max_minutes}") + " reached")
+        if early:
+            progress.message(f"stopping at step {step}: {early}")
             break
     if accel.is_main_process and len(stream.rejects):
         stream.rejects.write(out_dir / "rejects.tsv")

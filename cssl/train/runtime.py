@@ -57,6 +57,15 @@ def make_accelerator(mixed_precision: str, find_unused: bool = False) -> Acceler
     return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available(), kwargs_handlers=[kwargs])
 
 
+def stop_reason(max_minutes: float | None, stop_after: int | None, step: int, elapsed_s: float) -> str | None:
+    """Why a run stops early at ``step`` (``max_minutes`` / ``stop_after`` of the run config), or None."""
+    if stop_after is not None and step >= stop_after:
+        return f"stop_after={stop_after} reached"
+    if max_minutes is not None and elapsed_s > 60 * max_minutes:
+        return f"max_minutes={max_minutes} reached"
+    return None
+
+
 def seed_everything(seed: int) -> None:
     """Seeds torch, numpy and Python's generators."""
     random.seed(seed)
