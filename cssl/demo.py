@@ -117,14 +117,14 @@ def plot_pretraining(run: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def finetune(name: str, corpus: Path, out: Path, steps: int, pretrained: Path) -> Path:
-    """Fine-tunes one of :data:`MODELS` on the train split; returns its best checkpoint."""
+def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretrained: Path) -> Path:
+    """Fine-tunes one of :data:`MODELS` on the ``train`` manifest; returns its best checkpoint by ``dev`` WER."""
     from finetune.config import FinetuneConfig
     from finetune.train import main
 
     overrides = [
-        f"data.manifest={corpus / 'train.tsv'}",
-        f"data.valid_manifest={corpus / 'dev.tsv'}",
+        f"data.manifest={train}",
+        f"data.valid_manifest={dev}",
         f"out_dir={out}",
         f"optim.max_steps={steps}",
         "calibrate=false",  # the demo calibrates and reports on the test split itself
@@ -146,26 +146,34 @@ def build_lm(corpus: Path, path: Path) -> Path:
     return path
 
 
-def assess(name: str, best: Path, corpus: Path, out: Path, lm: Path) -> ModelResult:
-    """Calibrates on dev (report on test), then scores test greedily and with the LM."""
+def score(best: Path, manifest: Path, lm: Path, prefix: Path, name: str) -> tuple[Evaluation, Evaluation]:
+    """Scores a checkpoint on ``manifest`` greedily and with beam search and the LM; writes
+    ``{prefix}_greedy.jsonl`` and ``{prefix}_lm.jsonl``."""
     from cssl.evaluation import evaluate_manifest
     from cssl.recognizer import Recognizer
+
+    greedy = Recognizer.from_checkpoint(best)
+    beam = Recognizer(greedy.model, greedy.vocab, greedy.temperature, greedy.normalize, lm=str(lm))
+    results = []
+    for decoder, rec in (("greedy", greedy), ("lm", beam)):
+        r = evaluate_manifest(rec, manifest, Path(f"{prefix}_{decoder}.jsonl"))
+        print(f"{name:>15} {decoder:>6}: WER {r.wer:.3f} CER {r.cer:.3f} RTF {r.rtf:.4f} "
+              f"({r.utterances} utterances)", flush=True)
+        results.append(r)
+    return results[0], results[1]
+
+
+def assess(name: str, best: Path, corpus: Path, out: Path, lm: Path) -> ModelResult:
+    """Calibrates on dev (report on test), then scores test greedily and with the LM."""
     from finetune.calibrate import calibrate
 
     calibration = calibrate(best, corpus / "dev.tsv", corpus / "test.tsv")
     shutil.copyfile(best.with_name(best.stem + "_reliability.png"), out / f"reliability_{name}.png")
-    greedy = Recognizer.from_checkpoint(best)
-    beam = Recognizer(greedy.model, greedy.vocab, greedy.temperature, greedy.normalize, lm=str(lm))
-    results = {}
-    for decoder, rec in (("greedy", greedy), ("lm", beam)):
-        results[decoder] = evaluate_manifest(rec, corpus / "test.tsv", out / f"test_{name}_{decoder}.jsonl")
-        r = results[decoder]
-        print(f"{name:>15} {decoder:>6}: WER {r.wer:.3f} CER {r.cer:.3f} RTF {r.rtf:.4f} "
-              f"({r.utterances} utterances)", flush=True)
+    greedy, lm_eval = score(best, corpus / "test.tsv", lm, out / f"test_{name}", name)
     history = read_history(best.parent / "metrics.jsonl")
     valid = [r for r in history if r["split"] == "valid"]
     return ModelResult(name, best, min((r["wer"] for r in valid), default=math.nan),
-                       max((r["step"] for r in history), default=0), calibration, results["greedy"], results["lm"])
+                       max((r["step"] for r in history), default=0), calibration, greedy, lm_eval)
 
 
 def plot_finetuning(runs: dict[str, Path], png: Path) -> None:
@@ -300,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     best = {}
     for i, name in enumerate(models):
         print(f"== 3/6 fine-tuning {i + 1}/{len(models)}: {name} ({MODELS[name]}), {steps} updates", flush=True)
-        best[name] = finetune(name, corpus, args.out / f"finetune-{name}", steps, args.pretrained)
+        best[name] = finetune(name, corpus / "train.tsv", corpus / "dev.tsv", args.out / f"finetune-{name}", steps,
+                              args.pretrained)
     plot_finetuning({n: p.parent for n, p in best.items()}, args.out / "finetune_curves.png")
     print("== 4/6 calibration on dev; evaluation on the unseen-voice test split (greedy, beam + 3-gram LM)", flush=True)
     lm = build_lm(corpus, args.out / "lm.arpa")
