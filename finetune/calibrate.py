@@ -2,9 +2,12 @@
 
     python -m finetune.calibrate runs/finetune-tiny/best.pt corpus/dev.tsv [--eval corpus/test.tsv]
 
-The temperature minimises the CTC negative log-likelihood of the dev transcripts. The
-checkpoint is rewritten atomically with ``temperature`` set; inference divides logits
-by it. With ``--eval``, word confidences on that set (default: the dev set) are
+The temperature minimises, on dev, either the negative log-likelihood of word
+correctness under the word confidences (``--objective word``, the default: it calibrates
+the confidences that decoding reports) or the CTC negative log-likelihood of the
+transcripts (``--objective ctc``: frame-level probabilities). Greedy words do not depend
+on the temperature, only their confidences do. The checkpoint is rewritten atomically
+with ``temperature`` set; inference divides logits by it. With ``--eval``, word confidences on that set (default: the dev set) are
 compared with word correctness from the WER alignment before and after: expected
 calibration error, NLL per utterance, and a reliability diagram (PNG beside the
 checkpoint).
@@ -87,6 +90,19 @@ def confidences(outputs: Outputs, vocab: Vocabulary, tau: float) -> tuple[list[f
     return confs, correct
 
 
+def word_nll(outputs: Outputs, vocab: Vocabulary, tau: float) -> float:
+    """Mean binary negative log-likelihood of word correctness under the word confidences at ``tau``."""
+    confs, correct = confidences(outputs, vocab, tau)
+    if not confs:
+        return 0.0
+    p = torch.tensor(confs, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+    return float(torch.nn.functional.binary_cross_entropy(p, torch.tensor(correct, dtype=torch.float64)))
+
+
+OBJECTIVES = ("word", "ctc")
+"""What the temperature minimises on dev: word-confidence NLL or CTC NLL."""
+
+
 def reliability_diagram(before: tuple[list[float], list[bool]], after: tuple[list[float], list[bool]],
                         taus: tuple[float, float], png: Path, bins: int = 10) -> None:
     import matplotlib
@@ -117,15 +133,17 @@ def reliability_diagram(before: tuple[list[float], list[bool]], after: tuple[lis
 
 
 def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | None = None,
-              device: torch.device | str = "cpu") -> dict[str, float]:
+              device: torch.device | str = "cpu", objective: str = "word") -> dict[str, float]:
     """Fits, stores and reports the temperature; returns the figures."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"calibration objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     if ckpt.get("kind") != "finetune":
         raise ValueError(f"{checkpoint}: not a fine-tuning checkpoint")
     vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
     dev_out = collect(ckpt, dev, device)
-    tau = fit_temperature(lambda t: nll(dev_out, t))
+    tau = fit_temperature(lambda t: word_nll(dev_out, vocab, t) if objective == "word" else nll(dev_out, t))
     ckpt["temperature"] = tau
     save_checkpoint(checkpoint, ckpt)
     test_out = collect(ckpt, eval_manifest, device) if eval_manifest else dev_out
@@ -136,6 +154,8 @@ def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | Non
         "temperature": tau,
         "nll_before": nll(test_out, 1.0),
         "nll_after": nll(test_out, tau),
+        "word_nll_before": word_nll(test_out, vocab, 1.0),
+        "word_nll_after": word_nll(test_out, vocab, tau),
         "ece_before": expected_calibration_error(*before),
         "ece_after": expected_calibration_error(*after),
         "words": float(len(before[0])),
@@ -148,10 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("dev", help="labeled manifest the temperature is fitted on")
     parser.add_argument("--eval", default=None, help="labeled manifest for the before/after report (default: dev)")
+    parser.add_argument("--objective", choices=OBJECTIVES, default="word",
+                        help="word: NLL of word correctness under word confidences; ctc: CTC NLL")
     args = parser.parse_args(argv)
-    figures = calibrate(args.checkpoint, args.dev, args.eval)
+    figures = calibrate(args.checkpoint, args.dev, args.eval, objective=args.objective)
     print(f"temperature {figures['temperature']:.3f} stored in {args.checkpoint}")
-    print(f"NLL per utterance {figures['nll_before']:.3f} -> {figures['nll_after']:.3f}; "
+    print(f"CTC NLL per utterance {figures['nll_before']:.3f} -> {figures['nll_after']:.3f}; "
+          f"word NLL {figures['word_nll_before']:.3f} -> {figures['word_nll_after']:.3f}; "
           f"ECE {figures['ece_before']:.4f} -> {figures['ece_after']:.4f} over {int(figures['words'])} words")
     return 0
 

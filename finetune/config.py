@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
@@ -83,6 +83,8 @@ class FinetuneConfig(RunConfig):
     """Stopping on dev WER."""
     calibrate: bool = True
     """At the end, fit the output temperature on the dev set and store it in the best checkpoint."""
+    calibration_objective: Literal["word", "ctc"] = "word"
+    """What the temperature minimises on dev: ``word`` (word-confidence NLL) or ``ctc`` (CTC NLL)."""
     cv: CrossValidationConfig = field(default_factory=CrossValidationConfig)
     """Cross-validation for choosing hyper-parameters (off unless ``cv.folds`` >= 2)."""
     out_dir: str = "runs/finetune"

@@ -102,9 +102,10 @@ def main(cfg: FinetuneConfig) -> Path:
     if cfg.calibrate and cfg.data.valid_manifest and accel.is_main_process:
         from finetune.calibrate import calibrate
 
-        fig = calibrate(best, cfg.data.valid_manifest, device=accel.device)
-        progress.message(f"calibration on dev: temperature {fig['temperature']:.3f} stored in {best}; NLL per "
-                         f"utterance {fig['nll_before']:.3f} -> {fig['nll_after']:.3f}; word ECE "
+        fig = calibrate(best, cfg.data.valid_manifest, device=accel.device, objective=cfg.calibration_objective)
+        progress.message(f"calibration on dev ({cfg.calibration_objective} NLL): temperature {fig['temperature']:.3f} "
+                         f"stored in {best}; word NLL {fig['word_nll_before']:.3f} -> {fig['word_nll_after']:.3f}; "
+                         f"CTC NLL {fig['nll_before']:.3f} -> {fig['nll_after']:.3f}; word ECE "
                          f"{fig['ece_before']:.4f} -> {fig['ece_after']:.4f}")
     accel.wait_for_everyone()
     progress.close()

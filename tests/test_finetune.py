@@ -105,9 +105,11 @@ def test_calibrate_stores_temperature_and_draws_reliability(corpus: Path, tmp_pa
     out = tmp_path / "cal"
     best = main(load_config(FinetuneConfig, TINY, [*common(corpus, out), "optim.max_steps=60", "valid_every=30",
                                                    "freeze.encoder_steps=0"]))
-    figures = calibrate(best, corpus / "dev.tsv")  # report on the fitting set: NLL cannot get worse
+    figures = calibrate(best, corpus / "dev.tsv")  # report on the fitting set: the NLL it fits cannot get worse
     assert load_checkpoint(best)["temperature"] == figures["temperature"]
     assert 0.25 <= figures["temperature"] <= 8.0
-    assert figures["nll_after"] <= figures["nll_before"] + 1e-4
+    assert figures["word_nll_after"] <= figures["word_nll_before"] + 1e-4  # default objective: word NLL
+    ctc = calibrate(best, corpus / "dev.tsv", objective="ctc")
+    assert ctc["nll_after"] <= ctc["nll_before"] + 1e-4
     assert all(math.isfinite(v) for v in figures.values())
     assert (out / "best_reliability.png").read_bytes()[:4] == b"\x89PNG"

@@ -69,3 +69,16 @@ def test_transcribe_api_and_commands(tmp_path: Path) -> None:
     assert "WER 0.6667" in proc.stdout and "RTF" in proc.stdout  # 1 hit, 1 substitution, 1 deletion
     rows = [json.loads(x) for x in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert rows[1] == {**rows[1], "reference": "B C", "hypothesis": "A", "errors": 2, "words": 2}
+
+
+def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    example = next(b for b in blocks if "Recognizer.from_checkpoint" in b)
+    (tmp_path / "runs" / "my-asr").mkdir(parents=True)
+    checkpoint(tmp_path).rename(tmp_path / "runs" / "my-asr" / "best.pt")  # the paths the README names
+    write(tmp_path / "clip.flac", tone(1.0))
+    proc = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text, words = proc.stdout.split(" ", 1)
+    assert text == "A" and words.startswith("[('A', 0.")  # the head always says "A": one word with its times
