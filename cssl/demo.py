@@ -13,7 +13,7 @@ Phases, each with its own progress display:
    init (a control for the frozen pretrained local tower);
 4. calibrate each on dev, then evaluate on the test split (voices heard in no other
    split) with greedy decoding and with beam search and a 3-gram LM built from the
-   text of the unlabeled and train splits;
+   transcripts of the train split (the unlabeled split has none);
 5. transcribe two test files with word times and confidences;
 6. write ``report.md`` with the result table and the plots (pretraining curves, dev WER
    curves, reliability diagrams) into the output folder.
@@ -137,7 +137,9 @@ def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretraine
 
 
 def build_lm(corpus: Path, path: Path) -> Path:
-    """A 3-gram LM from the text of the unlabeled and train splits (text only: no test sentences)."""
+    """A 3-gram LM from the transcripts of the corpus's labeled training text (no test sentences).
+
+    The unlabeled split has no transcripts: its entries count as empty sentences."""
     from cssl.data.manifest import read_manifest
     from cssl.lm import build_ngram, write_arpa
 
