@@ -5,8 +5,9 @@
 The shape of the wav2vec 2.0 paper's low-resource table, on synthetic speech:
 
 - labeled pool: the train split (15%) of a second synthetic corpus (``--pool-hours``, seed 2;
-  seen voice variants only; 7 h give 63 minutes of labels, synthesized in about 1.5 minutes). Budgets are nested random subsets of it (the 1-minute
-  set is inside the 10-minute set, and so on), drawn by duration with ``--seed``;
+  seen voice variants only; 7 h give 63 minutes of labels, synthesized in about 1.5 minutes).
+  Budgets are nested random subsets of it (the 1-minute set is inside the 10-minute set,
+  and so on), drawn by duration with ``--seed``;
 - dev and test: the demo corpus's (``python -m cssl.demo``; synthesized here if missing), so
   the test voices are heard in no labeled subset and by no pretraining;
 - models: the shipped pretrained checkpoint (or ``--pretrained``), local tower frozen, and
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "label-budget")
     parser.add_argument("--demo-corpus", type=Path, default=ROOT / "runs" / "demo" / "corpus",
                         help="dev and test splits (the demo's corpus; synthesized if missing)")
-    parser.add_argument("--pool-hours", type=float, default=7.0, help="size of the corpus whose train split holds the labels")
+    parser.add_argument("--pool-hours", type=float, default=7.0,
+                        help="size of the corpus whose train split holds the labels")
     parser.add_argument("--budgets", default="1,10,30,60", help="minutes of labels, comma separated")
     parser.add_argument("--steps", default="400,600,1000,1500", help="updates per budget, comma separated")
     parser.add_argument("--pretrained", type=Path, default=PRETRAINED)

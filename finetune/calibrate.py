@@ -7,16 +7,17 @@ correctness under the word confidences (``--objective word``, the default: it ca
 the confidences that decoding reports) or the CTC negative log-likelihood of the
 transcripts (``--objective ctc``: frame-level probabilities). Greedy words do not depend
 on the temperature, only their confidences do. The checkpoint is rewritten atomically
-with ``temperature`` set; inference divides logits by it. With ``--eval``, word confidences on that set (default: the dev set) are
-compared with word correctness from the WER alignment before and after: expected
-calibration error, NLL per utterance, and a reliability diagram (PNG beside the
-checkpoint).
+with ``temperature`` set; inference divides logits by it. With ``--eval``, word
+confidences on that set (default: the dev set) are compared with word correctness from
+the WER alignment before and after: expected calibration error, NLL per utterance, and
+a reliability diagram (PNG beside the checkpoint).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,13 +91,30 @@ def confidences(outputs: Outputs, vocab: Vocabulary, tau: float) -> tuple[list[f
     return confs, correct
 
 
-def word_nll(outputs: Outputs, vocab: Vocabulary, tau: float) -> float:
-    """Mean binary negative log-likelihood of word correctness under the word confidences at ``tau``."""
-    confs, correct = confidences(outputs, vocab, tau)
+def binary_nll(confs: list[float], correct: list[bool]) -> float:
+    """Mean binary negative log-likelihood of word correctness under word confidences."""
     if not confs:
         return 0.0
     p = torch.tensor(confs, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
     return float(torch.nn.functional.binary_cross_entropy(p, torch.tensor(correct, dtype=torch.float64)))
+
+
+def word_nll(outputs: Outputs, vocab: Vocabulary, tau: float) -> float:
+    """:func:`binary_nll` of the greedy words at temperature ``tau``."""
+    return binary_nll(*confidences(outputs, vocab, tau))
+
+
+def word_nll_fn(outputs: Outputs, vocab: Vocabulary) -> Callable[[float], float]:
+    """:func:`word_nll` as a function of the temperature, aligning the words once: greedy
+    words, hence their correctness, do not depend on the temperature."""
+    _, correct = confidences(outputs, vocab, 1.0)
+
+    def at(tau: float) -> float:
+        confs = [w.confidence for logits in outputs.logits
+                 for w in word_confidences((logits / tau).log_softmax(-1), vocab.symbols, vocab.blank)]
+        return binary_nll(confs, correct)
+
+    return at
 
 
 OBJECTIVES = ("word", "ctc")
@@ -143,7 +161,7 @@ def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | Non
         raise ValueError(f"{checkpoint}: not a fine-tuning checkpoint")
     vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
     dev_out = collect(ckpt, dev, device)
-    tau = fit_temperature(lambda t: word_nll(dev_out, vocab, t) if objective == "word" else nll(dev_out, t))
+    tau = fit_temperature(word_nll_fn(dev_out, vocab) if objective == "word" else lambda t: nll(dev_out, t))
     ckpt["temperature"] = tau
     save_checkpoint(checkpoint, ckpt)
     test_out = collect(ckpt, eval_manifest, device) if eval_manifest else dev_out
@@ -154,8 +172,8 @@ def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | Non
         "temperature": tau,
         "nll_before": nll(test_out, 1.0),
         "nll_after": nll(test_out, tau),
-        "word_nll_before": word_nll(test_out, vocab, 1.0),
-        "word_nll_after": word_nll(test_out, vocab, tau),
+        "word_nll_before": binary_nll(*before),
+        "word_nll_after": binary_nll(*after),
         "ece_before": expected_calibration_error(*before),
         "ece_after": expected_calibration_error(*after),
         "words": float(len(before[0])),
