@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cssl.model.config import ContextConfig
+from cssl.model.dropout import Dropout, dropout
 
 
 class FeatureProjection(nn.Module):
@@ -26,7 +27,7 @@ class FeatureProjection(nn.Module):
         super().__init__()
         self.layer_norm = nn.LayerNorm(in_features)
         self.projection = nn.Linear(in_features, out_features)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Returns (normed features (B, T, C), projected (B, T, D)); the quantizer reads the first."""
@@ -44,13 +45,16 @@ class PositionalConv(nn.Module):
         nn.init.normal_(conv.weight, mean=0.0, std=(4.0 / (kernel_size * embed_dim)) ** 0.5)
         nn.init.zeros_(conv.bias)
         self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
-        self.num_remove = 1 if kernel_size % 2 == 0 else 0
 
     def forward(self, x: Tensor) -> Tensor:  # x: (B, T, D)
-        y = self.conv(x.transpose(1, 2))  # (B, D, T + 1 if even kernel)
-        if self.num_remove:
-            y = y[..., : -self.num_remove]
-        return F.gelu(y).transpose(1, 2)  # (B, T, D)
+        # As a 2-D conv of height 1 in channels-last layout, which (B, T, D) already is: oneDNN's
+        # grouped kernels run 1.7-2.5x faster there than conv1d's channels-first layout.
+        conv = self.conv
+        image = x.transpose(1, 2).unsqueeze(2)  # (B, D, 1, T), channels-last strides, no copy
+        weight = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (D, D / G, 1, K)
+        y = F.conv2d(image, weight, conv.bias, padding=(0, conv.padding[0]), groups=conv.groups)  # (B, D, 1, T')
+        y = y.squeeze(2).transpose(1, 2)  # (B, T', D), T' = T + 1 for an even kernel
+        return F.gelu(y[:, : x.shape[1]])  # (B, T, D)
 
 
 class SelfAttention(nn.Module):
@@ -75,11 +79,25 @@ class SelfAttention(nn.Module):
         bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])  # (3D,)
         qkv = F.linear(x, weight, bias).view(b, t, 3, self.num_heads, d // self.num_heads)  # (B, T, 3, H, K)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, K)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, T, K)
+        if self.training and self.dropout > 0 and x.device.type == "cpu":
+            out = attention_with_dropout(q, k, v, key_mask, self.dropout)  # (B, H, T, K)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
+            )  # (B, H, T, K)
         out = out.transpose(1, 2).reshape(b, t, d)  # (B, T, D)
         return self.out_proj(out)
+
+
+def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, p: float) -> Tensor:
+    """softmax(q k^T / sqrt(K)) with dropout on the weights, times v: SDPA's math path with a cheap mask.
+
+    q, k, v: (B, H, T, K); key_mask: (B, 1, 1, T), True where attention may look.
+    """
+    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))  # (B, H, T, T)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask, float("-inf"))
+    return torch.matmul(dropout(scores.softmax(dim=-1), p), v)  # (B, H, T, K)
 
 
 class FeedForward(nn.Module):
@@ -88,9 +106,9 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, inner: int, activation_dropout: float, dropout: float) -> None:
         super().__init__()
         self.intermediate_dense = nn.Linear(dim, inner)
-        self.intermediate_dropout = nn.Dropout(activation_dropout)
+        self.intermediate_dropout = Dropout(activation_dropout)
         self.output_dense = nn.Linear(inner, dim)
-        self.output_dropout = nn.Dropout(dropout)
+        self.output_dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.intermediate_dropout(F.gelu(self.intermediate_dense(x)))
@@ -104,7 +122,7 @@ class EncoderLayer(nn.Module):
                  layer_norm_first: bool) -> None:
         super().__init__()
         self.attention = attention
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layer_norm = nn.LayerNorm(attention.embed_dim)
         self.feed_forward = feed_forward
         self.final_layer_norm = nn.LayerNorm(attention.embed_dim)
@@ -128,7 +146,7 @@ class Transformer(nn.Module):
         self.layer_norm = nn.LayerNorm(pos_conv_embed.embed_dim)
         self.layer_norm_first = layer_norm_first
         self.layer_drop = layer_drop
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layers = layers
 
     def forward(self, x: Tensor, key_mask: Tensor | None, num_layers: int | None = None) -> list[Tensor]:

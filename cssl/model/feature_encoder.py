@@ -8,7 +8,8 @@ in behaviour, both only on padded batches: the BASE group norm takes its statist
 over each utterance's valid frames only (torchaudio includes the padding, so a
 padded batch differs from one-by-one), and frames past the valid length are zeroed
 after that norm. Input shorter than the receptive field (400 samples for BASE) gives
-zero frames instead of a convolution error.
+zero frames instead of a convolution error. The layers compute time-major
+(:mod:`cssl.model.block_conv`): no layout change between layers.
 """
 
 from __future__ import annotations
@@ -17,34 +18,37 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cssl.model.block_conv import block_conv
 from cssl.model.config import FeatureEncoderConfig
 
 
 class ChannelLayerNorm(nn.LayerNorm):
-    """Layer norm over channels of a (B, C, T) tensor (torchaudio's ``LayerNorm`` layout)."""
-
-    def forward(self, x: Tensor) -> Tensor:  # x: (B, C, T)
-        x = x.transpose(1, 2)  # (B, T, C)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.transpose(1, 2)  # (B, C, T)
+    """Layer norm over the channels of each frame (torchaudio's ``LayerNorm`` of the conv layers)."""
 
 
 class MaskedGroupNorm(nn.GroupNorm):
-    """Per-channel normalisation over time (groups == channels) that ignores padded frames."""
+    """Per-channel normalisation over time (groups == channels) of time-major frames.
 
-    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:  # x: (B, C, T), valid: (B, 1, T)
+    Statistics come from the first ``frames`` frames, or from the frames where ``valid``
+    (B, T, 1) is True; all frames are normalised with them.
+    """
+
+    def forward(self, x: Tensor, frames: int, valid: Tensor | None = None) -> Tensor:  # x: (B, T, C)
         if valid is None:
-            return super().forward(x)
-        weight = valid.to(x.dtype)
-        count = weight.sum(dim=2, keepdim=True).clamp(min=1)  # (B, 1, 1)
-        mean = (x * weight).sum(dim=2, keepdim=True) / count  # (B, C, 1)
-        var = ((x - mean).square() * weight).sum(dim=2, keepdim=True) / count
-        x = (x - mean) * torch.rsqrt(var + self.eps)
-        return x * self.weight[:, None] + self.bias[:, None]
+            head = x[:, :frames]
+            mean = head.mean(dim=1, keepdim=True)  # (B, 1, C); two passes: var_mean over dim 1 is 5x slower
+            var = (head - mean).square().mean(dim=1, keepdim=True)
+        else:
+            weight = valid.to(x.dtype)
+            count = weight.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1, 1)
+            mean = (x * weight).sum(dim=1, keepdim=True) / count  # (B, 1, C)
+            var = ((x - mean).square() * weight).sum(dim=1, keepdim=True) / count
+        scale = torch.rsqrt(var + self.eps) * self.weight  # (B, 1, C)
+        return torch.addcmul(self.bias - mean * scale, x, scale)  # (x - mean) * scale + bias
 
 
 class ConvBlock(nn.Module):
-    """Conv1d, optional normalisation, GELU."""
+    """Strided convolution, optional normalisation, GELU, on time-major frames."""
 
     def __init__(self, conv: nn.Conv1d, layer_norm: nn.Module | None) -> None:
         super().__init__()
@@ -59,17 +63,25 @@ class ConvBlock(nn.Module):
     def stride(self) -> int:
         return self.conv.stride[0]
 
-    def forward(self, x: Tensor, valid: Tensor | None) -> Tensor:  # x: (B, C_in, S) -> (B, C_out, T)
-        x = self.conv(x)
+    def forward(self, x: Tensor, frames: int, valid: Tensor | None) -> Tensor:
+        """x (B, T_in, C_in) -> (B, T_in / stride, C_out); the first ``frames`` output frames are real
+        conv outputs, and ``valid`` (B, T, 1), when given, marks each utterance's own."""
+        x = block_conv(x, self.conv.weight, self.conv.bias, self.stride)
         if isinstance(self.layer_norm, MaskedGroupNorm):
-            x = self.layer_norm(x, valid)
+            x = self.layer_norm(x, frames, valid)
         elif self.layer_norm is not None:
             x = self.layer_norm(x)
         return F.gelu(x)
 
 
 class FeatureEncoder(nn.Module):
-    """Waveform (B, S) -> frames (B, T, C) with valid frame counts."""
+    """Waveform (B, S) -> frames (B, T, C) with valid frame counts.
+
+    The layers run time-major on a waveform zero-padded to a multiple of the total
+    stride, so each layer's input length is a multiple of its stride (see
+    :mod:`cssl.model.block_conv`); frames computed past the conv output length are
+    cropped at the end and never reach a valid frame or a norm statistic.
+    """
 
     def __init__(self, conv_layers: nn.ModuleList) -> None:
         super().__init__()
@@ -89,24 +101,25 @@ class FeatureEncoder(nn.Module):
     def forward(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         if waves.ndim != 2:
             raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(waves.shape)}")
-        field = self.receptive_field
-        if waves.shape[1] < field:
-            if lengths is None:
-                lengths = torch.full((waves.shape[0],), waves.shape[1], dtype=torch.long, device=waves.device)
-            waves = F.pad(waves, (0, field - waves.shape[1]))  # convs need one full window
-        if lengths is not None and bool((lengths >= waves.shape[1]).all()):
-            # nothing is padded: the plain (faster) kernels give the same result
-            frame_lengths, lengths = self.output_lengths(lengths), None
-        else:
-            frame_lengths = None if lengths is None else self.output_lengths(lengths)
-        x = waves.unsqueeze(1)  # (B, 1, S)
+        batch, samples = waves.shape
+        if samples < self.receptive_field and lengths is None:  # one all-padding frame, zero valid
+            lengths = torch.full((batch,), samples, dtype=torch.long, device=waves.device)
+        frame_lengths = None if lengths is None else self.output_lengths(lengths)
+        if lengths is not None and bool((lengths >= samples).all()):
+            lengths = None  # nothing is padded: statistics over whole rows
+        frames = max(samples, self.receptive_field)  # shorter input is zero-padded to one window
+        padded = -(-frames // self.stride) * self.stride
+        x = F.pad(waves, (0, padded - samples)).unsqueeze(-1)  # (B, S', 1), S' a multiple of the total stride
         for i, block in enumerate(self.conv_layers):
+            frames = max(0, (frames - block.kernel_size) // block.stride + 1)  # conv output length of the batch
             if lengths is not None and isinstance(block.layer_norm, MaskedGroupNorm):
-                valid = _valid_mask(self.output_lengths(lengths, upto=i + 1), _conv_len(x.shape[-1], block))
-                x = block(x, valid) * valid.to(x.dtype)  # padded frames back to zero after the norm
+                size = x.shape[1] // block.stride
+                valid = (torch.arange(size, device=waves.device) < self.output_lengths(lengths, upto=i + 1)[:, None])
+                valid = valid.unsqueeze(-1)  # (B, T, 1)
+                x = block(x, frames, valid) * valid.to(x.dtype)  # padded frames back to zero after the norm
             else:
-                x = block(x, None)
-        return x.transpose(1, 2), frame_lengths  # (B, T, C)
+                x = block(x, frames, None)  # (B, T, C)
+        return x[:, :frames], frame_lengths  # (B, T, C)
 
     @property
     def receptive_field(self) -> int:
@@ -140,12 +153,3 @@ def build_feature_encoder(cfg: FeatureEncoderConfig) -> FeatureEncoder:
         blocks.append(ConvBlock(conv, norm))
         in_channels = channels
     return FeatureEncoder(nn.ModuleList(blocks))
-
-
-def _conv_len(size: int, block: ConvBlock) -> int:
-    return max(0, (size - block.kernel_size) // block.stride + 1)
-
-
-def _valid_mask(lengths: Tensor, size: int) -> Tensor:
-    """(B, 1, T) True on valid frames."""
-    return (torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(1)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from cssl.model import losses
 from cssl.model.config import ModelConfig
 from cssl.model.context import ContextEncoder, build_context_encoder
+from cssl.model.dropout import Dropout
 from cssl.model.feature_encoder import FeatureEncoder, build_feature_encoder
 from cssl.model.masking import batch_span_mask, generators, sample_distractors
 from cssl.model.quantizer import GumbelQuantizer
@@ -137,7 +138,7 @@ class Wav2Vec2Pretrainer(nn.Module):
         self.quantizer = quantizer
         self.project_q = nn.Linear(quantizer.codebook.shape[-1] * quantizer.groups, final_dim)
         self.final_proj = nn.Linear(model.encoder.embed_dim, final_dim)
-        self.dropout_features = nn.Dropout(cfg.dropout_features)
+        self.dropout_features = Dropout(cfg.dropout_features)
         self.mask_cfg = cfg.mask
         self.num_distractors = num_distractors
         self.cross_distractors = cross_distractors
