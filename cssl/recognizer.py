@@ -18,6 +18,7 @@ computed. Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an A
 from __future__ import annotations
 
 import contextlib
+import copy
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +71,12 @@ class Recognizer:
                  lm_weight: float = 2.0, word_score: float = 0.0, precision: str = "no") -> None:
         from cssl.train.runtime import resolve_precision
 
-        self.model = model.eval().to(device)
         self.precision = resolve_precision(precision)
         if self.precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"precision must be no, bf16, fp16 or auto, got {precision!r}")
+        if self.precision != "no":  # a half-precision copy: autocast would cast every weight on every call
+            model = copy.deepcopy(model).to(torch.bfloat16 if self.precision == "bf16" else torch.float16)
+        self.model = model.eval().to(device)
         self.vocab = vocab
         self.temperature = temperature
         self.normalize = normalize

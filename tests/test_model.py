@@ -217,3 +217,21 @@ def test_health_warns_once_on_collapse_and_chance() -> None:
     for step, loss in [(10, 2.40), (14, 2.2), (18, 2.0), (22, 2.39)]:  # one noisy batch back at chance
         assert not any("chance" in w for w in leaving.check_pretraining(step, 10, loss, 10, 40.0, 64, 2))
     assert any("near 0" in w for w in Health().check_pretraining(30, 10, 1e-5, 10, 40.0, 64, 2))
+
+
+def test_group_norm_moments_from_input_windows_equal_moments_of_the_output() -> None:
+    from cssl.model.block_conv import block_conv
+    from cssl.model.feature_encoder import frame_moments, window_moments
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(1, 6, 10, stride=5, bias=True)
+    x = torch.randn(3, 400, 1) + 0.5  # (B, T_in, 1), a DC offset
+    y = block_conv(x, conv.weight, conv.bias, 5)  # (B, 80, 6)
+    frames = 79  # (400 - 10) // 5 + 1
+    lengths = torch.tensor([79, 40, 3])
+    valid = (torch.arange(80) < lengths[:, None]).unsqueeze(-1)  # (B, 80, 1)
+    for mask in (None, valid):
+        want_mean, want_var = frame_moments(y.double(), frames, mask)
+        got_mean, got_var = window_moments(x, conv, frames, mask)
+        torch.testing.assert_close(got_mean, want_mean.float(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got_var, want_var.float(), rtol=1e-5, atol=1e-5)

@@ -33,22 +33,58 @@ class MaskedGroupNorm(nn.GroupNorm):
     (B, T, 1) is True; all frames are normalised with them.
     """
 
-    def forward(self, x: Tensor, frames: int, valid: Tensor | None = None) -> Tensor:  # x: (B, T, C)
+    def forward(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:  # x: (B, T, C); mean, var: (B, 1, C)
+        """Normalises with float32 statistics; the output keeps the input dtype."""
+        scale = torch.rsqrt(var + self.eps) * self.weight.float()  # (B, 1, C)
+        shift = self.bias.float() - mean * scale
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))  # (x - mean) * scale + bias
+
+
+def frame_moments(x: Tensor, frames: int, valid: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Float32 mean and variance over time (B, 1, C) of x (B, T, C), from its first ``frames``
+    frames or where ``valid`` (B, T, 1) is True."""
+    if valid is None:
+        head = x[:, :frames]
+        mean = head.mean(dim=1, keepdim=True, dtype=torch.float32)  # two passes: var_mean over
+        return mean, (head - mean).square().mean(dim=1, keepdim=True)  # dim 1 is 5x slower
+    weight = valid.float()
+    count = weight.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1, 1)
+    mean = (x * weight).sum(dim=1, keepdim=True) / count  # (B, 1, C)
+    return mean, ((x - mean).square() * weight).sum(dim=1, keepdim=True) / count
+
+
+def window_moments(x: Tensor, conv: nn.Conv1d, frames: int, valid: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The moments of :func:`frame_moments` for the output of ``conv`` over x (B, T_in, C_in),
+    computed from x: with windows u_t (C_in * k values) of mean m and covariance S, output
+    channel c has mean w_c . m + b_c and variance w_c^T S w_c. For the first layer (k * C_in = 10)
+    that reads the waveform once instead of the (B, T, C) output three times; float64 inside."""
+    kernel, stride = conv.kernel_size[0], conv.stride[0]
+    batch = x.shape[0]
+    with torch.autocast(x.device.type, enabled=False):
+        windows = x.unfold(1, kernel, stride)[:, :frames]  # (B, F, C_in, k), a view
+        windows = windows.reshape(batch, frames, -1).double()  # (B, F, D), D = C_in * k
         if valid is None:
-            head = x[:, :frames]
-            mean = head.mean(dim=1, keepdim=True)  # (B, 1, C); two passes: var_mean over dim 1 is 5x slower
-            var = (head - mean).square().mean(dim=1, keepdim=True)
+            count = torch.full((batch, 1), max(frames, 1), dtype=torch.float64, device=x.device)
+            centre = windows.mean(dim=1) if frames else windows.new_zeros(batch, windows.shape[2])  # (B, D)
+            centred = windows - centre[:, None]
         else:
-            weight = valid.to(x.dtype)
-            count = weight.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1, 1)
-            mean = (x * weight).sum(dim=1, keepdim=True) / count  # (B, 1, C)
-            var = ((x - mean).square() * weight).sum(dim=1, keepdim=True) / count
-        scale = torch.rsqrt(var + self.eps) * self.weight  # (B, 1, C)
-        return torch.addcmul(self.bias - mean * scale, x, scale)  # (x - mean) * scale + bias
+            weight = valid[:, :frames].double()  # (B, F, 1)
+            count = weight.sum(dim=1).clamp(min=1)  # (B, 1)
+            centre = (windows * weight).sum(dim=1) / count  # (B, D)
+            centred = (windows - centre[:, None]) * weight  # padded frames contribute nothing
+        cov = centred.transpose(1, 2) @ centred / count[:, :, None]  # (B, D, D)
+        w = conv.weight.reshape(conv.out_channels, -1).double()  # (O, D)
+        mean = centre @ w.t()  # (B, O)
+        if conv.bias is not None:
+            mean = mean + conv.bias.double()
+        var = ((w @ cov) * w).sum(dim=-1)  # (B, O): w_c^T S w_c
+    return mean[:, None].float(), var[:, None].float()  # (B, 1, O)
 
 
 class ConvBlock(nn.Module):
     """Strided convolution, optional normalisation, GELU, on time-major frames."""
+
+    _WINDOW_STATS_MAX = 256  # window moments when C_in * k is at most this (a (D, D) covariance)
 
     def __init__(self, conv: nn.Conv1d, layer_norm: nn.Module | None) -> None:
         super().__init__()
@@ -66,12 +102,16 @@ class ConvBlock(nn.Module):
     def forward(self, x: Tensor, frames: int, valid: Tensor | None) -> Tensor:
         """x (B, T_in, C_in) -> (B, T_in / stride, C_out); the first ``frames`` output frames are real
         conv outputs, and ``valid`` (B, T, 1), when given, marks each utterance's own."""
-        x = block_conv(x, self.conv.weight, self.conv.bias, self.stride)
+        y = block_conv(x, self.conv.weight, self.conv.bias, self.stride)
         if isinstance(self.layer_norm, MaskedGroupNorm):
-            x = self.layer_norm(x, frames, valid)
+            if self.conv.in_channels * self.kernel_size <= self._WINDOW_STATS_MAX:
+                mean, var = window_moments(x, self.conv, frames, valid)
+            else:
+                mean, var = frame_moments(y, frames, valid)
+            y = self.layer_norm(y, mean, var)
         elif self.layer_norm is not None:
-            x = self.layer_norm(x)
-        return F.gelu(x)
+            y = self.layer_norm(y)
+        return F.gelu(y)
 
 
 class FeatureEncoder(nn.Module):
