@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cssl.model.config import ContextConfig
-from cssl.model.dropout import Dropout, dropout
+from cssl.model.dropout import Dropout, keep_mask
 
 
 class FeatureProjection(nn.Module):
@@ -97,7 +97,9 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | N
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))  # (B, H, T, T)
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask, float("-inf"))
-    return torch.matmul(dropout(scores.softmax(dim=-1), p), v)  # (B, H, T, K)
+    keep, p_eff = keep_mask(scores.shape, p, scores.device)
+    weights = torch.where(keep, scores.softmax(dim=-1), 0.0)  # (B, H, T, T)
+    return torch.matmul(weights, v).mul_(1.0 / (1.0 - p_eff))  # (B, H, T, K): the dropout scale on the smaller side
 
 
 class FeedForward(nn.Module):
@@ -185,6 +187,8 @@ class ContextEncoder(nn.Module):
     def forward(self, projected: Tensor, padding: Tensor | None, num_layers: int | None = None) -> list[Tensor]:
         """Runs the Transformer over projected frames; ``padding`` (B, T) is True on padded frames."""
         key_mask = None
+        if padding is not None and not bool(padding.any()):
+            padding = None  # nothing padded: attention without a mask
         if padding is not None:
             projected = projected.masked_fill(padding.unsqueeze(-1), 0.0)  # padding must not reach the pos conv
             empty = padding.all(dim=1, keepdim=True)  # (B, 1): rows with no valid frame
