@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 BENCHMARKS = [
     (["data_pipeline.py"], False),
-    (["pretrain_step.py", "--size", "tiny", "--batch", "8", "--seconds", "4", "--steps", "5"], True),
+    (["pretrain_step.py", "--size", "tiny", "--batch", "8", "--seconds", "4", "--steps", "8"], True),
+    (["pretrain_step.py", "--size", "tiny", "--batch", "8", "--seconds", "4", "--steps", "8", "--bf16"], True),
     (["pretrain_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3"], True),
+    (["pretrain_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3", "--bf16"], True),
     (["inference.py", "--size", "base", "--seconds", "10", "--threads", "2"], True),
 ]
 """Script and arguments, and whether it needs transformers."""
