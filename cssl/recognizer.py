@@ -74,8 +74,9 @@ class Recognizer:
         self.precision = resolve_precision(precision)
         if self.precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"precision must be no, bf16, fp16 or auto, got {precision!r}")
+        self.dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
         if self.precision != "no":  # a half-precision copy: autocast would cast every weight on every call
-            model = copy.deepcopy(model).to(torch.bfloat16 if self.precision == "bf16" else torch.float16)
+            model = copy.deepcopy(model).to(self.dtype)
         self.model = model.eval().to(device)
         self.vocab = vocab
         self.temperature = temperature
@@ -129,8 +130,7 @@ class Recognizer:
     def _autocast(self):
         if self.precision == "no":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def transcribe(self, audio: str | Path | np.ndarray | Tensor, sample_rate: int = SAMPLE_RATE) -> Transcript:
         """Transcribes a file (any format soundfile reads) or a mono array at ``sample_rate``."""

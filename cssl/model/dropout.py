@@ -12,6 +12,8 @@ and checkpointed RNG state reproduce them. Other devices use ``F.dropout``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -23,9 +25,7 @@ _LEVELS = 1 << 16
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> tuple[Tensor, float]:
     """A boolean mask of ``shape`` keeping each element with probability 1 - p', and p'."""
     drop_levels = round(p * _LEVELS)
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     words = torch.randint(-(2**63), 2**63 - 1, ((numel + _LANES - 1) // _LANES,), dtype=torch.int64, device=device)
     lanes = words.view(torch.int16)[:numel].view(shape)  # uniform on [-32768, 32767]
     return lanes >= drop_levels - _LEVELS // 2, drop_levels / _LEVELS

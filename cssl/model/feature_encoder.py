@@ -22,10 +22,6 @@ from cssl.model.block_conv import block_conv
 from cssl.model.config import FeatureEncoderConfig
 
 
-class ChannelLayerNorm(nn.LayerNorm):
-    """Layer norm over the channels of each frame (torchaudio's ``LayerNorm`` of the conv layers)."""
-
-
 class MaskedGroupNorm(nn.GroupNorm):
     """Per-channel normalisation over time (groups == channels) of time-major frames.
 
@@ -63,16 +59,16 @@ def window_moments(x: Tensor, conv: nn.Conv1d, frames: int, valid: Tensor | None
     with torch.autocast(x.device.type, enabled=False):
         windows = x.unfold(1, kernel, stride)[:, :frames]  # (B, F, C_in, k), a view
         windows = windows.reshape(batch, frames, -1).double()  # (B, F, D), D = C_in * k
-        if valid is None:
-            count = torch.full((batch, 1), max(frames, 1), dtype=torch.float64, device=x.device)
-            centre = windows.mean(dim=1) if frames else windows.new_zeros(batch, windows.shape[2])  # (B, D)
+        if valid is None:  # frames >= 1: the encoder pads its input to one receptive field
+            centre = windows.mean(dim=1)  # (B, D)
             centred = windows - centre[:, None]
+            cov = centred.transpose(1, 2) @ centred / frames  # (B, D, D)
         else:
             weight = valid[:, :frames].double()  # (B, F, 1)
             count = weight.sum(dim=1).clamp(min=1)  # (B, 1)
             centre = (windows * weight).sum(dim=1) / count  # (B, D)
             centred = (windows - centre[:, None]) * weight  # padded frames contribute nothing
-        cov = centred.transpose(1, 2) @ centred / count[:, :, None]  # (B, D, D)
+            cov = centred.transpose(1, 2) @ centred / count[:, :, None]  # (B, D, D)
         w = conv.weight.reshape(conv.out_channels, -1).double()  # (O, D)
         mean = centre @ w.t()  # (B, O)
         if conv.bias is not None:
@@ -187,7 +183,7 @@ def build_feature_encoder(cfg: FeatureEncoderConfig) -> FeatureEncoder:
         if cfg.norm == "group_norm" and i == 0:
             norm = MaskedGroupNorm(channels, channels, affine=True)
         elif cfg.norm == "layer_norm":
-            norm = ChannelLayerNorm(channels, elementwise_affine=True)
+            norm = nn.LayerNorm(channels)  # over each frame's channels (time-major)
         conv = nn.Conv1d(in_channels, channels, kernel, stride=stride, bias=cfg.bias)
         nn.init.kaiming_normal_(conv.weight)
         blocks.append(ConvBlock(conv, norm))
