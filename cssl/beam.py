@@ -7,6 +7,11 @@ generated next to the ARPA file on first use (``<name>.lexicon.txt``).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from torch import Tensor
@@ -54,10 +59,11 @@ class BeamDecoder:
         if not lexicon.is_file() or lexicon.stat().st_mtime < lm.stat().st_mtime:
             if write_lexicon(arpa_words(lm), vocab, lexicon) == 0:
                 raise ValueError(f"{lm}: none of its words can be spelled with the model's characters")
-        self.decoder = ctc_decoder(
-            lexicon=str(lexicon), tokens=list(vocab.symbols), lm=str(lm), nbest=1, beam_size=beam_size,
-            lm_weight=lm_weight, word_score=word_score, blank_token=BLANK, sil_token=WORD_SEP, unk_word=UNK,
-        )
+        with _native_stderr_on_failure():  # KenLM reports its loading progress on stderr
+            self.decoder = ctc_decoder(
+                lexicon=str(lexicon), tokens=list(vocab.symbols), lm=str(lm), nbest=1, beam_size=beam_size,
+                lm_weight=lm_weight, word_score=word_score, blank_token=BLANK, sil_token=WORD_SEP, unk_word=UNK,
+            )
 
     def decode(self, log_probs: Tensor) -> str:
         """The best word sequence for one utterance's (T, V) log-probabilities."""
@@ -66,3 +72,22 @@ class BeamDecoder:
 
     def decode_batch(self, log_probs: list[Tensor]) -> list[str]:
         return [self.decode(lp) for lp in log_probs]
+
+
+@contextlib.contextmanager
+def _native_stderr_on_failure() -> Iterator[None]:
+    """Holds back what native code writes to file descriptor 2; replays it only if the block raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

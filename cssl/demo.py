@@ -13,7 +13,8 @@ Phases, each with its own progress display:
    init (a control for the frozen pretrained local tower);
 4. calibrate each on dev, then evaluate on the test split (voices heard in no other
    split) with greedy decoding and with beam search and a 3-gram LM built from the
-   transcripts of the train split (the unlabeled split has none);
+   transcripts of the train split (the unlabeled split has none), its LM weight and word
+   score chosen on dev;
 5. transcribe two test files with word times and confidences;
 6. write ``report.md`` with the result table and the plots (pretraining curves, dev WER
    curves, reliability diagrams) into the output folder.
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from cssl.config import load_config
 from cssl.evaluation import Evaluation
+from cssl.lm_tuning import LMTuning
 from cssl.train.progress import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +66,8 @@ class ModelResult:
     """Test figures, greedy decoding."""
     lm: Evaluation
     """Test figures, beam search with the n-gram LM."""
+    lm_tuning: LMTuning
+    """LM weight and word score chosen on dev for the beam search."""
 
 
 def synthesize(out: Path, hours: float, seed: int):
@@ -148,21 +152,26 @@ def build_lm(corpus: Path, path: Path) -> Path:
     return path
 
 
-def score(best: Path, manifest: Path, lm: Path, prefix: Path, name: str) -> tuple[Evaluation, Evaluation]:
-    """Scores a checkpoint on ``manifest`` greedily and with beam search and the LM; writes
-    ``{prefix}_greedy.jsonl`` and ``{prefix}_lm.jsonl``."""
+def score(best: Path, corpus: Path, lm: Path, prefix: Path, name: str) -> tuple[Evaluation, Evaluation, LMTuning]:
+    """Scores a checkpoint on the test split greedily, and with beam search and the LM whose weight
+    and word score were chosen on dev; writes ``{prefix}_greedy.jsonl`` and ``{prefix}_lm.jsonl``."""
     from cssl.evaluation import evaluate_manifest
+    from cssl.lm_tuning import tune_lm
     from cssl.recognizer import Recognizer
 
     greedy = Recognizer.from_checkpoint(best)
-    beam = Recognizer(greedy.model, greedy.vocab, greedy.temperature, greedy.normalize, lm=str(lm))
+    tuning = tune_lm(greedy, corpus / "dev.tsv", lm)
+    print(f"{name:>15} LM weight {tuning.lm_weight:g}, word score {tuning.word_score:g} chosen on dev "
+          f"(dev WER {tuning.wer:.3f})", flush=True)
+    beam = Recognizer(greedy.model, greedy.vocab, greedy.temperature, greedy.normalize, lm=str(lm),
+                      lm_weight=tuning.lm_weight, word_score=tuning.word_score)
     results = []
     for decoder, rec in (("greedy", greedy), ("lm", beam)):
-        r = evaluate_manifest(rec, manifest, Path(f"{prefix}_{decoder}.jsonl"))
+        r = evaluate_manifest(rec, corpus / "test.tsv", Path(f"{prefix}_{decoder}.jsonl"))
         print(f"{name:>15} {decoder:>6}: WER {r.wer:.3f} CER {r.cer:.3f} RTF {r.rtf:.4f} "
               f"({r.utterances} utterances)", flush=True)
         results.append(r)
-    return results[0], results[1]
+    return results[0], results[1], tuning
 
 
 def assess(name: str, best: Path, corpus: Path, out: Path, lm: Path) -> ModelResult:
@@ -171,11 +180,11 @@ def assess(name: str, best: Path, corpus: Path, out: Path, lm: Path) -> ModelRes
 
     calibration = calibrate(best, corpus / "dev.tsv", corpus / "test.tsv")
     shutil.copyfile(best.with_name(best.stem + "_reliability.png"), out / f"reliability_{name}.png")
-    greedy, lm_eval = score(best, corpus / "test.tsv", lm, out / f"test_{name}", name)
+    greedy, lm_eval, tuning = score(best, corpus, lm, out / f"test_{name}", name)
     history = read_history(best.parent / "metrics.jsonl")
     valid = [r for r in history if r["split"] == "valid"]
     return ModelResult(name, best, min((r["wer"] for r in valid), default=math.nan),
-                       max((r["step"] for r in history), default=0), calibration, greedy, lm_eval)
+                       max((r["step"] for r in history), default=0), calibration, greedy, lm_eval, tuning)
 
 
 def plot_finetuning(runs: dict[str, Path], png: Path) -> None:
@@ -201,13 +210,13 @@ def plot_finetuning(runs: dict[str, Path], png: Path) -> None:
 def result_table(results: list[ModelResult]) -> str:
     """The demo's result table (markdown)."""
     lines = ["| model | test WER greedy | test CER greedy | test WER + LM | test CER + LM | ECE before | ECE after "
-             "| temperature | RTF greedy | RTF + LM |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| temperature | LM weight, word score | RTF greedy | RTF + LM |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         c = r.calibration
         lines.append(f"| {r.name} | {r.greedy.wer:.3f} | {r.greedy.cer:.3f} | {r.lm.wer:.3f} | {r.lm.cer:.3f} "
                      f"| {c['ece_before']:.3f} | {c['ece_after']:.3f} | {c['temperature']:.2f} "
-                     f"| {r.greedy.rtf:.4f} | {r.lm.rtf:.4f} |")
+                     f"| {r.lm_tuning.lm_weight:g}, {r.lm_tuning.word_score:g} | {r.greedy.rtf:.4f} | {r.lm.rtf:.4f} |")
     return "\n".join(lines)
 
 
@@ -251,7 +260,8 @@ def write_report(out: Path, corpus, run: Path, results: list[ModelResult], sampl
                   for r in results]
         lines += ["", result_table(results), "", *gain_lines(results)]
         lines += ["", "ECE: expected calibration error of word confidences against word correctness on test, "
-                  "before and after the temperature fitted on dev.", "",
+                  "before and after the temperature fitted on dev. LM weight and word score: the beam search's, "
+                  "chosen on dev by `cssl lm tune`.", "",
                   "![fine-tuning curves](finetune_curves.png)", ""]
         lines += [f"![reliability {r.name}](reliability_{r.name}.png)" for r in results]
     if samples:
@@ -313,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         best[name] = finetune(name, corpus / "train.tsv", corpus / "dev.tsv", args.out / f"finetune-{name}", steps,
                               args.pretrained)
     plot_finetuning({n: p.parent for n, p in best.items()}, args.out / "finetune_curves.png")
-    print("== 4/6 calibration on dev; evaluation on the unseen-voice test split (greedy, beam + 3-gram LM)", flush=True)
+    print("== 4/6 calibration on dev; evaluation on the unseen-voice test split (greedy; beam + 3-gram LM, weights chosen on dev)", flush=True)
     lm = build_lm(corpus, args.out / "lm.arpa")
     results = [assess(name, path, corpus, args.out, lm) for name, path in best.items()]
     print("== 5/6 transcription of two test files", flush=True)

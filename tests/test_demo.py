@@ -19,7 +19,8 @@ def test_demo_runs_end_to_end_and_reuses_the_corpus(tmp_path: Path, capsys) -> N
                  "reliability_scratch-frozen"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     rows = [line for line in report.splitlines() if line.startswith("| pretrained |") or line.startswith("| scratch")]
-    assert len(rows) == 3 and all(len(r.split("|")) == 12 for r in rows)  # 10 figures per model
+    assert len(rows) == 3 and all(len(r.split("|")) == 13 for r in rows)  # 11 figures per model
+    assert "LM weight" in report and "chosen on dev" in first
     assert "| model | test WER greedy |" in first and "2 updates" in report
     assert (tmp_path / "test_pretrained_lm.jsonl").read_text().count("\n") >= 1
     assert main(args) == 0

@@ -81,3 +81,39 @@ def test_word_objective_temperature_is_the_minimum_of_word_nll(trained: dict[str
     grid = [0.25 * 1.05**i for i in range(72)]  # 0.25 .. 7.3, 5% apart
     best = min(grid, key=lambda t: word_nll(dev, vocab, t))
     assert word_nll(dev, vocab, tau) <= word_nll(dev, vocab, best) + 1e-6  # the fitter finds the minimum
+
+
+def test_lm_tuning_picks_the_grid_pair_with_the_lowest_dev_wer(trained: dict[str, Path], capsys) -> None:
+    from cssl.cli import main as cli
+    from cssl.lm_tuning import tune_lm
+
+    rec = Recognizer.from_checkpoint(trained["best"])
+    tuning = tune_lm(rec, trained["dev"], trained["lm"], lm_weights=(0.5, 2.0), word_scores=(-50.0, 0.0, 2.0))
+    assert tuning.utterances == 60 and tuning.skipped == 0
+    assert [(p.lm_weight, p.word_score) for p in tuning.grid] == [(w, s) for w in (0.5, 2.0) for s in (-50.0, 0.0, 2.0)]
+    by_pair = {(p.lm_weight, p.word_score): p for p in tuning.grid}
+    assert tuning.wer == min(p.wer for p in tuning.grid)
+    assert by_pair[0.5, -50.0].wer > tuning.wer  # 50 nats per word: the search drops words it heard
+    # The grid reuses one pass of the model per utterance; full decoding with the chosen pair agrees.
+    chosen = Recognizer.from_checkpoint(trained["best"], lm=str(trained["lm"]), lm_weight=tuning.lm_weight,
+                                        word_score=tuning.word_score)
+    full = evaluate_manifest(chosen, trained["dev"])
+    assert full.wer == pytest.approx(tuning.wer) and full.cer == pytest.approx(tuning.cer)
+    table = tuning.table().splitlines()
+    assert len(table) == 4 and table[0].count("|") == 5 and sum(line.count("**") for line in table) == 2
+
+    assert cli(["lm", "tune", str(trained["best"]), str(trained["dev"]), str(trained["lm"]),
+                "--lm-weights", "0.5", "--word-scores", "0,2"]) == 0
+    out = capsys.readouterr().out
+    expected = min((by_pair[0.5, s] for s in (0.0, 2.0)), key=lambda p: (p.wer, p.cer))
+    assert f"best: --lm-weight 0.5 --word-score {expected.word_score:g}" in out
+
+
+def test_lm_tuning_needs_transcripts(trained: dict[str, Path], tmp_path: Path) -> None:
+    from cssl.lm_tuning import tune_lm
+
+    unlabeled = tmp_path / "unlabeled.tsv"
+    lines = trained["dev"].read_text().splitlines()
+    unlabeled.write_text("\n".join(lines[:3]) + "\n")  # header and two entries, no transcripts
+    with pytest.raises(ValueError, match="needs transcripts"):
+        tune_lm(Recognizer.from_checkpoint(trained["best"]), unlabeled, trained["lm"])

@@ -1,4 +1,5 @@
-"""``cssl lm build TEXT OUT.arpa``: a Kneser-Ney word n-gram model from transcripts."""
+"""``cssl lm build TEXT OUT.arpa``: a Kneser-Ney word n-gram model from transcripts;
+``cssl lm tune CKPT DEV LM.arpa``: the beam decoder's LM weight and word score, chosen on dev."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from cssl.data.manifest import read_manifest
 from cssl.lm import build_ngram, write_arpa
+from cssl.lm_tuning import LM_WEIGHTS, WORD_SCORES
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -19,6 +21,22 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--order", type=int, default=3, help="n-gram order")
     p.set_defaults(func=run_build)
 
+    p = commands.add_parser("tune", help="choose the LM weight and word score of beam search on a labeled dev set")
+    p.add_argument("checkpoint", type=Path, help="fine-tuning checkpoint")
+    p.add_argument("manifest", type=Path, help="labeled dev manifest (not the test set)")
+    p.add_argument("lm", type=Path, help="ARPA language model")
+    p.add_argument("--lm-weights", type=_floats, default=LM_WEIGHTS, help="comma-separated grid")
+    p.add_argument("--word-scores", type=_floats, default=WORD_SCORES, help="comma-separated grid")
+    p.add_argument("--beam-size", type=int, default=50)
+    p.set_defaults(func=run_tune)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
 
 def run_build(args: argparse.Namespace) -> int:
     if args.text.suffix in (".tsv", ".jsonl", ".json"):
@@ -29,4 +47,17 @@ def run_build(args: argparse.Namespace) -> int:
     write_arpa(model, args.out)
     sizes = ", ".join(f"{len(model.logprob[n])} {n + 1}-grams" for n in range(model.order))
     print(f"{args.out}: {sizes}")
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from cssl.lm_tuning import tune_lm
+    from cssl.recognizer import Recognizer
+
+    result = tune_lm(Recognizer.from_checkpoint(args.checkpoint), args.manifest, args.lm, args.lm_weights,
+                     args.word_scores, args.beam_size, log=print)
+    print(f"\n{args.manifest}: {result.utterances} utterances ({result.skipped} skipped); dev WER by pair:\n")
+    print(result.table())
+    print(f"\nbest: --lm-weight {result.lm_weight:g} --word-score {result.word_score:g} "
+          f"(dev WER {result.wer:.4f}, CER {result.cer:.4f})")
     return 0

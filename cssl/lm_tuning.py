@@ -1,0 +1,109 @@
+"""Choosing the beam decoder's LM weight and word score on a dev set.
+
+The two numbers trade the acoustic model against the language model (``lm_weight``,
+alpha) and against deletions (``word_score``, beta, added per emitted word). They depend
+on the acoustic model's sharpness and the LM, so they are searched on held-out labeled
+data, as with fairseq's and pyctcdecode's alpha/beta: every pair of a small grid decodes
+the dev set, and the pair with the lowest WER (then CER) wins. The acoustic model runs
+once per utterance; only the beam search is repeated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cssl.beam import BeamDecoder
+from cssl.data.audio import AudioError, load_audio
+from cssl.data.manifest import read_manifest
+from cssl.metrics import error_rates
+from cssl.text.normalize import normalize_text
+
+LM_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+"""Default grid of LM weights."""
+WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 4.0)
+"""Default grid of word scores."""
+
+
+@dataclass
+class GridPoint:
+    """Dev figures of one (LM weight, word score) pair."""
+
+    lm_weight: float
+    """LM weight tried."""
+    word_score: float
+    """Word score tried."""
+    wer: float
+    """Dev WER with it."""
+    cer: float
+    """Dev CER with it."""
+
+
+@dataclass
+class LMTuning:
+    """The chosen pair and the whole grid."""
+
+    lm_weight: float
+    """Best LM weight."""
+    word_score: float
+    """Best word score."""
+    wer: float
+    """Dev WER at the best pair."""
+    cer: float
+    """Dev CER at the best pair."""
+    utterances: int
+    """Dev utterances decoded."""
+    skipped: int
+    """Unreadable dev files left out (each reported on stderr)."""
+    grid: list[GridPoint] = field(default_factory=list)
+    """Every pair tried, in grid order."""
+
+    def table(self) -> str:
+        """The grid as a markdown table: rows are LM weights, columns word scores, cells dev WER."""
+        weights = sorted({p.lm_weight for p in self.grid})
+        scores = sorted({p.word_score for p in self.grid})
+        wer = {(p.lm_weight, p.word_score): p.wer for p in self.grid}
+        lines = ["| LM weight \\ word score | " + " | ".join(f"{s:g}" for s in scores) + " |",
+                 "|---:|" + "---:|" * len(scores)]
+        for w in weights:
+            cells = []
+            for s in scores:
+                cell = f"{wer[w, s]:.3f}" if (w, s) in wer else ""
+                cells.append(f"**{cell}**" if (w, s) == (self.lm_weight, self.word_score) else cell)
+            lines.append(f"| {w:g} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def tune_lm(recognizer, manifest: str | Path, lm: str | Path, lm_weights: Sequence[float] = LM_WEIGHTS,
+            word_scores: Sequence[float] = WORD_SCORES, beam_size: int = 50,
+            log: Callable[[str], None] | None = None) -> LMTuning:
+    """Grid search of (LM weight, word score) for ``recognizer`` with ``lm`` on a labeled ``manifest``."""
+    if not lm_weights or not word_scores:
+        raise ValueError("tune_lm: lm_weights and word_scores each need at least one value")
+    entries = read_manifest(manifest)
+    if not entries.labeled:
+        raise ValueError(f"{manifest}: LM tuning needs transcripts for every entry")
+    emissions, refs, skipped = [], [], 0
+    for entry in entries:
+        try:
+            wave = load_audio(entries.audio_path(entry), normalize=recognizer.normalize)
+        except AudioError as err:
+            skipped += 1
+            print(f"skipped {err}", file=sys.stderr)
+            continue
+        emissions.append(recognizer.log_probs(wave))  # (T, V)
+        refs.append(normalize_text(entry.text or ""))
+    if not emissions:
+        raise ValueError(f"{manifest}: no readable audio to tune on")
+    grid = []
+    for weight, score in itertools.product(lm_weights, word_scores):
+        decoder = BeamDecoder(recognizer.vocab, lm, beam_size=beam_size, lm_weight=weight, word_score=score)
+        rates = error_rates(refs, decoder.decode_batch(emissions))
+        grid.append(GridPoint(weight, score, rates.wer, rates.cer))
+        if log is not None:
+            log(f"lm_weight {weight:g} word_score {score:g}: dev WER {rates.wer:.4f} CER {rates.cer:.4f}")
+    best = min(grid, key=lambda p: (p.wer, p.cer))
+    return LMTuning(best.lm_weight, best.word_score, best.wer, best.cer, len(emissions), skipped, grid)
