@@ -14,7 +14,7 @@ The shape of the wav2vec 2.0 paper's low-resource table, on synthetic speech:
   the same-size model from scratch, everything trained; the demo's fine-tuning recipe with
   the update budget of ``--steps`` (one value per budget), early stopping on dev WER;
 - scoring: greedy and beam search + the demo's 3-gram LM (transcripts of the demo
-  corpus's train split) on the test split.
+  corpus's train split, LM weight and word score chosen on dev) on the test split.
 
 Prints a markdown table (WER and CER per budget and model, relative WER reduction) and
 writes it with ``label_budget.png`` and ``results.json`` into ``--out``. Runs finished
@@ -142,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"== {minutes:g} min of labels ({len(subset)} utterances), {model}, {n_steps} updates", flush=True)
             best = finetune(model, train, args.demo_corpus / "dev.tsv", run, n_steps, args.pretrained)
-            greedy, with_lm = score(best, args.demo_corpus / "test.tsv", lm, run / "test", model)
+            greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
             row = {"minutes": minutes, "utterances": len(subset), "model": model, "steps": n_steps,
-                   "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer}}
+                   "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer},
+                   "lm_weight": tuning.lm_weight, "word_score": tuning.word_score}
             done.write_text(json.dumps(row), encoding="utf-8")
             rows.append(row)
     text = table(rows)

@@ -5,7 +5,8 @@
 Each benchmark prints its own markdown; this script collects the outputs in order, with
 the command line and wall time of each, under a header naming the CPU, cores, GPU and
 library versions. Benchmarks that need the ``bench`` extra (transformers) are reported
-as skipped when it is missing.
+as skipped when it is missing. ``--quick`` leaves out the label-budget benchmark (about an
+hour on 2 CPU cores; its finished runs are reused, so a second ``make bench`` is quick).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 BENCHMARKS = [
-    (["data_pipeline.py"], False),
-    (["pretrain_step.py", "--size", "tiny", "--batch", "8", "--seconds", "4", "--steps", "8"], True),
-    (["pretrain_step.py", "--size", "tiny", "--batch", "8", "--seconds", "4", "--steps", "8", "--bf16"], True),
-    (["pretrain_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3"], True),
-    (["pretrain_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3", "--bf16"], True),
-    (["inference.py", "--size", "base", "--seconds", "10", "--threads", "2"], True),
+    (["data_pipeline.py"], False, False),
+    (["pretrain_step.py", "--size", "tiny", "--batch", "8", "--seconds", "4", "--steps", "8"], True, False),
+    (["pretrain_step.py", "--size", "tiny", "--batch", "8", "--seconds", "4", "--steps", "8", "--bf16"], True, False),
+    (["pretrain_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3"], True, False),
+    (["pretrain_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3", "--bf16"], True, False),
+    (["inference.py", "--size", "base", "--seconds", "10", "--threads", "2"], True, False),
+    (["label_budget.py"], False, True),
 ]
-"""Script and arguments, and whether it needs transformers."""
+"""Script and arguments, whether it needs transformers, and whether ``--quick`` leaves it out."""
 
 
 def machine() -> list[str]:
@@ -51,13 +53,17 @@ def machine() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "summary.md")
+    parser.add_argument("--quick", action="store_true", help="leave out the long label-budget benchmark")
     args = parser.parse_args(argv)
     has_hf = importlib.util.find_spec("transformers") is not None
     parts = ["# cssl benchmarks", "", *machine(), ""]
     failed = 0
-    for cmd, needs_hf in BENCHMARKS:
+    for cmd, needs_hf, long in BENCHMARKS:
         title = " ".join(cmd)
         parts += [f"## `benchmarks/{title}`", ""]
+        if long and args.quick:
+            parts += ["left out (--quick)", ""]
+            continue
         if needs_hf and not has_hf:
             parts += ["skipped: needs the bench extra (`pip install -e '.[bench]'`)", ""]
             continue

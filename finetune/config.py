@@ -69,6 +69,8 @@ class FinetuneConfig(RunConfig):
     """Towers (replaced by the pretraining checkpoint's when ``init`` is one)."""
     init: str | None = None
     """Pretraining checkpoint of ours, a torchaudio Wav2Vec2Model state dict (.pt), or None (from scratch)."""
+    reinit_layers: int = 0
+    """Re-initialize this many top Transformer layers of ``init`` (their pretraining-task specialisation); no effect from scratch."""
     vocab: str | None = None
     """Vocabulary JSON; None builds it from the training transcripts."""
     data: DataConfig = field(default_factory=lambda: DataConfig(crop_samples=None, min_samples=4000))

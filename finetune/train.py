@@ -137,7 +137,19 @@ def initial_model(cfg: FinetuneConfig, vocab: Vocabulary) -> tuple[Wav2Vec2Model
         if missing or unexpected:
             raise ValueError(f"{cfg.init}: does not match the model config: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}; set model.* to the checkpoint's architecture")
+    if cfg.reinit_layers and state is not None:
+        reinit_top_layers(model, cfg.reinit_layers, build_model(model_cfg, vocab_size=len(vocab)))
+        source += f", top {cfg.reinit_layers} Transformer layer(s) re-initialized"
     return model, model_cfg, source
+
+
+def reinit_top_layers(model: Wav2Vec2Model, count: int, fresh: Wav2Vec2Model) -> None:
+    """Gives the top ``count`` Transformer layers of ``model`` the initial weights of ``fresh``."""
+    layers = model.encoder.transformer.layers
+    if not 0 <= count <= len(layers):
+        raise ValueError(f"reinit_layers={count}: the model has {len(layers)} Transformer layers")
+    for i in range(len(layers) - count, len(layers)):
+        layers[i].load_state_dict(fresh.encoder.transformer.layers[i].state_dict())
 
 
 def _update(cfg: FinetuneConfig, accel, model, stream: BatchStream, frozen: list[str], step: int) -> dict[str, float]:

@@ -13,6 +13,7 @@ from cssl.config import load_config
 from cssl.synth.corpus import synthesize_corpus
 from cssl.train.checkpoint import load_checkpoint
 from finetune.config import FinetuneConfig
+from cssl.model.wav2vec2 import build_model
 from finetune.train import initial_model, main
 from cssl.text.vocab import Vocabulary
 
@@ -95,6 +96,25 @@ def test_init_from_a_torchaudio_state_dict(tmp_path: Path) -> None:
     assert torch.equal(model.state_dict()["encoder.transformer.layers.1.feed_forward.output_dense.weight"],
                        ref.state_dict()["encoder.transformer.layers.1.feed_forward.output_dense.weight"])
     assert model.aux.out_features == 6  # a new head for our vocabulary
+
+    cfg.reinit_layers = 1
+    torch.manual_seed(7)
+    reinit, _, source = initial_model(cfg, Vocabulary.build(["abc"]))
+    assert "top 1 Transformer layer(s) re-initialized" in source
+    torch.manual_seed(7)
+    build_model(small(), vocab_size=6)  # the model the checkpoint is loaded into
+    fresh = build_model(small(), vocab_size=6)  # the second draw: where the re-initialized layer comes from
+    got, ref_state, new = reinit.state_dict(), ref.state_dict(), fresh.state_dict()
+    for key in got:
+        if key.startswith("encoder.transformer.layers.1."):
+            assert torch.equal(got[key], new[key]), key
+            if got[key].dim() == 2:  # random matrices (norms start at ones and zeros in both)
+                assert not torch.equal(got[key], ref_state[key]), key
+        elif key.startswith("encoder.") or key.startswith("feature_extractor."):
+            assert torch.equal(got[key], ref_state[key]), key
+    cfg.reinit_layers = 3
+    with pytest.raises(ValueError, match="reinit_layers=3: the model has 2 Transformer layers"):
+        initial_model(cfg, Vocabulary.build(["abc"]))
 
 
 def test_calibrate_stores_temperature_and_draws_reliability(corpus: Path, tmp_path: Path) -> None:
