@@ -41,7 +41,7 @@ FINETUNE_PRESET = ROOT / "configs" / "finetune" / "tiny.yaml"
 PRETRAINED = Path(__file__).resolve().parent / "assets" / "tiny-pretrained.pt"
 
 MODELS = {
-    "pretrained": "shipped pretrained towers, local tower frozen",
+    "pretrained": "shipped pretrained towers (top Transformer layer re-initialized), local tower frozen",
     "scratch": "random init, everything trained (supervised-only baseline)",
     "scratch-frozen": "random init, local tower frozen (control)",
 }
