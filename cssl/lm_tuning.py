@@ -46,34 +46,29 @@ class GridPoint:
 class LMTuning:
     """The chosen pair and the whole grid."""
 
-    lm_weight: float
-    """Best LM weight."""
-    word_score: float
-    """Best word score."""
-    wer: float
-    """Dev WER at the best pair."""
-    cer: float
-    """Dev CER at the best pair."""
+    best: GridPoint
+    """The pair with the lowest dev WER (then CER)."""
     utterances: int
     """Dev utterances decoded."""
     skipped: int
     """Unreadable dev files left out (each reported on stderr)."""
     grid: list[GridPoint] = field(default_factory=list)
-    """Every pair tried, in grid order."""
+    """Every pair tried, in grid order (LM weights outer, word scores inner)."""
+
+    lm_weight = property(lambda self: self.best.lm_weight, doc="Best LM weight.")
+    word_score = property(lambda self: self.best.word_score, doc="Best word score.")
+    wer = property(lambda self: self.best.wer, doc="Dev WER at the best pair.")
+    cer = property(lambda self: self.best.cer, doc="Dev CER at the best pair.")
 
     def table(self) -> str:
         """The grid as a markdown table: rows are LM weights, columns word scores, cells dev WER."""
-        weights = sorted({p.lm_weight for p in self.grid})
-        scores = sorted({p.word_score for p in self.grid})
-        wer = {(p.lm_weight, p.word_score): p.wer for p in self.grid}
+        scores = list(dict.fromkeys(p.word_score for p in self.grid))
         lines = ["| LM weight \\ word score | " + " | ".join(f"{s:g}" for s in scores) + " |",
                  "|---:|" + "---:|" * len(scores)]
-        for w in weights:
-            cells = []
-            for s in scores:
-                cell = f"{wer[w, s]:.3f}" if (w, s) in wer else ""
-                cells.append(f"**{cell}**" if (w, s) == (self.lm_weight, self.word_score) else cell)
-            lines.append(f"| {w:g} | " + " | ".join(cells) + " |")
+        for i in range(0, len(self.grid), len(scores)):
+            row = self.grid[i : i + len(scores)]
+            cells = [f"**{p.wer:.3f}**" if p is self.best else f"{p.wer:.3f}" for p in row]
+            lines.append(f"| {row[0].lm_weight:g} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
@@ -105,5 +100,4 @@ def tune_lm(recognizer, manifest: str | Path, lm: str | Path, lm_weights: Sequen
         grid.append(GridPoint(weight, score, rates.wer, rates.cer))
         if log is not None:
             log(f"lm_weight {weight:g} word_score {score:g}: dev WER {rates.wer:.4f} CER {rates.cer:.4f}")
-    best = min(grid, key=lambda p: (p.wer, p.cer))
-    return LMTuning(best.lm_weight, best.word_score, best.wer, best.cer, len(emissions), skipped, grid)
+    return LMTuning(min(grid, key=lambda p: (p.wer, p.cer)), len(emissions), skipped, grid)
