@@ -11,6 +11,10 @@ to the file); keys in the file then override the base's. A section may also be g
 as the path of a YAML file holding that section's keys (``model: ../model/tiny.yaml``),
 which is how stage configs share the model presets.
 
+Numeric fields may carry bounds: ``lr: Annotated[float, POSITIVE]`` or
+``prob: Annotated[float, Range(0, 1)]``. A value outside them stops with the key, the
+value and the allowed range when the config loads, not minutes into a run.
+
 Field documentation follows the attribute-docstring convention: a string literal
 right after the field. :func:`field_docs` reads them back for ``--help`` output.
 """
@@ -24,17 +28,72 @@ import textwrap
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 import yaml
+
+from cssl.errors import UserError
 
 T = TypeVar("T")
 
 BASE_KEY = "base"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value that cannot be used; the message names key and source."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric field, given as ``Annotated[float, Range(...)]`` metadata."""
+
+    low: float | None = None
+    """Smallest allowed value (None: unbounded)."""
+    high: float | None = None
+    """Largest allowed value (None: unbounded)."""
+    low_open: bool = False
+    """The low bound itself is not allowed."""
+    high_open: bool = False
+    """The high bound itself is not allowed."""
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies within the bounds."""
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Range(0, low_open=True)
+"""Greater than zero (rates, sizes, temperatures)."""
+NON_NEGATIVE = Range(0)
+"""Zero or more (counts, weights)."""
+AT_LEAST_ONE = Range(1)
+"""One or more (steps, layers, processes)."""
+PROBABILITY = Range(0, 1)
+"""A probability or share in [0, 1]."""
+DROPOUT = Range(0, 1, high_open=True)
+"""A dropout rate in [0, 1)."""
+
+Positive = Annotated[float, POSITIVE]
+"""A float greater than zero."""
+NonNegative = Annotated[float, NON_NEGATIVE]
+"""A float of zero or more."""
+Probability = Annotated[float, PROBABILITY]
+"""A float in [0, 1]."""
+Dropout = Annotated[float, DROPOUT]
+"""A dropout rate in [0, 1)."""
+Count = Annotated[int, NON_NEGATIVE]
+"""An integer of zero or more."""
+PositiveInt = Annotated[int, AT_LEAST_ONE]
+"""An integer of one or more."""
 
 
 def load_config(
@@ -86,7 +145,7 @@ def apply_dict(cfg: T, data: dict[str, Any], source: str, prefix: str = "", base
     A section given as a string is read as a YAML file (relative to ``base_dir``).
     """
     fields = {f.name: f for f in dataclasses.fields(cfg)}
-    hints = typing.get_type_hints(type(cfg))
+    hints = typing.get_type_hints(type(cfg), include_extras=True)
     changes = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
@@ -115,6 +174,12 @@ def coerce(value: Any, hint: Any, name: str, source: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if hint is Any:
+        return value
+    if origin is Annotated:
+        value = coerce(value, args[0], name, source)
+        for bound in hint.__metadata__:
+            if isinstance(bound, Range) and value is not None and not bound.contains(value):
+                raise ConfigError(f"{source}: '{name}' = {value!r} is out of range; it must be {bound}")
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

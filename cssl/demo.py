@@ -33,6 +33,7 @@ from pathlib import Path
 from cssl.config import load_config
 from cssl.evaluation import Evaluation
 from cssl.lm_tuning import LMTuning
+from cssl.train.plots import plot_finetuning, plot_pretraining
 from cssl.train.progress import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,33 +93,6 @@ def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
     if out.exists():  # a new demo run pretrains afresh; only the corpus is cached
         shutil.rmtree(out)
     return main(load_config(PretrainConfig, PRETRAIN_PRESET, overrides))
-
-
-def plot_pretraining(run: Path, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    history = read_history(run / "metrics.jsonl")
-    train = [r for r in history if r["split"] == "train"]
-    valid = [r for r in history if r["split"] == "valid"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot([r["step"] for r in train], [r["contrastive"] for r in train], label="train")
-    ax1.plot([r["step"] for r in valid], [r["contrastive"] for r in valid], "o-", label="dev")
-    if train:
-        ax1.axhline(math.log(1 / train[0]["chance"]), color="grey", ls="--", label="chance: log(K+1)")
-    ax1.set(xlabel="update", ylabel="contrastive loss (nats)", title="Contrastive loss")
-    ax1.legend()
-    ax2.plot([r["step"] for r in train], [r["accuracy"] for r in train], label="train")
-    ax2.plot([r["step"] for r in valid], [r["accuracy"] for r in valid], "o-", label="dev")
-    if train:
-        ax2.axhline(train[0]["chance"], color="grey", ls="--", label="chance: 1/(K+1)")
-    ax2.set(xlabel="update", ylabel="accuracy", title="Target picked among distractors")
-    ax2.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
 
 
 def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretrained: Path) -> Path:
@@ -185,26 +159,6 @@ def assess(name: str, best: Path, corpus: Path, out: Path, lm: Path) -> ModelRes
     valid = [r for r in history if r["split"] == "valid"]
     return ModelResult(name, best, min((r["wer"] for r in valid), default=math.nan),
                        max((r["step"] for r in history), default=0), calibration, greedy, lm_eval, tuning)
-
-
-def plot_finetuning(runs: dict[str, Path], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, run in runs.items():
-        valid = [r for r in read_history(run / "metrics.jsonl") if r["split"] == "valid"]
-        ax1.plot([r["step"] for r in valid], [r["wer"] for r in valid], "o-", label=name, ms=3)
-        ax2.plot([r["step"] for r in valid], [r["cer"] for r in valid], "o-", label=name, ms=3)
-    ax1.set(xlabel="update", ylabel="dev WER (greedy)", title="Fine-tuning: dev WER", ylim=(0, 1.05))
-    ax2.set(xlabel="update", ylabel="dev CER (greedy)", title="Fine-tuning: dev CER", ylim=(0, 1.05))
-    ax1.legend()
-    ax2.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
 
 
 def result_table(results: list[ModelResult]) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jiwer
@@ -13,8 +14,11 @@ import jiwer
 from cssl.calibration import expected_calibration_error
 from cssl.data.audio import AudioError
 from cssl.data.manifest import read_manifest
+from cssl.data.rejects import Rejects
+from cssl.errors import DataError
 from cssl.metrics import error_rates
 from cssl.text.normalize import normalize_text
+from cssl.text.vocab import transcript_notes
 
 
 @dataclass
@@ -32,9 +36,20 @@ class Evaluation:
     utterances: int
     """Utterances scored."""
     skipped: int
-    """Unreadable audio files left out (each reported on stderr)."""
+    """Utterances listed but not scored (unreadable audio, empty reference), each in ``rejects``."""
     audio_s: float
     """Audio scored, in seconds."""
+    listed: int = 0
+    """Utterances the manifest lists."""
+    rejects: Rejects = field(default_factory=Rejects)
+    """The utterances not scored, with their reasons."""
+    notes: list[str] = field(default_factory=list)
+    """What normalisation did to the references, and reference characters the model cannot emit."""
+
+    @property
+    def skipped_share(self) -> float:
+        """Share of the listed utterances that were not scored."""
+        return self.skipped / max(1, self.listed)
 
 
 def word_correctness(reference: str, hypothesis: str) -> list[bool]:
@@ -54,39 +69,59 @@ def _hits(alignment: jiwer.WordOutput, num_words: int) -> list[bool]:
     return ok
 
 
-def evaluate_manifest(recognizer, manifest: str | Path, out: str | Path | None = None) -> Evaluation:
-    """Transcribes every entry of a labeled manifest; writes per-utterance JSON lines to ``out``."""
+def evaluate_manifest(recognizer, manifest: str | Path, out: str | Path | None = None,
+                      log: Callable[[str], None] | None = None) -> Evaluation:
+    """Transcribes every entry of a labeled manifest; writes per-utterance JSON lines to ``out`` as it goes.
+
+    Unreadable files are skipped, counted and reported (``log``, default stderr); scoring
+    nothing at all raises :class:`~cssl.errors.DataError`.
+    """
+    log = log or (lambda text: print(text, file=sys.stderr))
     entries = read_manifest(manifest)
     if not entries.labeled:
-        raise ValueError(f"{manifest}: evaluation needs transcripts for every entry")
-    refs, hyps, rows, confs, correct = [], [], [], [], []
-    audio_s, skipped = 0.0, 0
+        raise DataError(f"{manifest}: evaluation needs transcripts for every entry")
+    texts = [e.text or "" for e in entries]
+    notes = transcript_notes(texts, recognizer.vocab, "references")
+    refs, hyps, confs, correct = [], [], [], []
+    rejects = Rejects()
+    audio_s = 0.0
     started = time.perf_counter()
-    for entry in entries:
-        try:
-            result = recognizer.transcribe(entries.audio_path(entry))
-        except AudioError as err:
-            skipped += 1
-            print(f"skipped {err}", file=sys.stderr)
-            continue
-        ref = normalize_text(entry.text or "")
-        refs.append(ref)
-        hyps.append(result.text)
-        audio_s += result.seconds
-        m = jiwer.process_words(ref, result.text) if ref else None  # one alignment: errors and word hits
-        confs += [w.confidence for w in result.words]
-        n = len(result.text.split())
-        correct += _hits(m, n) if m and n else [False] * n
-        rows.append({
-            "audio": entry.path, "reference": ref, "hypothesis": result.text,
-            "errors": (m.substitutions + m.deletions + m.insertions) if m else 0,
-            "words": len(ref.split()),
-            "confidence": (sum(w.confidence for w in result.words) / len(result.words)) if result.words else 0.0,
-            "word_confidences": [round(w.confidence, 4) for w in result.words],
-        })
+    sink = open(out, "w", encoding="utf-8") if out is not None else None
+    try:
+        for entry, text in zip(entries, texts):
+            ref = normalize_text(text)
+            if not ref:
+                rejects.add(entry.path, "empty reference", "the transcript has no letters or digits")
+                continue
+            try:
+                result = recognizer.transcribe(entries.audio_path(entry))
+            except AudioError as err:
+                rejects.add(entry.path, err.reason, err.detail)
+                log(f"skipped {err}")
+                continue
+            refs.append(ref)
+            hyps.append(result.text)
+            audio_s += result.seconds
+            m = jiwer.process_words(ref, result.text)  # one alignment: errors and word hits
+            confs += [w.confidence for w in result.words]
+            n = len(result.text.split())
+            correct += _hits(m, n) if n else []
+            if sink is not None:
+                sink.write(json.dumps({
+                    "audio": entry.path, "reference": ref, "hypothesis": result.text,
+                    "errors": m.substitutions + m.deletions + m.insertions,
+                    "words": len(ref.split()),
+                    "confidence": (sum(w.confidence for w in result.words) / len(result.words)) if result.words else 0.0,
+                    "word_confidences": [round(w.confidence, 4) for w in result.words],
+                }) + "\n")
+                sink.flush()
+    finally:
+        if sink is not None:
+            sink.close()
     elapsed = time.perf_counter() - started
-    if out is not None:
-        Path(out).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    if not refs:
+        raise DataError(f"{manifest}: none of its {len(entries)} utterances could be scored ({rejects.summary()})")
     rates = error_rates(refs, hyps)
     ece = expected_calibration_error(confs, correct) if confs else 0.0
-    return Evaluation(rates.wer, rates.cer, elapsed / max(audio_s, 1e-9), ece, len(rows), skipped, audio_s)
+    return Evaluation(rates.wer, rates.cer, elapsed / max(audio_s, 1e-9), ece, len(refs), len(rejects), audio_s,
+                      len(entries), rejects, notes)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cssl.beam import BeamDecoder
-from cssl.data.audio import AudioError, load_audio
 from cssl.data.manifest import read_manifest
+from cssl.errors import DataError
 from cssl.metrics import error_rates
 from cssl.text.normalize import normalize_text
 
@@ -78,9 +78,11 @@ def tune_lm(recognizer, manifest: str | Path, lm: str | Path, lm_weights: Sequen
     """Grid search of (LM weight, word score) for ``recognizer`` with ``lm`` on a labeled ``manifest``."""
     if not lm_weights or not word_scores:
         raise ValueError("tune_lm: lm_weights and word_scores each need at least one value")
+    from cssl.data.audio import AudioError, load_audio  # torch and torchaudio: only when tuning
+
     entries = read_manifest(manifest)
     if not entries.labeled:
-        raise ValueError(f"{manifest}: LM tuning needs transcripts for every entry")
+        raise DataError(f"{manifest}: LM tuning needs transcripts for every entry")
     emissions, refs, skipped = [], [], 0
     for entry in entries:
         try:
@@ -92,7 +94,7 @@ def tune_lm(recognizer, manifest: str | Path, lm: str | Path, lm_weights: Sequen
         emissions.append(recognizer.log_probs(wave))  # (T, V)
         refs.append(normalize_text(entry.text or ""))
     if not emissions:
-        raise ValueError(f"{manifest}: no readable audio to tune on")
+        raise DataError(f"{manifest}: none of its {len(entries)} utterances has readable audio to tune on")
     grid = []
     for weight, score in itertools.product(lm_weights, word_scores):
         decoder = BeamDecoder(recognizer.vocab, lm, beam_size=beam_size, lm_weight=weight, word_score=score)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import jiwer
 
+from cssl.errors import DataError
+
 
 @dataclass
 class ErrorRates:
@@ -23,10 +25,14 @@ class ErrorRates:
 
 
 def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> ErrorRates:
-    """Corpus WER/CER; empty hypotheses count as deletions, empty references are skipped."""
+    """Corpus WER/CER; empty hypotheses count as deletions, empty references are skipped.
+
+    Raises :class:`~cssl.errors.DataError` when no reference has a word: an error rate
+    over nothing is not 0, it is undefined.
+    """
     pairs = [(r, h) for r, h in zip(references, hypotheses, strict=True) if r.strip()]
     if not pairs:
-        return ErrorRates(0.0, 0.0, 0, 0)
+        raise DataError(f"nothing to score: {len(references)} utterances, none with a reference word")
     refs = [r for r, _ in pairs]
     hyps = [h if h.strip() else "" for _, h in pairs]
     words = jiwer.process_words(refs, hyps)

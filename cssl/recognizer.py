@@ -33,7 +33,7 @@ from cssl.config import from_dict
 from cssl.data.audio import load_audio, prepare
 from cssl.model import Wav2Vec2Model, build_model
 from cssl.text.vocab import Vocabulary
-from cssl.train.checkpoint import load_checkpoint
+from cssl.train.checkpoint import CheckpointError, load_checkpoint
 
 
 @dataclass
@@ -98,7 +98,7 @@ class Recognizer:
         """Rebuilds model, vocabulary and temperature from a fine-tuning checkpoint alone."""
         ckpt = load_checkpoint(path)
         if "vocab" not in ckpt:
-            raise ValueError(f"{path}: has no vocabulary; transcribe needs a fine-tuning checkpoint")
+            raise CheckpointError(f"{path}: has no vocabulary; transcribe needs a fine-tuning checkpoint")
         from finetune.config import FinetuneConfig
 
         cfg = from_dict(FinetuneConfig, ckpt["config"], source=str(path))

@@ -35,6 +35,18 @@ def check(cfg: FinetuneConfig) -> str | None:
     return None
 
 
+def warn(cfg: FinetuneConfig) -> list[str]:
+    from cssl.train.schedule import schedule_warnings
+
+    out = schedule_warnings(cfg.optim.schedule, cfg.optim.max_steps, cfg.stop_after)
+    if cfg.freeze.encoder_steps >= cfg.optim.max_steps:
+        out.append(f"freeze.encoder_steps={cfg.freeze.encoder_steps} is not shorter than optim.max_steps="
+                   f"{cfg.optim.max_steps}: only the CTC head will ever train")
+    if not cfg.data.valid_manifest:
+        out.append("no data.valid_manifest: no early stopping and no calibration; best.pt will be the last model")
+    return out
+
+
 def run(cfg: FinetuneConfig) -> None:
     from finetune.train import main
 
@@ -48,4 +60,4 @@ def run(cfg: FinetuneConfig) -> None:
 
 if __name__ == "__main__":
     sys.exit(run_stage("python -m finetune", __doc__, FinetuneConfig, check, run,
-                       flags={"--cv": ("cv.folds", "K: choose settings by K-fold cross-validation first")}))
+                       flags={"--cv": ("cv.folds", "K: choose settings by K-fold cross-validation first")}, warn=warn))

@@ -27,10 +27,11 @@ from cssl.calibration import expected_calibration_error, fit_temperature, word_c
 from cssl.config import from_dict
 from cssl.data.dataset import DataConfig, build_loader
 from cssl.evaluation import word_correctness
+from cssl.errors import debug_enabled, run_reporting
 from cssl.model import build_model
 from cssl.model.ctc import ctc_loss
 from cssl.text.vocab import Vocabulary
-from cssl.train.checkpoint import load_checkpoint, save_checkpoint
+from cssl.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from finetune.config import FinetuneConfig
 
 
@@ -119,6 +120,24 @@ def word_nll_fn(outputs: Outputs, vocab: Vocabulary) -> Callable[[float], float]
 
 OBJECTIVES = ("word", "ctc")
 """What the temperature minimises on dev: word-confidence NLL or CTC NLL."""
+TEMPERATURE_RANGE = (0.25, 8.0)
+"""Where the temperature is searched; a fit at either end is a bound, not a minimum."""
+MIN_DIAGRAM_WORDS = 100
+"""Fewer words than this make a reliability diagram mostly noise (10 bins)."""
+
+
+def calibration_warnings(figures: dict[str, float]) -> list[str]:
+    """Warnings about a fit that hit the search range's end or rests on too few words."""
+    out = []
+    tau, (low, high) = figures["temperature"], TEMPERATURE_RANGE
+    if tau >= high * 0.99 or tau <= low * 1.01:
+        out.append(f"the fitted temperature {tau:.3f} sits at the end of the search range [{low:g}, {high:g}]: "
+                   "the dev set's confidences cannot be calibrated this way (too few words, or a model that "
+                   "emits almost nothing); treat the temperature as a bound, not a fit")
+    if figures["words"] < MIN_DIAGRAM_WORDS:
+        out.append(f"only {int(figures['words'])} decoded words: too few for a reliable ECE or reliability "
+                   f"diagram (at least {MIN_DIAGRAM_WORDS} are needed)")
+    return out
 
 
 def reliability_diagram(before: tuple[list[float], list[bool]], after: tuple[list[float], list[bool]],
@@ -142,8 +161,9 @@ def reliability_diagram(before: tuple[list[float], list[bool]], after: tuple[lis
         ax.bar(centers, accs, width=1 / bins, edgecolor="black", alpha=0.7, label="word accuracy")
         ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
         ece = expected_calibration_error(conf, ok, bins)
+        few = f"\nonly {len(conf)} words: too few to judge" if len(conf) < MIN_DIAGRAM_WORDS else f", {len(conf)} words"
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="word confidence", ylabel="accuracy",
-               title=f"{title} calibration (T={tau:.2f}): ECE {ece:.3f}, {len(conf)} words")
+               title=f"{title} calibration (T={tau:.2f}): ECE {ece:.3f}{few}")
         ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -158,10 +178,11 @@ def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | Non
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     if ckpt.get("kind") != "finetune":
-        raise ValueError(f"{checkpoint}: not a fine-tuning checkpoint")
+        raise CheckpointError(f"{checkpoint}: not a fine-tuning checkpoint; calibrate the best.pt of a fine-tuning run")
     vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
     dev_out = collect(ckpt, dev, device)
-    tau = fit_temperature(word_nll_fn(dev_out, vocab) if objective == "word" else lambda t: nll(dev_out, t))
+    tau = fit_temperature(word_nll_fn(dev_out, vocab) if objective == "word" else lambda t: nll(dev_out, t),
+                          *TEMPERATURE_RANGE)
     ckpt["temperature"] = tau
     save_checkpoint(checkpoint, ckpt)
     test_out = collect(ckpt, eval_manifest, device) if eval_manifest else dev_out
@@ -188,12 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", default=None, help="labeled manifest for the before/after report (default: dev)")
     parser.add_argument("--objective", choices=OBJECTIVES, default="word",
                         help="word: NLL of word correctness under word confidences; ctc: CTC NLL")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of user errors")
     args = parser.parse_args(argv)
+    return run_reporting(parser.prog, lambda: _run(args), args.debug or debug_enabled([]))
+
+
+def _run(args: argparse.Namespace) -> int:
     figures = calibrate(args.checkpoint, args.dev, args.eval, objective=args.objective)
     print(f"temperature {figures['temperature']:.3f} stored in {args.checkpoint}")
     print(f"CTC NLL per utterance {figures['nll_before']:.3f} -> {figures['nll_after']:.3f}; "
           f"word NLL {figures['word_nll_before']:.3f} -> {figures['word_nll_after']:.3f}; "
           f"ECE {figures['ece_before']:.4f} -> {figures['ece_after']:.4f} over {int(figures['words'])} words")
+    for warning in calibration_warnings(figures):
+        print(f"warning: {warning}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cssl.config import Count, NonNegative, PositiveInt, Probability
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
 from cssl.train.config import RunConfig
@@ -17,9 +18,9 @@ class FreezeConfig:
 
     feature_encoder: bool = True
     """Keep the local tower frozen for the whole run."""
-    context_layers: int = 0
+    context_layers: Count = 0
     """Also freeze the feature projection, position conv and this many lowest Transformer layers."""
-    encoder_steps: int = 0
+    encoder_steps: Count = 0
     """Train only the CTC head for this many first updates, then unfreeze the context tower."""
 
 
@@ -27,13 +28,13 @@ class FreezeConfig:
 class SpecAugmentConfig:
     """Masking of the context tower's input during fine-tuning (uses the model's mask embedding)."""
 
-    time_prob: float = 0.05
+    time_prob: Probability = 0.05
     """Share of frames starting a masked time span."""
-    time_span: int = 10
+    time_span: PositiveInt = 10
     """Frames per time span."""
-    channel_prob: float = 0.0
+    channel_prob: Probability = 0.0
     """Share of channels starting a zeroed channel span."""
-    channel_span: int = 64
+    channel_span: PositiveInt = 64
     """Channels per channel span."""
 
 
@@ -41,9 +42,9 @@ class SpecAugmentConfig:
 class EarlyStopConfig:
     """Validation-based stopping."""
 
-    patience: int = 5
+    patience: PositiveInt = 5
     """Validations without a better dev WER before training stops."""
-    min_delta: float = 0.0
+    min_delta: NonNegative = 0.0
     """Improvement of dev WER needed to count as better."""
 
 
@@ -51,11 +52,11 @@ class EarlyStopConfig:
 class CrossValidationConfig:
     """K-fold search over a small grid of settings before the final run (``--cv K``)."""
 
-    folds: int = 0
+    folds: Count = 0
     """Number of folds of the labeled set (0: no cross-validation); ``--cv K`` sets it."""
     grid: dict[str, list[Any]] = field(default_factory=lambda: {"optim.lr": [2e-4, 1e-3], "freeze.context_layers": [0, 2]})
     """Config keys and the values to try; every combination is trained on every fold."""
-    max_steps: int | None = None
+    max_steps: PositiveInt | None = None
     """Updates of each fold run (None: optim.max_steps); early stopping still applies."""
     by_speaker: bool = True
     """Keep a speaker's utterances in one fold when the manifest names speakers (JSON lines)."""
@@ -69,7 +70,7 @@ class FinetuneConfig(RunConfig):
     """Towers (replaced by the pretraining checkpoint's when ``init`` is one)."""
     init: str | None = None
     """Pretraining checkpoint of ours, a torchaudio Wav2Vec2Model state dict (.pt), or None (from scratch)."""
-    reinit_layers: int = 0
+    reinit_layers: Count = 0
     """Re-initialize this many top Transformer layers of ``init`` (their pretraining-task specialisation); no effect from scratch."""
     vocab: str | None = None
     """Vocabulary JSON; None builds it from the training transcripts."""

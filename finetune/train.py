@@ -17,22 +17,25 @@ from pathlib import Path
 import torch
 from accelerate.utils import gather_object
 
-from cssl.config import from_dict
+from cssl.config import ConfigError, from_dict
 from cssl.data.dataset import build_loader
 from cssl.data.manifest import read_manifest
+from cssl.data.rejects import Rejects
+from cssl.errors import DataError
 from cssl.metrics import error_rates
 from cssl.model import ModelConfig, Wav2Vec2Model, build_model
 from cssl.model.ctc import ctc_loss, greedy_decode
 from cssl.model.freezing import apply_freezing, set_frozen_eval
 from cssl.model.masking import batch_span_mask, generators
 from cssl.seeding import mix_seed
-from cssl.text.vocab import Vocabulary
-from cssl.train.checkpoint import latest_checkpoint, load_checkpoint
+from cssl.text.vocab import Vocabulary, transcript_notes
+from cssl.train.checkpoint import CheckpointError, load_checkpoint
 from cssl.train.health import Health
+from cssl.train.plots import plot_finetuning
 from cssl.train.progress import Progress
-from cssl.train.runtime import (build_optimizer, global_sum, guarded_update, make_accelerator, seed_everything,
-                                set_lr, set_threads, stop_reason)
-from cssl.train.state import restore_training, save_training
+from cssl.train.runtime import (build_optimizer, describe_runtime, global_sum, guarded_update, local_accumulation,
+                                make_accelerator, seed_everything, set_lr, set_threads, stop_reason)
+from cssl.train.state import find_resume, prepare_out_dir, restore_training, save_training
 from cssl.train.stream import BatchStream
 from finetune.config import FinetuneConfig
 
@@ -45,34 +48,52 @@ def main(cfg: FinetuneConfig) -> Path:
     accel = make_accelerator(cfg.mixed_precision, find_unused=cfg.freeze.encoder_steps > 0)
     seed_everything(cfg.seed)
     out_dir = Path(cfg.out_dir)
+    notes = prepare_out_dir(out_dir, accel.is_main_process)
+    accumulation = local_accumulation(cfg.optim.accumulation, accel.num_processes)
     train_manifest = read_manifest(cfg.data.manifest)
-    vocab = Vocabulary.load(cfg.vocab) if cfg.vocab else Vocabulary.build(e.text or "" for e in train_manifest)
+    if not train_manifest.labeled:
+        raise DataError(f"{cfg.data.manifest}: fine-tuning needs a transcript for every entry")
+    texts = [e.text or "" for e in train_manifest]
+    vocab = Vocabulary.load(cfg.vocab) if cfg.vocab else Vocabulary.build(texts)
+    notes += transcript_notes(texts, vocab, "training transcripts")
     model, cfg.model, source = initial_model(cfg, vocab)
     frozen = apply_freezing(model, cfg.freeze.feature_encoder, cfg.freeze.context_layers, whole_encoder=False)
     o = cfg.optim
     optimizer = build_optimizer(model.parameters(), o.lr, o.betas, o.eps, o.weight_decay)
     loader = build_loader(cfg.data, train_manifest, vocab, train=True, seed=cfg.seed,
                           num_replicas=accel.num_processes, rank=accel.process_index)
-    valid = build_loader(cfg.data, cfg.data.valid_manifest, vocab, train=False, seed=cfg.seed,
-                         num_replicas=accel.num_processes, rank=accel.process_index) if cfg.data.valid_manifest else None
-    stream, health, state = BatchStream(loader), Health(cfg.max_nonfinite), {"step": 0, "best_wer": math.inf, "bad": 0}
-    resume = latest_checkpoint(out_dir) if cfg.resume == "auto" else cfg.resume
-    if resume:
-        ckpt = restore_training(load_checkpoint(resume), "finetune", "pass it as init= instead",
-                                model, optimizer, stream, health, accel.process_index)
+    valid = None
+    if cfg.data.valid_manifest:
+        valid = build_loader(cfg.data, cfg.data.valid_manifest, vocab, train=False, seed=cfg.seed,
+                             num_replicas=accel.num_processes, rank=accel.process_index, filter_lengths=False)
+        notes += transcript_notes([e.text or "" for e in valid.dataset.manifest], vocab, "dev transcripts")
+    stream = BatchStream(loader, cfg.data.manifest, out_dir / ("rejects.tsv" if accel.is_main_process
+                                                                else f"rejects.rank{accel.process_index}.tsv"))
+    health, state = Health(cfg.max_nonfinite), {"step": 0, "best_wer": math.inf, "bad": 0}
+    found = find_resume(cfg.resume, out_dir)
+    if found:
+        resume, ckpt, skipped = found
+        notes += skipped
+        restore_training(ckpt, "finetune", "pass it as init= instead", model, optimizer, stream, health,
+                         accel.process_index)
         state = {"step": int(ckpt["step"]), **ckpt["state"]}
+        notes.append(f"resumed from {resume} at step {state['step']}")
     model, optimizer = accel.prepare(model, optimizer)
     progress = Progress(out_dir, o.max_steps, accel.is_main_process, start_step=state["step"])
-    progress.message(f"fine-tuning from {source} on {accel.device} x{accel.num_processes} ({accel.mixed_precision}); "
-                     f"{len(loader.dataset)} utterances; vocabulary of {len(vocab)}; frozen: {', '.join(frozen) or 'none'}"
+    for note in notes:
+        progress.message(note)
+    progress.message(f"fine-tuning from {source}: {describe_runtime(accel)}; "
+                     f"{len(loader.dataset)} utterances; vocabulary of {len(vocab)}; frozen: {', '.join(frozen) or 'none'}; "
+                     f"{o.accumulation} batch(es) per update"
                      + (f"; head only for the first {cfg.freeze.encoder_steps} updates" if cfg.freeze.encoder_steps else ""))
+    dev_rejects = Rejects()
     started, stop = time.monotonic(), False
     while state["step"] < o.max_steps and not stop:
         step = state["step"]
         if step == cfg.freeze.encoder_steps and step > 0:
             progress.message(f"step {step}: unfreezing the context tower (head-only warm-up over)")
         lr = set_lr(optimizer, o.lr, step, o.max_steps, o.schedule)
-        sums = _update(cfg, accel, model, stream, frozen, step)
+        sums = _update(cfg, accel, model, stream, frozen, step, accumulation)
         totals = dict(zip(SUMS, global_sum(accel, [sums[k] for k in SUMS])))
         count = max(totals["count"], 1.0)
         grad_norm = guarded_update(accel, model, optimizer, health, totals["loss"], totals["count"], o.grad_clip, step)
@@ -84,29 +105,44 @@ def main(cfg: FinetuneConfig) -> Path:
             progress.log(step, {"ctc": totals["loss"] / count, "too_long": totals["infeasible"], "lr": lr,
                                 "grad_norm": grad_norm})
         if valid is not None and (step % cfg.valid_every == 0 or step == o.max_steps):
-            metrics = evaluate(accel, model, valid, vocab)
+            metrics = evaluate(accel, model, valid, vocab, dev_rejects, cfg.data.valid_manifest)
             progress.log(step, metrics, split="valid")
+            if metrics["utterances"] < len(valid.dataset) and "dev_partial" not in health.warned:
+                health.warned.add("dev_partial")
+                progress.message(f"warning: dev WER covers {int(metrics['utterances'])} of {len(valid.dataset)} "
+                                 f"utterances ({dev_rejects.summary()}); see {out_dir / 'dev_rejects.tsv'}")
+                if accel.is_main_process:
+                    dev_rejects.write(out_dir / "dev_rejects.tsv")
             stop = _early_stop(cfg, state, metrics["wer"], metrics["cer"], progress)
             if state["bad"] == 0:
                 _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / "best.pt")
         early = stop_reason(cfg.max_minutes, cfg.stop_after, step, time.monotonic() - started)
         if step % cfg.save_every == 0 or step == o.max_steps or early or stop:
             _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / f"checkpoint_{step}.pt")
+            if accel.is_main_process and valid is not None:
+                plot_finetuning({out_dir.name: out_dir}, out_dir / "finetune_curves.png")
         stop = stop or bool(early)
     if accel.is_main_process and len(stream.rejects):
         stream.rejects.write(out_dir / "rejects.tsv")
-    progress.message(f"done at step {state['step']}; best dev WER {state['best_wer']:.4f}; data: {stream.rejects.summary()}")
     best = out_dir / "best.pt"
-    best = best if best.is_file() else latest_checkpoint(out_dir)
+    if valid is None:
+        _save(cfg, accel, model, optimizer, stream, health, state, vocab, best)
+        progress.message(f"done at step {state['step']}; no dev set, so best.pt is the last model; "
+                         f"data: {stream.rejects.summary()}")
+    else:
+        progress.message(f"done at step {state['step']}; best dev WER {state['best_wer']:.4f} (best.pt); "
+                         f"data: {stream.rejects.summary()}")
     accel.wait_for_everyone()
     if cfg.calibrate and cfg.data.valid_manifest and accel.is_main_process:
-        from finetune.calibrate import calibrate
+        from finetune.calibrate import calibrate, calibration_warnings
 
         fig = calibrate(best, cfg.data.valid_manifest, device=accel.device, objective=cfg.calibration_objective)
         progress.message(f"calibration on dev ({cfg.calibration_objective} NLL): temperature {fig['temperature']:.3f} "
                          f"stored in {best}; word NLL {fig['word_nll_before']:.3f} -> {fig['word_nll_after']:.3f}; "
                          f"CTC NLL {fig['nll_before']:.3f} -> {fig['nll_after']:.3f}; word ECE "
                          f"{fig['ece_before']:.4f} -> {fig['ece_after']:.4f}")
+        for warning in calibration_warnings(fig):
+            progress.message(f"warning: {warning}")
     accel.wait_for_everyone()
     progress.close()
     return best
@@ -135,7 +171,7 @@ def initial_model(cfg: FinetuneConfig, vocab: Vocabulary) -> tuple[Wav2Vec2Model
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("aux.") and k != "mask_embedding"]
         if missing or unexpected:
-            raise ValueError(f"{cfg.init}: does not match the model config: missing {missing[:5]}, "
+            raise CheckpointError(f"{cfg.init}: does not match the model config: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}; set model.* to the checkpoint's architecture")
     if cfg.reinit_layers and state is not None:
         reinit_top_layers(model, cfg.reinit_layers, build_model(model_cfg, vocab_size=len(vocab)))
@@ -147,14 +183,15 @@ def reinit_top_layers(model: Wav2Vec2Model, count: int, fresh: Wav2Vec2Model) ->
     """Gives the top ``count`` Transformer layers of ``model`` the initial weights of ``fresh``."""
     layers = model.encoder.transformer.layers
     if not 0 <= count <= len(layers):
-        raise ValueError(f"reinit_layers={count}: the model has {len(layers)} Transformer layers")
+        raise ConfigError(f"reinit_layers={count}: the model has {len(layers)} Transformer layers")
     for i in range(len(layers) - count, len(layers)):
         layers[i].load_state_dict(fresh.encoder.transformer.layers[i].state_dict())
 
 
-def _update(cfg: FinetuneConfig, accel, model, stream: BatchStream, frozen: list[str], step: int) -> dict[str, float]:
+def _update(cfg: FinetuneConfig, accel, model, stream: BatchStream, frozen: list[str], step: int,
+            n: int) -> dict[str, float]:
+    """Forward/backward over this process's ``n`` batches of the update; returns local sums."""
     sums = dict.fromkeys(SUMS, 0.0)
-    n = cfg.optim.accumulation
     model.train()
     set_frozen_eval(accel.unwrap_model(model), frozen)
     encoder_grad = step >= cfg.freeze.encoder_steps
@@ -189,13 +226,20 @@ def _specaugment(cfg: FinetuneConfig, model: Wav2Vec2Model, batch, step: int):
 
 
 @torch.no_grad()
-def evaluate(accel, model, loader, vocab: Vocabulary) -> dict[str, float]:
-    """Greedy-decoded WER and CER over a loader (all processes' utterances)."""
+def evaluate(accel, model, loader, vocab: Vocabulary, rejects: Rejects | None = None,
+             name: str = "dev") -> dict[str, float]:
+    """Greedy-decoded WER and CER over a loader (all processes' utterances).
+
+    Unusable utterances are left out and added to ``rejects``; ``utterances`` says how
+    many were scored. Scoring none raises :class:`DataError`.
+    """
     model.eval()
     refs, hyps = [], []
     manifest = loader.dataset.manifest
     loader.set_epoch(0)
     for batch in loader:
+        if rejects is not None:
+            rejects.extend(batch.rejected)
         if not len(batch):
             continue
         batch = batch.to(accel.device)
@@ -207,6 +251,9 @@ def evaluate(accel, model, loader, vocab: Vocabulary) -> dict[str, float]:
     if accel.num_processes > 1:
         refs = [r for part in gather_object([refs]) for r in part]
         hyps = [h for part in gather_object([hyps]) for h in part]
+    if not refs:
+        raise DataError(f"{name}: none of its {len(manifest)} utterances could be scored "
+                        f"({rejects.summary() if rejects is not None else 'all unusable'}); fix the dev manifest")
     rates = error_rates(refs, hyps)
     model.train()
     return {"wer": rates.wer, "cer": rates.cer, "utterances": float(len(refs))}

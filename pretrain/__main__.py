@@ -24,6 +24,12 @@ def check(cfg: PretrainConfig) -> str | None:
     return None if cfg.data.manifest else "data.manifest is not set; give data.manifest=PATH"
 
 
+def warn(cfg: PretrainConfig) -> list[str]:
+    from cssl.train.schedule import schedule_warnings
+
+    return schedule_warnings(cfg.optim.schedule, cfg.optim.max_steps, cfg.stop_after)
+
+
 def run(cfg: PretrainConfig) -> None:
     from pretrain.train import main
 
@@ -31,4 +37,4 @@ def run(cfg: PretrainConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage("python -m pretrain", __doc__, PretrainConfig, check, run))
+    sys.exit(run_stage("python -m pretrain", __doc__, PretrainConfig, check, run, warn=warn))

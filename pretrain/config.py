@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from cssl.config import Count, NonNegative, Positive, PositiveInt, Range
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
 from cssl.train.config import RunConfig
 from cssl.train.schedule import ScheduleConfig
+
+Beta = Annotated[float, Range(0, 1, high_open=True)]
+"""An Adam beta in [0, 1)."""
 
 
 @dataclass
 class LossConfig:
     """Weights and settings of the pretraining objective."""
 
-    num_distractors: int = 100
+    num_distractors: PositiveInt = 100
     """Distractors K per target, from the same utterance's masked frames."""
-    cross_distractors: int = 0
+    cross_distractors: Count = 0
     """Extra distractors from other utterances of the batch."""
-    logit_temperature: float = 0.1
+    logit_temperature: Positive = 0.1
     """Cosine similarities are divided by this before the softmax."""
-    diversity_weight: float = 0.1
+    diversity_weight: NonNegative = 0.1
     """Weight of the codebook diversity loss."""
-    penalty_weight: float = 10.0
+    penalty_weight: NonNegative = 10.0
     """Weight of the local-feature L2 penalty."""
 
 
@@ -29,19 +35,19 @@ class LossConfig:
 class OptimConfig:
     """AdamW over the trainable parameters, with clipping and accumulation."""
 
-    lr: float = 5e-4
+    lr: Positive = 5e-4
     """Peak learning rate."""
-    betas: tuple[float, float] = (0.9, 0.98)
+    betas: tuple[Beta, Beta] = (0.9, 0.98)
     """Adam betas."""
-    eps: float = 1e-6
+    eps: Positive = 1e-6
     """Adam epsilon."""
-    weight_decay: float = 0.01
+    weight_decay: NonNegative = 0.01
     """Decoupled weight decay."""
-    max_steps: int = 400_000
+    max_steps: PositiveInt = 400_000
     """Updates to train for."""
-    accumulation: int = 1
+    accumulation: PositiveInt = 1
     """Batches accumulated per update (per process)."""
-    grad_clip: float = 10.0
+    grad_clip: NonNegative = 10.0
     """Clip the global gradient norm to this; 0 disables."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     """Learning-rate schedule."""

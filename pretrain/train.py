@@ -1,7 +1,8 @@
 """The pretraining loop: a thin layer around accelerate.
 
-Each update draws ``accumulation`` batches, sums the losses, normalises gradients by
-the number of masked frames of the whole update (all processes), clips and steps.
+Each update draws ``optim.accumulation`` batches in all (shared among the processes),
+sums the losses, normalises gradients by the number of masked frames of the whole
+update (all processes), clips and steps.
 Masks, distractors and Gumbel noise of an utterance are seeded by (run seed, update,
 utterance index): the run is the same on one process or several.
 """
@@ -16,14 +17,15 @@ from pathlib import Path
 import torch
 
 from cssl.data.dataset import Batch, build_loader
+from cssl.errors import DataError
 from cssl.model import build_pretrainer, gumbel_temperature
 from cssl.seeding import mix_seed
-from cssl.train.checkpoint import latest_checkpoint, load_checkpoint
 from cssl.train.health import Health
+from cssl.train.plots import plot_pretraining
 from cssl.train.progress import Progress
-from cssl.train.runtime import (build_optimizer, global_sum, guarded_update, make_accelerator, seed_everything,
-                                set_lr, set_threads, stop_reason)
-from cssl.train.state import restore_training, save_training
+from cssl.train.runtime import (build_optimizer, describe_runtime, global_sum, guarded_update, local_accumulation,
+                                make_accelerator, seed_everything, set_lr, set_threads, stop_reason)
+from cssl.train.state import find_resume, prepare_out_dir, restore_training, save_training
 from cssl.train.stream import BatchStream
 from pretrain.config import PretrainConfig
 
@@ -36,6 +38,8 @@ def main(cfg: PretrainConfig) -> Path:
     accel = make_accelerator(cfg.mixed_precision)
     seed_everything(cfg.seed)
     out_dir = Path(cfg.out_dir)
+    notes = prepare_out_dir(out_dir, accel.is_main_process)
+    accumulation = local_accumulation(cfg.optim.accumulation, accel.num_processes)
     model = build_pretrainer(cfg.model, cfg.loss.num_distractors, cfg.loss.cross_distractors,
                              cfg.loss.logit_temperature)
     o = cfg.optim
@@ -46,22 +50,28 @@ def main(cfg: PretrainConfig) -> Path:
     if cfg.data.valid_manifest:
         valid = build_loader(cfg.data, cfg.data.valid_manifest, train=False, seed=cfg.seed,
                              num_replicas=accel.num_processes, rank=accel.process_index)
-    stream, health, step = BatchStream(loader), Health(cfg.max_nonfinite), 0
-    resume = latest_checkpoint(out_dir) if cfg.resume == "auto" else cfg.resume
-    if resume:
-        ckpt = restore_training(load_checkpoint(resume), "pretrain", "use it as init= of a stage instead",
-                                model, optimizer, stream, health, accel.process_index)
+    stream = BatchStream(loader, cfg.data.manifest, _rejects_path(out_dir, accel.process_index))
+    health, step = Health(cfg.max_nonfinite), 0
+    found = find_resume(cfg.resume, out_dir)
+    if found:
+        resume, ckpt, skipped = found
+        notes += skipped
+        restore_training(ckpt, "pretrain", "use it as init= of a stage instead",
+                         model, optimizer, stream, health, accel.process_index)
         step = int(ckpt["step"])
     model, optimizer = accel.prepare(model, optimizer)
     progress = Progress(out_dir, o.max_steps, accel.is_main_process, start_step=step)
-    progress.message(f"pretraining on {accel.device} x{accel.num_processes} ({accel.mixed_precision}); "
+    for note in notes:
+        progress.message(note)
+    progress.message(f"pretraining: {describe_runtime(accel)}; "
                      f"{len(loader.dataset)} utterances, {loader.dropped} outside the length filters; "
-                     f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters"
-                     + (f"; resumed from {resume} at step {step}" if resume else ""))
+                     f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
+                     f"{o.accumulation} batch(es) per update"
+                     + (f"; resumed from {resume} at step {step}" if found else ""))
     started, last = time.monotonic(), None
     while step < o.max_steps:
         lr = set_lr(optimizer, o.lr, step, o.max_steps, o.schedule)
-        sums = _update(cfg, accel, model, optimizer, stream, step)
+        sums = _update(cfg, accel, model, stream, step, accumulation)
         totals = dict(zip(METRICS, global_sum(accel, [sums[k] for k in METRICS])))
         count = max(totals["count"], 1.0)
         grad_norm = guarded_update(accel, model, optimizer, health, totals["loss"], totals["count"], o.grad_clip, step)
@@ -70,7 +80,7 @@ def main(cfg: PretrainConfig) -> Path:
         step += 1
         progress.add_audio(totals["audio_s"])
         if step % cfg.log_every == 0 or step == o.max_steps:
-            metrics = _metrics(totals, count, accel.num_processes, lr, grad_norm, cfg)
+            metrics = _metrics(totals, count, lr, grad_norm, cfg)
             progress.log(step, metrics)
             for warning in health.check_pretraining(step, o.schedule.warmup_steps, metrics["contrastive"],
                                                     cfg.loss.num_distractors, metrics["code_ppl"],
@@ -82,6 +92,8 @@ def main(cfg: PretrainConfig) -> Path:
         early = stop_reason(cfg.max_minutes, cfg.stop_after, step, time.monotonic() - started)
         if step % cfg.save_every == 0 or step == o.max_steps or early:
             last = _save(cfg, accel, model, optimizer, stream, health, step, out_dir)
+            if accel.is_main_process:
+                plot_pretraining(out_dir, out_dir / "pretrain_curves.png")
         if early:
             progress.message(f"stopping at step {step}: {early}")
             break
@@ -93,11 +105,14 @@ def main(cfg: PretrainConfig) -> Path:
     return last or out_dir
 
 
-def _update(cfg: PretrainConfig, accel, model, optimizer, stream: BatchStream, step: int) -> dict[str, float]:
-    """Forward/backward over the update's batches; returns local sums of the metrics."""
+def _rejects_path(out_dir: Path, rank: int) -> Path:
+    return out_dir / ("rejects.tsv" if rank == 0 else f"rejects.rank{rank}.tsv")
+
+
+def _update(cfg: PretrainConfig, accel, model, stream: BatchStream, step: int, n: int) -> dict[str, float]:
+    """Forward/backward over this process's ``n`` batches of the update; returns local sums of the metrics."""
     sums = dict.fromkeys(METRICS, 0.0)
     tau = gumbel_temperature(step, *cfg.model.quantizer.temperature)
-    n = cfg.optim.accumulation
     model.train()
     for i in range(n):
         batch = next(stream).to(accel.device)
@@ -124,9 +139,9 @@ def _accumulate(sums: dict[str, float], out, loss: float, batch: Batch) -> None:
     sums["audio_s"] += float(batch.lengths.sum()) / 16000
 
 
-def _metrics(totals: dict[str, float], count: float, world: int, lr: float, grad_norm: float,
+def _metrics(totals: dict[str, float], count: float, lr: float, grad_norm: float,
              cfg: PretrainConfig) -> dict[str, float]:
-    batches = world * cfg.optim.accumulation
+    batches = cfg.optim.accumulation  # in all processes together
     return {
         "loss": totals["loss"] / count,
         "contrastive": totals["contrastive"] / count,
@@ -158,7 +173,11 @@ def validate(cfg: PretrainConfig, accel, model, valid, step: int) -> dict[str, f
         _accumulate(sums, out, float(out.contrastive), batch)
         batches += 1
     totals = dict(zip(METRICS, global_sum(accel, [sums[k] for k in METRICS])))
-    count = max(totals["count"], 1.0)
+    if totals["count"] == 0:
+        raise DataError(f"{cfg.data.valid_manifest}: no validation utterance could be scored "
+                        f"({len(valid.dataset)} listed; unreadable files are skipped and counted); "
+                        "fix the manifest or leave data.valid_manifest unset")
+    count = totals["count"]
     model.train()
     return {"contrastive": totals["contrastive"] / count, "accuracy": totals["correct"] / count,
             "code_ppl": totals["code_ppl"] / max(1, batches)}

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from cssl.data.scan import AUDIO_EXTENSIONS
+from cssl.data.policy import AUDIO_EXTENSIONS
 
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Adds the ``evaluate`` and ``transcribe`` commands."""
-    p = groups.add_parser("evaluate", help="WER, CER and real-time factor of a checkpoint on a labeled manifest")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("manifest", type=Path)
+    p = groups.add_parser("evaluate", help="WER, CER and real-time factor of a checkpoint on a labeled manifest", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="fine-tuning checkpoint (best.pt)")
+    p.add_argument("manifest", type=Path, help="labeled manifest (.tsv with .wrd/.ltr, or .jsonl)")
     p.add_argument("--out", type=Path, default=None, help="per-utterance JSONL (default: beside the checkpoint)")
+    p.add_argument("--max-skipped", type=float, default=0.0, metavar="SHARE",
+                   help="exit with status 3 when a larger share of the utterances could not be scored")
     _decoding_args(p)
     p.set_defaults(func=run_evaluate)
 
-    p = groups.add_parser("transcribe", help="transcribe audio files or folders (text, or JSONL with word times)")
-    p.add_argument("checkpoint", type=Path)
+    p = groups.add_parser("transcribe", help="transcribe audio files or folders (text, or JSONL with word times)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="fine-tuning checkpoint (best.pt)")
     p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders")
     p.add_argument("--jsonl", type=Path, default=None, help="write one JSON object per file here")
     _decoding_args(p)
@@ -28,9 +31,9 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm", default=None, help="ARPA language model for beam search (cssl lm build)")
-    p.add_argument("--beam-size", type=int, default=50)
-    p.add_argument("--lm-weight", type=float, default=2.0)
-    p.add_argument("--word-score", type=float, default=0.0)
+    p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept by beam search")
+    p.add_argument("--lm-weight", type=float, default=2.0, help="LM weight (choose it with cssl lm tune)")
+    p.add_argument("--word-score", type=float, default=0.0, help="score added per word (cssl lm tune)")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in overlapping chunks")
     p.add_argument("--precision", default="no", choices=("no", "bf16", "fp16", "auto"),
                    help="autocast for the model (auto: bf16 where the hardware has it natively)")
@@ -49,14 +52,29 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     out = args.out or args.checkpoint.with_name(f"{args.checkpoint.stem}_{args.manifest.stem}.jsonl")
     ev = evaluate_manifest(_recognizer(args), args.manifest, out)
-    print(f"{args.manifest}: {ev.utterances} utterances ({ev.skipped} skipped), {ev.audio_s / 60:.1f} min of audio")
+    for note in ev.notes:
+        print(note)
+    print(f"{args.manifest}: scored {ev.utterances} of {ev.listed} utterances ({ev.rejects.summary()}), "
+          f"{ev.audio_s / 60:.1f} min of audio")
     print(f"WER {ev.wer:.4f}  CER {ev.cer:.4f}  RTF {ev.rtf:.4f}  word-confidence ECE {ev.ece:.4f}  "
           f"({'beam + LM' if args.lm else 'greedy'})")
     print(f"per-utterance results: {out}")
+    if ev.skipped:
+        rejects = out.with_name(out.stem + ".rejects.tsv")
+        ev.rejects.write(rejects)
+        print(f"not scored, with reasons: {rejects}")
+    if ev.skipped_share > args.max_skipped:
+        print(f"cssl evaluate: {ev.skipped} of {ev.listed} utterances ({ev.skipped_share:.1%}) were not scored, "
+              f"more than --max-skipped {args.max_skipped:g}: these figures do not cover the whole set",
+              file=sys.stderr)
+        return 3
     return 0
 
 
 def run_transcribe(args: argparse.Namespace) -> int:
+    from cssl.data.audio import AudioError
+    from cssl.data.rejects import Rejects
+
     rec = _recognizer(args)
     files = []
     for item in args.inputs:
@@ -64,16 +82,32 @@ def run_transcribe(args: argparse.Namespace) -> int:
             files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
         else:
             files.append(item)
+    rejects = Rejects()
+    done = 0
     sink = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None
     try:
         for path in files:
-            result = rec.transcribe(path)
+            try:
+                result = rec.transcribe(path)
+            except AudioError as err:
+                rejects.add(err.path, err.reason, err.detail)
+                print(f"skipped {err}", file=sys.stderr)
+                continue
+            done += 1
             if sink:
                 sink.write(json.dumps({"audio": str(path), "text": result.text, "seconds": result.seconds,
                                        "words": [w.__dict__ for w in result.words]}) + "\n")
-            else:
-                print(f"{path}\t{result.text}")
+                sink.flush()
+            print(f"{path}\t{result.text}", flush=True)
     finally:
         if sink:
             sink.close()
-    return 0
+    summary = f"transcribed {done} of {len(files)} files; {rejects.summary()}"
+    if args.jsonl:
+        summary += f"; JSON lines: {args.jsonl}"
+    if len(rejects) and args.jsonl:
+        path = args.jsonl.with_name(args.jsonl.stem + ".rejects.tsv")
+        rejects.write(path)
+        summary += f"; skipped files and reasons: {path}"
+    print(summary, file=sys.stderr)
+    return 0 if done else 1

@@ -6,50 +6,51 @@ import argparse
 import sys
 from pathlib import Path
 
-from cssl.data.manifest import read_manifest, write_manifest
-from cssl.data.scan import AUDIO_EXTENSIONS, ScanConfig, scan_folder
-from cssl.text.vocab import Vocabulary
+from cssl.data.policy import AUDIO_EXTENSIONS, MAX_CHANNELS, MIN_RATE, SCAN_WORKERS
 
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Adds the ``data`` command group."""
-    group = groups.add_parser("data", help="audio data: manifests, demo corpus, vocabulary")
+    group = groups.add_parser("data", help="audio data: manifests, demo corpus, vocabulary", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = group.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
 
-    p = commands.add_parser("manifest", help="scan a folder of audio files into a manifest")
+    p = commands.add_parser("manifest", help="scan a folder of audio files into a manifest", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("folder", type=Path, help="folder tree holding the audio files")
     p.add_argument("out", type=Path, help="manifest to write: .tsv (fairseq) or .jsonl (NeMo)")
     p.add_argument("--labels", choices=["none", "librispeech", "sidecar"], default="none",
                    help="transcripts from LibriSpeech *.trans.txt, or from stem.txt beside each file")
     p.add_argument("--ext", nargs="+", default=list(AUDIO_EXTENSIONS), help="audio file endings")
-    p.add_argument("--workers", type=int, default=ScanConfig.workers, help="parallel worker processes")
+    p.add_argument("--workers", type=int, default=SCAN_WORKERS, help="parallel worker processes")
     p.add_argument("--headers-only", action="store_true", help="read headers only (fast, finds fewer bad files)")
-    p.add_argument("--min-rate", type=int, default=ScanConfig.min_rate, help="reject files below this rate (Hz)")
-    p.add_argument("--max-channels", type=int, default=ScanConfig.max_channels, help="reject files with more channels")
+    p.add_argument("--min-rate", type=int, default=MIN_RATE, help="reject files below this rate (Hz)")
+    p.add_argument("--max-channels", type=int, default=MAX_CHANNELS, help="reject files with more channels")
     p.set_defaults(func=run_manifest)
 
-    p = commands.add_parser("synth", help="synthesize the multi-speaker demo corpus with eSpeak NG")
+    p = commands.add_parser("synth", help="synthesize the multi-speaker demo corpus with eSpeak NG", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("out", type=Path, help="corpus folder")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--hours", type=float, default=None, help="total audio to generate")
     size.add_argument("--utterances", type=int, default=None, help="number of utterances to generate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, default=None, help="use only the N most common lexicon words")
-    p.add_argument("--workers", type=int, default=ScanConfig.workers)
+    p.add_argument("--workers", type=int, default=SCAN_WORKERS)
     p.set_defaults(func=run_synth)
 
-    p = commands.add_parser("vocab", help="build the character vocabulary of a labeled manifest")
+    p = commands.add_parser("vocab", help="build the character vocabulary of a labeled manifest", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("manifest", type=Path)
     p.add_argument("out", type=Path, help="vocabulary JSON to write")
     p.add_argument("--min-count", type=int, default=1, help="drop characters seen fewer times")
     p.set_defaults(func=run_vocab)
 
-    p = commands.add_parser("stats", help="print a manifest's size and length distribution")
+    p = commands.add_parser("stats", help="print a manifest's size and length distribution", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("manifest", type=Path)
     p.set_defaults(func=run_stats)
 
 
 def run_manifest(args: argparse.Namespace) -> int:
+    from cssl.data.manifest import write_manifest
+    from cssl.data.scan import ScanConfig, scan_folder
+
     cfg = ScanConfig(
         extensions=tuple(args.ext), labels=args.labels, decode=not args.headers_only,
         min_rate=args.min_rate, max_channels=args.max_channels, workers=args.workers,
@@ -76,16 +77,28 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_vocab(args: argparse.Namespace) -> int:
+    from cssl.data.manifest import ManifestError, read_manifest
+    from cssl.text.normalize import normalization_report
+    from cssl.text.vocab import Vocabulary
+
     manifest = read_manifest(args.manifest)
     if not manifest.labeled:
-        raise ValueError(f"{args.manifest}: has entries without transcripts; a vocabulary needs labels")
-    vocab = Vocabulary.build((e.text or "" for e in manifest), min_count=args.min_count)
+        raise ManifestError(f"{args.manifest}: has entries without transcripts; a vocabulary needs labels")
+    texts = [e.text or "" for e in manifest]
+    vocab = Vocabulary.build(texts, min_count=args.min_count)
     vocab.save(args.out)
     print(f"{args.out}: {len(vocab)} symbols: {' '.join(vocab.symbols)}")
+    print(f"normalisation of the transcripts: {normalization_report(texts).summary()}")
+    rare = vocab.unknown_characters(texts)
+    if rare:
+        print(f"left out (seen fewer than --min-count {args.min_count} times, encoded as <unk>): "
+              + ", ".join(f"{ch!r} x{n}" for ch, n in rare.most_common()))
     return 0
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from cssl.data.manifest import read_manifest
+
     manifest = read_manifest(args.manifest)
     secs = sorted(e.duration for e in manifest)
     if not secs:

@@ -6,28 +6,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cssl.data.manifest import read_manifest
-from cssl.lm import build_ngram, write_arpa
 from cssl.lm_tuning import LM_WEIGHTS, WORD_SCORES
 
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Adds the ``lm`` command group."""
-    group = groups.add_parser("lm", help="n-gram language models for beam search")
+    group = groups.add_parser("lm", help="n-gram language models for beam search", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = group.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
-    p = commands.add_parser("build", help="build an ARPA model (interpolated Kneser-Ney) from text")
+    p = commands.add_parser("build", help="build an ARPA model (interpolated Kneser-Ney) from text", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("text", type=Path, help="text file (one sentence per line) or a labeled manifest")
     p.add_argument("out", type=Path, help="ARPA file to write")
     p.add_argument("--order", type=int, default=3, help="n-gram order")
     p.set_defaults(func=run_build)
 
-    p = commands.add_parser("tune", help="choose the LM weight and word score of beam search on a labeled dev set")
+    p = commands.add_parser("tune", help="choose the LM weight and word score of beam search on a labeled dev set", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="fine-tuning checkpoint")
     p.add_argument("manifest", type=Path, help="labeled dev manifest (not the test set)")
     p.add_argument("lm", type=Path, help="ARPA language model")
     p.add_argument("--lm-weights", type=_floats, default=LM_WEIGHTS, help="comma-separated grid")
     p.add_argument("--word-scores", type=_floats, default=WORD_SCORES, help="comma-separated grid")
-    p.add_argument("--beam-size", type=int, default=50)
+    p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept by beam search")
     p.set_defaults(func=run_tune)
 
 
@@ -39,6 +37,9 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from cssl.data.manifest import read_manifest
+    from cssl.lm import build_ngram, write_arpa
+
     if args.text.suffix in (".tsv", ".jsonl", ".json"):
         sentences = [e.text or "" for e in read_manifest(args.text)]
     else:

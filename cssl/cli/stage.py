@@ -1,4 +1,9 @@
-"""Shared command line of the training stages: ``CONFIG.yaml [key=value ...] [--print-config]``."""
+"""Shared command line of the training stages: ``CONFIG.yaml [key=value ...] [--print-config] [--debug]``.
+
+Config errors, bad data and other user errors print one message and exit with status 2
+(``--debug`` or ``CSSL_DEBUG=1`` shows their traceback). Settings that are legal but
+probably unintended (a warmup longer than the run) print a warning and go on.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,24 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from cssl.config import ConfigError, describe, load_config
+from cssl.config import describe, load_config
+from cssl.errors import debug_enabled, run_reporting
 
 
 def run_stage(prog: str, doc: str, config_cls: type, check: Callable[[Any], str | None],
               main: Callable[[Any], Any], argv: list[str] | None = None,
-              flags: dict[str, tuple[str, str]] | None = None) -> int:
+              flags: dict[str, tuple[str, str]] | None = None,
+              warn: Callable[[Any], list[str]] | None = None) -> int:
     """Parses the config, checks it (``check`` returns an error message or None), runs ``main``.
 
-    ``flags`` maps an option (``--cv``) to the config key it sets and its help text.
+    ``flags`` maps an option (``--cv``) to the config key it sets and its help text;
+    ``warn`` lists warnings about legal but doubtful settings.
     """
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", help="YAML file overriding the defaults")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     parser.add_argument("--print-config", action="store_true", help="print every key, its value and meaning, and exit")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too (or CSSL_DEBUG=1)")
     flags = flags or {}
     for flag, (key, text) in flags.items():
         parser.add_argument(flag, dest=key, default=None, metavar="VALUE", help=f"{text} (sets {key})")
@@ -29,17 +38,19 @@ def run_stage(prog: str, doc: str, config_cls: type, check: Callable[[Any], str 
     if config is not None and "=" in config:  # only overrides were given
         config, overrides = None, [config, *overrides]
     overrides = [*overrides, *(f"{key}={getattr(args, key)}" for key, _ in flags.values() if getattr(args, key) is not None)]
-    try:
+
+    def body() -> int:
         cfg = load_config(config_cls, config, overrides)
-    except ConfigError as err:
-        print(f"{prog}: config error: {err}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print("\n".join(describe(cfg)))
+        if args.print_config:
+            print("\n".join(describe(cfg)))
+            return 0
+        problem = check(cfg)
+        if problem:
+            print(f"{prog}: config error: {problem}", file=sys.stderr)
+            return 2
+        for text in warn(cfg) if warn else []:
+            print(f"{prog}: warning: {text}", file=sys.stderr)
+        main(cfg)
         return 0
-    problem = check(cfg)
-    if problem:
-        print(f"{prog}: config error: {problem}", file=sys.stderr)
-        return 2
-    main(cfg)
-    return 0
+
+    return run_reporting(prog, body, args.debug or debug_enabled([]))

@@ -16,9 +16,11 @@ import torch
 import torchaudio.functional as AF
 
 from cssl import SAMPLE_RATE
+from cssl.data.policy import LENGTH_TOLERANCE, MAX_CHANNELS, MIN_RATE
+from cssl.errors import UserError
 
 
-class AudioError(Exception):
+class AudioError(UserError):
     """A file that cannot be used as audio; ``reason`` is short and stable for counting."""
 
     def __init__(self, path: str | Path, reason: str, detail: str = "") -> None:
@@ -61,21 +63,46 @@ def load_audio(
     sample_rate: int = SAMPLE_RATE,
     normalize: bool = False,
     expected_rate: int | None = None,
-    max_channels: int | None = None,
+    max_channels: int | None = MAX_CHANNELS,
+    min_rate: int | None = MIN_RATE,
+    expected_samples: int | None = None,
 ) -> torch.Tensor:
     """Loads a file as a mono float32 tensor ``(T,)`` at ``sample_rate``.
 
     ``normalize`` scales to zero mean and unit variance (what wav2vec 2.0 LARGE
-    expects). ``expected_rate`` and ``max_channels`` turn an unexpected rate or channel
-    count into an :class:`AudioError` instead of a silent resample or downmix.
+    expects). ``expected_rate``, ``min_rate`` and ``max_channels`` turn an unexpected
+    rate or channel count into an :class:`AudioError` instead of a silent resample or
+    downmix; the defaults are the policy ``cssl data manifest`` applies, so a file the
+    manifest builder rejects is rejected everywhere. ``expected_samples`` (a manifest's
+    count at 16 kHz) must match the decoded length within :data:`LENGTH_TOLERANCE`, or
+    the file is rejected as ``length mismatch``: a stale manifest would otherwise steer
+    length filters and batching with wrong numbers.
     """
     data, rate = read_audio(path)
     if expected_rate is not None and rate != expected_rate:
         raise AudioError(path, "unexpected sample rate", f"{rate} Hz, expected {expected_rate} Hz")
+    if min_rate is not None and rate < min_rate:
+        raise AudioError(path, "unexpected sample rate", f"{rate} Hz is below {min_rate} Hz")
     if max_channels is not None and data.shape[1] > max_channels:
         raise AudioError(path, "unexpected channel count", f"{data.shape[1]} channels, at most {max_channels}")
+    if expected_samples is not None:
+        check_length(path, expected_samples, len(data), rate)
     wave = torch.from_numpy(data).mean(dim=1)  # (frames, channels) -> (frames,)
     return prepare(wave, rate, path, sample_rate=sample_rate, normalize=normalize)
+
+
+def check_length(path: str | Path, claimed: int, frames: int, rate: int) -> None:
+    """Raises ``length mismatch`` when ``claimed`` (samples at 16 kHz) is far from ``frames`` at ``rate``.
+
+    A count of the file's own frames is accepted too (fairseq's manifest tool writes
+    those for audio that is not at 16 kHz).
+    """
+    actual = -(-frames * SAMPLE_RATE // rate)  # at 16 kHz, torchaudio's ceil rule
+    tolerance = max(160, LENGTH_TOLERANCE * actual)
+    if abs(claimed - actual) > tolerance and claimed != frames:
+        raise AudioError(path, "length mismatch",
+                         f"the manifest says {claimed} samples ({claimed / SAMPLE_RATE:.2f} s at 16 kHz), the audio "
+                         f"has {actual} ({actual / SAMPLE_RATE:.2f} s); rebuild the manifest (cssl data manifest)")
 
 
 def prepare(

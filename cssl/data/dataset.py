@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cssl.config import Count, PositiveInt
 from cssl.data.audio import AudioError, load_audio, normalize_wave
 from cssl.data.augment import AugmentConfig, Augmenter
 from cssl.data.manifest import Manifest, read_manifest
@@ -39,19 +40,19 @@ class DataConfig:
     """Validation manifest, same formats; None skips validation."""
     normalize: bool = False
     """Scale each utterance to zero mean, unit variance (wav2vec 2.0 LARGE does)."""
-    min_samples: int = 8000
+    min_samples: Count = 8000
     """Utterances shorter than this (16 kHz samples) are left out of the manifest."""
-    max_samples: int | None = None
+    max_samples: PositiveInt | None = None
     """Utterances longer than this are left out; None keeps all."""
-    crop_samples: int | None = 250_000
+    crop_samples: PositiveInt | None = 250_000
     """Random crop to at most this many samples (pretraining); None feeds whole utterances."""
-    max_batch_samples: int = 1_400_000
+    max_batch_samples: PositiveInt = 1_400_000
     """Bound on a batch's padded size: batch size x longest utterance, in samples."""
-    max_batch_size: int | None = None
+    max_batch_size: PositiveInt | None = None
     """Optional cap on utterances per batch."""
     bucket: bool = True
     """Group utterances of similar length (less padding); False gives plain random batches."""
-    num_workers: int = 2
+    num_workers: Count = 2
     """Data-loader worker processes (0 loads in the training process)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     """Waveform augmentation applied to training items."""
@@ -140,7 +141,7 @@ class AudioDataset(Dataset):
                 return Reject(str(path), "empty transcript", "the transcript has no letters or digits")
             target = torch.tensor(ids, dtype=torch.long)
         try:
-            wave = load_audio(path, normalize=False)
+            wave = load_audio(path, normalize=False, expected_samples=entry.num_samples)
         except AudioError as err:
             return Reject(err.path, err.reason, err.detail)
         gen = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, index))
@@ -210,14 +211,20 @@ def build_loader(
     seed: int = 0,
     num_replicas: int = 1,
     rank: int = 0,
+    filter_lengths: bool = True,
 ) -> Loader:
     """Reads and length-filters the manifest, then wires dataset, sampler and DataLoader.
 
-    Validation loaders (``train=False``) neither crop, augment nor shuffle.
+    Validation loaders (``train=False``) neither crop, augment nor shuffle;
+    ``filter_lengths=False`` keeps every utterance (a dev set that is scored must be
+    scored whole).
     """
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest)
-    manifest, dropped = manifest.filter_length(cfg.min_samples, cfg.max_samples)
+    if filter_lengths:
+        manifest, dropped = manifest.filter_length(cfg.min_samples, cfg.max_samples)
+    else:
+        dropped = 0
     if len(manifest) == 0:
         raise ValueError(f"{manifest.root}: no utterance passes the length filters "
                          f"(min_samples={cfg.min_samples}, max_samples={cfg.max_samples})")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cssl import SAMPLE_RATE
+from cssl.errors import UserError
 from cssl.io import atomic_write_lines
 from cssl.text.normalize import from_letters, to_letters
 
@@ -31,7 +32,7 @@ TSV_SUFFIX = ".tsv"
 JSON_SUFFIXES = (".jsonl", ".json")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest that cannot be read; the message names the file and line."""
 
 

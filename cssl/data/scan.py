@@ -20,11 +20,11 @@ import numpy as np
 
 from cssl import SAMPLE_RATE
 from cssl.data.audio import AudioError, probe, read_audio
+from cssl.data.policy import AUDIO_EXTENSIONS, MAX_CHANNELS, MIN_RATE, SCAN_WORKERS
 from cssl.data.manifest import Entry, Manifest
 from cssl.data.rejects import Rejects
 from cssl.text.normalize import normalize_text
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
 LabelSource = Literal["none", "librispeech", "sidecar"]
 
 
@@ -38,11 +38,11 @@ class ScanConfig:
     """Where transcripts come from: none, LibriSpeech ``*.trans.txt``, or ``stem.txt`` beside each file."""
     decode: bool = True
     """Decode every file fully (finds truncation and NaN); False reads headers only (fast)."""
-    min_rate: int = 8000
+    min_rate: int = MIN_RATE
     """Files sampled below this rate (Hz) are rejected: too little bandwidth for speech."""
-    max_channels: int = 2
+    max_channels: int = MAX_CHANNELS
     """Files with more channels are rejected rather than silently downmixed."""
-    workers: int = max(1, min(8, os.cpu_count() or 1))
+    workers: int = SCAN_WORKERS
     """Worker processes that open files in parallel."""
 
 
@@ -52,7 +52,7 @@ def scan_folder(folder: str | Path, cfg: ScanConfig = ScanConfig()) -> tuple[Man
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found; give the folder that holds the audio files")
     rejects = Rejects()
-    files = sorted(_audio_files(folder, cfg.extensions))
+    files = sorted(_audio_files(folder, cfg.extensions, rejects))
     texts = _read_labels(folder, files, cfg.labels, rejects)
     jobs = [(str(f), cfg) for f in files]
     entries = []
@@ -97,12 +97,39 @@ def _check_file(job: tuple[str, ScanConfig]) -> int | AudioError:
         return err
 
 
-def _audio_files(folder: Path, extensions: tuple[str, ...]) -> Iterator[Path]:
+def _audio_files(folder: Path, extensions: tuple[str, ...], rejects: Rejects) -> Iterator[Path]:
+    """Audio files under ``folder``, following symbolic links once each.
+
+    A link back to a folder on the current path (a loop) or to a folder already scanned is
+    not entered, and a file reached a second time through links is not listed again; each
+    is recorded in ``rejects``.
+    """
     wanted = tuple(e.lower() for e in extensions)
-    for dirpath, _, names in os.walk(folder, followlinks=True):
-        for name in names:
-            if name.lower().endswith(wanted) and not name.startswith("."):
-                yield Path(dirpath) / name
+    visited = {os.path.realpath(folder)}
+    files_seen: dict[str, Path] = {}
+    for dirpath, dirnames, names in os.walk(folder, followlinks=True):
+        here = os.path.realpath(dirpath)
+        for name in sorted(dirnames):
+            link = Path(dirpath) / name
+            real = os.path.realpath(link)
+            if real in visited:
+                dirnames.remove(name)
+                loop = here == real or here.startswith(real + os.sep)
+                rejects.add(link, "symlink loop" if loop else "folder already scanned",
+                            f"links to {real}, {'a folder containing it' if loop else 'scanned through another path'}; "
+                            "not entered again")
+            else:
+                visited.add(real)
+        for name in sorted(names):
+            if not name.lower().endswith(wanted) or name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            real = os.path.realpath(path)
+            if real in files_seen:
+                rejects.add(path, "duplicate file", f"the same file as {files_seen[real]} (through a link)")
+                continue
+            files_seen[real] = path
+            yield path
 
 
 def _read_labels(folder: Path, files: list[Path], source: LabelSource, rejects: Rejects) -> dict[Path, str]:

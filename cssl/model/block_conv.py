@@ -30,14 +30,20 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 
 
 class _BlockConv(torch.autograd.Function):
-    """blocks (R, s*C), weight (k*C, O) tap-major, bias (O,) or None -> (R, O)."""
+    """blocks (R, s*C), weight (O, C, k) as in ``nn.Conv1d``, bias (O,) or None -> (R, O).
+
+    The weight is used as tap-major rows (k*C, O); its gradient is returned in the
+    parameter's own (O, C, k) layout with plain strides (DDP's gradient buckets expect them).
+    """
 
     @staticmethod
     def forward(ctx, blocks: Tensor, weight: Tensor, bias: Tensor | None, block_width: int) -> Tensor:
         dtype = _compute_dtype(blocks)
+        out_channels, in_channels, kernel = weight.shape
         with torch.autocast(blocks.device.type, enabled=False):
-            blocks_c, weight_c = blocks.to(dtype), weight.to(dtype)
-            parts = _parts(weight.shape[0], block_width)
+            blocks_c = blocks.to(dtype)
+            weight_c = weight.to(dtype).permute(2, 1, 0).reshape(kernel * in_channels, out_channels)  # (k*C, O)
+            parts = _parts(weight_c.shape[0], block_width)
             start, width = parts[0]
             first = blocks_c[:, :width]
             if bias is not None:
@@ -50,6 +56,7 @@ class _BlockConv(torch.autograd.Function):
         ctx.block_width = block_width
         ctx.has_bias = bias is not None
         ctx.dtypes = (blocks.dtype, weight.dtype)
+        ctx.weight_shape = weight.shape
         return out
 
     @staticmethod
@@ -70,10 +77,13 @@ class _BlockConv(torch.autograd.Function):
                     grad_blocks[shift:, :width].addmm_(grad[:-shift], weight[start:start + width].t())
                 grad_blocks = grad_blocks.to(ctx.dtypes[0])
             if ctx.needs_input_grad[1]:
-                grad_weight = torch.cat([
+                out_channels, in_channels, kernel = ctx.weight_shape
+                grad_taps = torch.cat([
                     torch.mm(blocks[shift:, :width].t(), grad[: grad.shape[0] - shift])
                     for shift, (_, width) in enumerate(parts)
-                ]).to(ctx.dtypes[1])  # (k*C, O)
+                ])  # (k*C, O)
+                grad_weight = grad_taps.view(kernel, in_channels, out_channels).permute(2, 1, 0)  # (O, C, k)
+                grad_weight = grad_weight.to(ctx.dtypes[1]).contiguous()
             if ctx.has_bias and ctx.needs_input_grad[2]:
                 grad_bias = grad.sum(dim=0).to(ctx.dtypes[1])
         return grad_blocks, grad_weight, grad_bias, None
@@ -97,6 +107,5 @@ def block_conv(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> T
     if t % stride:
         raise ValueError(f"input length {t} is not a multiple of the stride {stride}")
     blocks = x.reshape(b * (t // stride), stride * c)  # (R, s*C): s consecutive frames per row
-    taps = weight.permute(2, 1, 0).reshape(kernel * in_channels, out_channels)  # (k*C, O), tap-major rows
-    out = _BlockConv.apply(blocks, taps, bias, stride * c)  # (R, O)
+    out = _BlockConv.apply(blocks, weight, bias, stride * c)  # (R, O)
     return out.view(b, t // stride, out_channels)  # (B, T / s, O)

@@ -7,7 +7,9 @@ Defaults are wav2vec 2.0 BASE (fairseq ``wav2vec2_base_librispeech``); the prese
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
+
+from cssl.config import Count, Dropout, NonNegative, Positive, PositiveInt, Probability, Range
 
 BASE_CONV_LAYERS = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 
@@ -28,29 +30,29 @@ class FeatureEncoderConfig:
 class ContextConfig:
     """The context tower: feature projection, convolutional position embedding, Transformer."""
 
-    embed_dim: int = 768
+    embed_dim: PositiveInt = 768
     """Transformer width."""
-    num_layers: int = 12
+    num_layers: PositiveInt = 12
     """Transformer layers."""
-    num_heads: int = 12
+    num_heads: PositiveInt = 12
     """Attention heads."""
-    ffn_dim: int = 3072
+    ffn_dim: PositiveInt = 3072
     """Feed-forward inner width."""
     layer_norm_first: bool = False
     """Pre-LN layers (LARGE) instead of post-LN (BASE)."""
-    pos_conv_kernel: int = 128
+    pos_conv_kernel: PositiveInt = 128
     """Kernel of the convolutional relative position embedding (frames)."""
-    pos_conv_groups: int = 16
+    pos_conv_groups: PositiveInt = 16
     """Groups of the position convolution."""
-    dropout: float = 0.1
+    dropout: Dropout = 0.1
     """Dropout on attention and feed-forward outputs."""
-    attention_dropout: float = 0.1
+    attention_dropout: Dropout = 0.1
     """Dropout on attention weights."""
-    activation_dropout: float = 0.0
+    activation_dropout: Dropout = 0.0
     """Dropout inside the feed-forward block."""
-    dropout_input: float = 0.1
+    dropout_input: Dropout = 0.1
     """Dropout on the projected features entering the Transformer."""
-    layer_drop: float = 0.05
+    layer_drop: Dropout = 0.05
     """Probability of skipping a whole layer in training (LayerDrop)."""
 
 
@@ -58,13 +60,13 @@ class ContextConfig:
 class QuantizerConfig:
     """Gumbel-softmax product quantizer of the local features (the contrastive targets)."""
 
-    groups: int = 2
+    groups: PositiveInt = 2
     """Codebooks G; a target is the concatenation of one entry per codebook."""
-    entries: int = 320
+    entries: PositiveInt = 320
     """Entries V per codebook."""
-    dim: int = 256
+    dim: PositiveInt = 256
     """Width of the quantized vector (split evenly over the groups)."""
-    temperature: tuple[float, float, float] = (2.0, 0.5, 0.999995)
+    temperature: tuple[Positive, Positive, Annotated[float, Range(0, 1, low_open=True)]] = (2.0, 0.5, 0.999995)
     """Gumbel temperature (start, end, decay per update): max(end, start * decay**step)."""
 
 
@@ -72,11 +74,11 @@ class QuantizerConfig:
 class MaskConfig:
     """Span masking of the Transformer input (time) for pretraining."""
 
-    prob: float = 0.65
+    prob: Probability = 0.65
     """Probability of a frame starting a span (expected masked share is higher before overlaps)."""
-    span: int = 10
+    span: PositiveInt = 10
     """Span length in frames."""
-    min_spans: int = 2
+    min_spans: Count = 2
     """Minimum spans per utterance."""
 
 
@@ -92,9 +94,9 @@ class ModelConfig:
     """Target quantizer."""
     mask: MaskConfig = field(default_factory=MaskConfig)
     """Time masking."""
-    final_dim: int = 256
+    final_dim: PositiveInt = 256
     """Width of the space where context outputs and targets are compared."""
-    dropout_features: float = 0.1
+    dropout_features: Dropout = 0.1
     """Dropout on the local features before quantization."""
-    feature_grad_scale: float = 0.1
+    feature_grad_scale: NonNegative = 0.1
     """Gradient multiplier into the local tower (stabilises pretraining)."""

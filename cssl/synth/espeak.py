@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cssl.errors import UserError
+
 # espeak_AUDIO_OUTPUT: samples go to the synth callback and espeak_Synth blocks.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 # espeakINITIALIZE_DONT_EXIT: report errors instead of calling exit().
@@ -51,7 +53,7 @@ MIN_RATE, MAX_RATE = 80, 450
 _UNUSABLE_LANGUAGES = frozenset({"en-shaw"})
 
 
-class EspeakError(RuntimeError):
+class EspeakError(UserError, RuntimeError):
     """The library cannot be loaded or initialised, or it rejected a voice or a text."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cssl.errors import UserError
+
 WORDS_DIR = Path(__file__).parent / "words"
 """Folder of the word lists."""
 
@@ -28,7 +30,7 @@ _WORD = re.compile(r"^[a-z]+(?:'[a-z]+)?$")
 E = TypeVar("E")
 
 
-class LexiconError(ValueError):
+class LexiconError(UserError, ValueError):
     """A word list that cannot be read; the message names the file and line."""
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cssl.text.normalize import WORD_SEP, normalize_text
+from cssl.text.normalize import WORD_SEP, normalization_report, normalize_text
 
 BLANK = "<blank>"
 UNK = "<unk>"
@@ -66,6 +66,11 @@ class Vocabulary:
         spelled = WORD_SEP.join(normalize_text(text).split())
         return [index.get(ch, self.unk) for ch in spelled]
 
+    def unknown_characters(self, texts: Iterable[str]) -> Counter[str]:
+        """Characters of the normalised ``texts`` that the vocabulary lacks (encoded as ``<unk>``), counted."""
+        index = self._index  # type: ignore[attr-defined]
+        return Counter(ch for text in texts for ch in normalize_text(text).replace(" ", "") if ch not in index)
+
     def decode(self, ids: Iterable[int]) -> str:
         """Maps ids back to text: blanks dropped, ``|`` read as a word break."""
         chars = [self.symbols[i] for i in ids if i != self.blank]
@@ -88,3 +93,17 @@ class Vocabulary:
     def to_dict(self) -> dict[str, list[str]]:
         """For checkpoints: ``{"symbols": [...]}``."""
         return {"symbols": list(self.symbols)}
+
+
+def transcript_notes(texts: list[str], vocab: Vocabulary, what: str) -> list[str]:
+    """Lines for the log: what normalisation changed in ``texts`` and which of their characters
+    ``vocab`` lacks (encoded as ``<unk>``: a model with this vocabulary never emits them)."""
+    notes = []
+    report = normalization_report(texts)
+    if report:
+        notes.append(f"{what}, normalisation: {report.summary()}")
+    unknown = vocab.unknown_characters(texts)
+    if unknown:
+        notes.append(f"{what}: characters outside the vocabulary (encoded as <unk>, never emitted): "
+                     + ", ".join(f"{ch!r} x{n}" for ch, n in unknown.most_common(12)))
+    return notes

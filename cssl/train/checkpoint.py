@@ -17,14 +17,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from cssl.errors import UserError
 from cssl.io import atomic_write
 
 STEP_FILE = re.compile(r"checkpoint_(\d+)\.pt$")
 
 
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be read or does not fit; the message names the file."""
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Writes ``payload`` to ``path`` via a temporary file and a rename (never half-written)."""
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), size_hint=_tensor_bytes(payload))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -35,20 +40,56 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"{path}: not a readable cssl checkpoint ({type(err).__name__}: {err})") from err
+        raise CheckpointError(f"{path}: not a readable cssl checkpoint ({type(err).__name__}: {err})") from err
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
     """The ``checkpoint_<step>.pt`` in ``folder`` with the highest step, or None."""
+    found = _step_files(folder)
+    return found[-1][1] if found else None
+
+
+def load_latest(folder: str | Path) -> tuple[Path, dict[str, Any], list[str]] | None:
+    """The newest readable step checkpoint of ``folder`` (then ``last.pt``), loaded.
+
+    Returns ``(path, checkpoint, notes)`` where ``notes`` names every newer file that could
+    not be read (a corrupt or cut-off write), or None when the folder holds no checkpoint.
+    """
     folder = Path(folder)
-    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint_*.pt") if (m := STEP_FILE.search(p.name))]
-    return max(found)[1] if found else None
+    candidates = [p for _, p in reversed(_step_files(folder))]
+    if (folder / "last.pt").is_file():
+        candidates.append(folder / "last.pt")
+    notes = []
+    for path in candidates:
+        try:
+            return path, load_checkpoint(path), notes
+        except CheckpointError as err:
+            notes.append(f"skipped {path.name}: {err.__cause__ or err}")
+    if notes:
+        raise CheckpointError(f"{folder}: no checkpoint there can be read ({'; '.join(notes)}); "
+                              "remove them to start afresh, or resume= a checkpoint explicitly")
+    return None
+
+
+def _step_files(folder: str | Path) -> list[tuple[int, Path]]:
+    folder = Path(folder)
+    return sorted((int(m.group(1)), p) for p in folder.glob("checkpoint_*.pt") if (m := STEP_FILE.search(p.name)))
+
+
+def _tensor_bytes(payload: Any) -> int:
+    """Bytes of the tensors in a nested payload (a lower bound of the file size)."""
+    if isinstance(payload, torch.Tensor):
+        return payload.numel() * payload.element_size()
+    if isinstance(payload, dict):
+        return sum(_tensor_bytes(v) for v in payload.values())
+    if isinstance(payload, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in payload)
+    return 0
 
 
 def prune_checkpoints(folder: str | Path, keep: int) -> None:
     """Deletes all but the ``keep`` newest step checkpoints (``best.pt``/``last.pt`` are kept)."""
-    folder = Path(folder)
-    found = sorted((int(m.group(1)), p) for p in folder.glob("checkpoint_*.pt") if (m := STEP_FILE.search(p.name)))
+    found = _step_files(folder)
     for _, path in found[: max(0, len(found) - keep)]:
         path.unlink(missing_ok=True)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from cssl.config import Count, Positive, PositiveInt
+
 
 @dataclass
 class RunConfig:
@@ -12,25 +14,25 @@ class RunConfig:
 
     out_dir: str = "runs/run"
     """Checkpoints, metrics, TensorBoard logs and plots go here."""
-    seed: int = 1
+    seed: Count = 1
     """Seeds initialisation, data order and the per-utterance masks."""
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     """Autocast precision; auto: bf16 on GPUs and CPUs with native bf16 (AVX512-BF16, AMX), else fp32."""
-    log_every: int = 10
+    log_every: PositiveInt = 10
     """Updates between progress lines."""
-    valid_every: int = 500
+    valid_every: PositiveInt = 500
     """Updates between validations (needs data.valid_manifest)."""
-    save_every: int = 1000
+    save_every: PositiveInt = 1000
     """Updates between step checkpoints (one is always written at the end)."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: PositiveInt = 2
     """Step checkpoints kept on disk (older ones are deleted)."""
     resume: str | None = None
     """Checkpoint to continue from, or 'auto' for the newest one in out_dir."""
-    max_nonfinite: int = 10
+    max_nonfinite: PositiveInt = 10
     """Consecutive non-finite losses tolerated before the run stops."""
-    max_minutes: float | None = None
+    max_minutes: Positive | None = None
     """Stop (with a checkpoint) after this much wall time."""
-    stop_after: int | None = None
+    stop_after: PositiveInt | None = None
     """Stop (with a checkpoint) after this many updates; the schedule still runs to optim.max_steps."""
-    threads: int | None = None
+    threads: PositiveInt | None = None
     """CPU threads for torch (None: torch's default)."""

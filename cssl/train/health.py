@@ -14,8 +14,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from cssl.errors import UserError
 
-class NonFiniteLoss(RuntimeError):
+
+class NonFiniteLoss(UserError, RuntimeError):
     """Too many consecutive updates with a NaN or infinite loss."""
 
 
@@ -34,8 +36,11 @@ class Health:
     loss_ema: float | None = None
     """Moving average of the logged contrastive loss (single batches are noisy)."""
 
-    def check_loss(self, loss: float, step: int) -> bool:
-        """True when the update may go ahead; False (and counted) when the loss is not finite."""
+    def check_loss(self, loss: float, step: int, advice: str = "lower the learning rate") -> bool:
+        """True when the update may go ahead; False (and counted) when the loss is not finite.
+
+        ``advice`` (from :func:`nonfinite_advice`) ends the message when the run is stopped.
+        """
         if math.isfinite(loss):
             self.nonfinite_streak = 0
             return True
@@ -44,8 +49,7 @@ class Health:
         if self.nonfinite_streak >= self.max_nonfinite:
             raise NonFiniteLoss(
                 f"step {step}: {self.nonfinite_streak} updates in a row had a non-finite loss "
-                f"({self.nonfinite_total} in total); lower the learning rate, enable gradient clipping "
-                "or use bf16 instead of fp16"
+                f"({self.nonfinite_total} in total); {advice}"
             )
         return False
 
@@ -73,9 +77,25 @@ class Health:
                        "(targets identifiable without context); check masking and the quantizer")
         return out
 
-    def state_dict(self) -> dict[str, int]:
-        return {"nonfinite_total": self.nonfinite_total, "nonfinite_streak": self.nonfinite_streak}
+    def state_dict(self) -> dict[str, object]:
+        """Counters, the loss average and the warnings given: a resumed run warns as the uninterrupted one."""
+        return {"nonfinite_total": self.nonfinite_total, "nonfinite_streak": self.nonfinite_streak,
+                "loss_ema": self.loss_ema, "warned": sorted(self.warned)}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, object]) -> None:
         self.nonfinite_total = int(state["nonfinite_total"])
         self.nonfinite_streak = int(state["nonfinite_streak"])
+        ema = state.get("loss_ema")
+        self.loss_ema = None if ema is None else float(ema)
+        self.warned = set(state.get("warned", ()))
+
+
+def nonfinite_advice(lr: float, grad_clip: float, precision: str) -> str:
+    """What to try after non-finite losses, given the run's actual settings."""
+    tips = [f"lower the learning rate (optim.lr, now {lr:g})"]
+    if grad_clip <= 0:
+        tips.append("enable gradient clipping (optim.grad_clip=10)")
+    if precision == "fp16":
+        tips.append("use bf16 or fp32 instead of fp16 (mixed_precision=bf16)")
+    tips.append("check the data for extreme values (clipping, DC offsets) in the rejects and the batches before the stop")
+    return "; ".join(tips)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cssl.io import atomic_write_lines
+
 
 class Progress:
     """Logs metrics of the main process; silent (and writes nothing) on other ranks."""
@@ -29,10 +31,18 @@ class Progress:
         self.writer = None
         if enabled:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._keep_history_until(start_step)
             if tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def _keep_history_until(self, step: int) -> None:
+        """Drops records after ``step`` (a resumed run logs them again; a fresh run keeps none)."""
+        path = self.out_dir / "metrics.jsonl"
+        if path.is_file():
+            kept = [r for r in read_history(path) if step > 0 and r["step"] <= step]
+            atomic_write_lines(path, [json.dumps(r) for r in kept])
 
     def add_audio(self, seconds: float) -> None:
         """Counts audio processed (for the throughput figure)."""
@@ -83,7 +93,13 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut off by a kill mid-write
+            continue
+    return records
 
 
 def _fmt(value: Any) -> str:

@@ -1,10 +1,13 @@
 """Device, precision, optimizer and update helpers around accelerate, shared by both stages.
 
-Gradients are accumulated from loss *sums*; before the optimizer step they are scaled
-by ``world_size / total_count`` where ``total_count`` is summed over every batch of the
-update on every process. DDP averages gradients over processes, so the result is the
-gradient of (sum of all losses) / (all counted frames): the same update whatever the
-number of processes or accumulation steps.
+An update holds ``optim.accumulation`` batches whatever the number of processes: each of
+W processes accumulates ``accumulation / W`` of them (:func:`local_accumulation`), and
+the sampler deals consecutive batches of the epoch's plan to consecutive ranks, so one
+process and W processes see the same batches in an update. Gradients are accumulated
+from loss *sums*; before the optimizer step they are scaled by ``world_size /
+total_count`` where ``total_count`` is summed over every batch of the update on every
+process. DDP averages gradients over processes, so the result is the gradient of (sum
+of all losses) / (all counted frames): the same update whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs
 
+from cssl.config import ConfigError
+from cssl.train.health import nonfinite_advice
 from cssl.train.schedule import ScheduleConfig, lr_scale
 
 
@@ -55,6 +60,27 @@ def make_accelerator(mixed_precision: str, find_unused: bool = False) -> Acceler
     # Without CUDA, cpu=True lets processes started by torchrun (accelerate launch --multi_gpu)
     # form a gloo process group on the CPU instead of each running alone.
     return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available(), kwargs_handlers=[kwargs])
+
+
+def describe_runtime(accel: Accelerator) -> str:
+    """``device cpu, 1 process, mixed precision off`` (the run banner's words)."""
+    processes = f"{accel.num_processes} process" + ("es" if accel.num_processes > 1 else "")
+    precision = {"no": "off"}.get(str(accel.mixed_precision), str(accel.mixed_precision))
+    return f"device {accel.device}, {processes}, mixed precision {precision}"
+
+
+def local_accumulation(accumulation: int, world_size: int) -> int:
+    """Batches each process accumulates so that an update holds ``accumulation`` batches in all.
+
+    ``accumulation`` is the update's size in batches whatever the number of processes
+    (fairseq's ``update_freq`` times its GPU count): 1 process accumulates all of them,
+    W processes accumulate ``accumulation / W`` each.
+    """
+    if accumulation % world_size:
+        raise ConfigError(f"optim.accumulation={accumulation} batches per update cannot be shared evenly by "
+                          f"{world_size} processes; set it to a multiple of {world_size} (an update holds "
+                          "optim.accumulation batches whatever the number of processes)")
+    return accumulation // world_size
 
 
 def stop_reason(max_minutes: float | None, stop_after: int | None, step: int, elapsed_s: float) -> str | None:
@@ -127,7 +153,8 @@ def guarded_update(accel: Accelerator, model: torch.nn.Module, optimizer: torch.
                    loss: float, total_count: float, grad_clip: float, step: int) -> float:
     """Steps when the update's summed loss is finite; otherwise drops its gradients (``health`` counts
     it and raises after too many in a row). Returns the gradient norm, NaN for a skipped update."""
-    if health.check_loss(loss, step):
+    lr = optimizer.param_groups[0]["lr"] if optimizer.param_groups else 0.0
+    if health.check_loss(loss, step, nonfinite_advice(lr, grad_clip, str(accel.mixed_precision))):
         return finish_update(accel, model, optimizer, total_count, grad_clip)
     optimizer.zero_grad(set_to_none=True)
     return math.nan

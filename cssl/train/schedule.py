@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from cssl.config import Count, Probability, Range
 
 
 @dataclass
@@ -17,11 +19,11 @@ class ScheduleConfig:
 
     kind: Literal["linear", "cosine", "tri_stage", "constant"] = "linear"
     """linear: warmup then linear decay to 0 (fairseq's polynomial_decay); cosine; tri_stage; constant after warmup."""
-    warmup_steps: int = 32_000
+    warmup_steps: Count = 32_000
     """Updates of linear warmup from 0."""
-    hold_fraction: float = 0.4
+    hold_fraction: Probability = 0.4
     """tri_stage only: share of the updates held at the peak after warmup."""
-    final_scale: float = 0.05
+    final_scale: Annotated[float, Range(0, 1, low_open=True)] = 0.05
     """tri_stage/cosine: rate at the end relative to the peak."""
 
 
@@ -44,3 +46,12 @@ def lr_scale(step: int, total: int, cfg: ScheduleConfig) -> float:
     decay_steps = max(1.0, total - warmup - hold)
     # exponential decay to final_scale over the remaining updates (wav2vec 2.0 fine-tuning)
     return cfg.final_scale ** min(1.0, (step - warmup - hold) / decay_steps)
+
+
+def schedule_warnings(cfg: ScheduleConfig, total: int, stop_after: int | None = None) -> list[str]:
+    """Legal but doubtful schedules: a warmup that never ends within the run."""
+    end = total if stop_after is None else min(total, stop_after)
+    if cfg.warmup_steps >= end:
+        return [f"optim.schedule.warmup_steps={cfg.warmup_steps} is not shorter than the run ({end} updates): "
+                "the learning rate never reaches its peak; lower the warmup or raise optim.max_steps"]
+    return []

@@ -13,7 +13,9 @@ from typing import Any
 from accelerate import Accelerator
 
 from cssl.config import to_dict
-from cssl.train.checkpoint import STEP_FILE, prune_checkpoints, rng_state, save_checkpoint, set_rng_state
+from cssl.io import check_writable, remove_stale_temporaries
+from cssl.train.checkpoint import (STEP_FILE, load_checkpoint, load_latest, prune_checkpoints, rng_state,
+                                   save_checkpoint, set_rng_state)
 from cssl.train.health import Health
 from cssl.train.stream import BatchStream
 
@@ -61,3 +63,24 @@ def restore_training(ckpt: dict, kind: str, hint: str, model, optimizer, stream:
     rngs = ckpt["rng"]
     set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
     return ckpt
+
+
+def prepare_out_dir(out_dir: Path, is_main: bool) -> list[str]:
+    """Before any work: proves ``out_dir`` writable and removes temporaries an interrupted write left.
+
+    Returns messages for the log (the temporaries removed).
+    """
+    if not is_main:
+        return []
+    check_writable(out_dir)
+    return [f"removed {p.name}, left by an interrupted checkpoint write" for p in remove_stale_temporaries(out_dir)]
+
+
+def find_resume(resume: str | None, out_dir: Path) -> tuple[Path, dict, list[str]] | None:
+    """The checkpoint to continue from: ``resume`` itself, or with ``auto`` the newest readable one
+    in ``out_dir`` (a corrupt newest file is skipped and named in the returned notes)."""
+    if not resume:
+        return None
+    if resume == "auto":
+        return load_latest(out_dir)
+    return Path(resume), load_checkpoint(resume), []

@@ -3,26 +3,38 @@
 The stream counts the batches the training loop has *consumed* (not those the data
 loader has prefetched), so a checkpoint records exactly where training stands and a
 resumed run continues with the next batch. Loading problems reported inside batches
-are collected in :attr:`BatchStream.rejects`.
+are collected in :attr:`BatchStream.rejects`. A whole epoch without one usable utterance
+(every file missing, corrupt or rejected) stops with a :class:`~cssl.errors.DataError`
+that names the rejects file, instead of looping forever.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from cssl.data.dataset import Batch, Loader
 from cssl.data.rejects import Rejects
+from cssl.errors import DataError
 
 
 class BatchStream:
-    """Yields non-empty batches forever, epoch after epoch."""
+    """Yields non-empty batches forever, epoch after epoch.
 
-    def __init__(self, loader: Loader) -> None:
+    ``source`` names the data in messages (the manifest); ``rejects_path`` is where the
+    skipped files are written should an epoch yield nothing.
+    """
+
+    def __init__(self, loader: Loader, source: str = "", rejects_path: str | Path | None = None) -> None:
+        self.source = source or str(loader.dataset.manifest.root)
         self.loader = loader
         self.epoch = 0
         self.consumed = 0
         self.rejects = Rejects()
+        self.rejects_path = None if rejects_path is None else Path(rejects_path)
         self._iter: Iterator[Batch] | None = None
+        self._whole_epoch = False
+        self._usable = 0
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "consumed": self.consumed}
@@ -40,9 +52,12 @@ class BatchStream:
                 sampler.load_state_dict({"epoch": self.epoch, "seed": sampler.state_dict()["seed"],
                                          "batches_done": self.consumed})
                 self._iter = iter(self.loader)
+                self._whole_epoch, self._usable = self.consumed == 0, 0
             try:
                 batch = next(self._iter)
             except StopIteration:
+                if self._whole_epoch and not self._usable:
+                    self._no_usable_data()
                 self.epoch += 1
                 self.consumed = 0
                 self._iter = None
@@ -50,7 +65,17 @@ class BatchStream:
             self.consumed += 1
             self.rejects.extend(batch.rejected)
             if len(batch):
+                self._usable += 1
                 return batch
+
+    def _no_usable_data(self) -> None:
+        where = ""
+        if self.rejects_path is not None:
+            self.rejects.write(self.rejects_path)
+            where = f"; each file and its reason: {self.rejects_path}"
+        raise DataError(f"{self.source}: a whole epoch ({len(self.loader.dataset)} utterances) "
+                        f"gave no usable audio ({self.rejects.summary()}){where}. Fix or rebuild the manifest "
+                        "(cssl data manifest).")
 
     def __iter__(self) -> BatchStream:
         return self
