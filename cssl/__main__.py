@@ -1,4 +1,4 @@
-"""``python -m cssl`` is the ``cssl`` command."""
+"""``python -m cssl``: the same as the ``cssl`` command."""
 
 import sys
 
