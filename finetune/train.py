@@ -125,9 +125,10 @@ def main(cfg: FinetuneConfig) -> Path:
     if accel.is_main_process and len(stream.rejects):
         stream.rejects.write(out_dir / "rejects.tsv")
     best = out_dir / "best.pt"
-    if valid is None:
+    if valid is None or not best.is_file():
         _save(cfg, accel, model, optimizer, stream, health, state, vocab, best)
-        progress.message(f"done at step {state['step']}; no dev set, so best.pt is the last model; "
+        why = "no dev set" if valid is None else "stopped before the first validation"
+        progress.message(f"done at step {state['step']}; {why}, so best.pt is the last model; "
                          f"data: {stream.rejects.summary()}")
     else:
         progress.message(f"done at step {state['step']}; best dev WER {state['best_wer']:.4f} (best.pt); "

@@ -46,7 +46,7 @@ class OptimConfig:
     max_steps: PositiveInt = 400_000
     """Updates to train for."""
     accumulation: PositiveInt = 1
-    """Batches accumulated per update (per process)."""
+    """Batches per update in all processes together (fairseq's update_freq x GPUs); W processes take accumulation/W each."""
     grad_clip: NonNegative = 10.0
     """Clip the global gradient norm to this; 0 disables."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

@@ -143,6 +143,9 @@ def test_wrong_sample_counts_are_rejected_as_length_mismatch(tmp_path: Path) -> 
     assert kept == [0]
     assert sorted(Path(r.path).name for r in rejected) == ["long.wav", "short.wav"]
     assert all(r.reason == "length mismatch" and "rebuild the manifest" in r.detail for r in rejected)
+    # A training loader's length filter drops the 100-sample claim; its header says otherwise: reported.
+    train = build_loader(DataConfig(min_samples=8000, num_workers=0), folder / "set.tsv", train=True)
+    assert train.dropped == 1 and [Path(r.path).name for r in train.rejects.items.values()] == ["short.wav"]
 
 
 def test_a_scored_dev_set_is_not_length_filtered(tmp_path: Path) -> None:

@@ -21,10 +21,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cssl.config import Count, PositiveInt
-from cssl.data.audio import AudioError, load_audio, normalize_wave
+from cssl.data.audio import AudioError, check_length, load_audio, normalize_wave, probe
 from cssl.data.augment import AugmentConfig, Augmenter
 from cssl.data.manifest import Manifest, read_manifest
-from cssl.data.rejects import Reject
+from cssl.data.rejects import Reject, Rejects
 from cssl.data.sampler import BucketBatchSampler
 from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary
@@ -190,6 +190,8 @@ class Loader:
     """Iterates :class:`Batch` objects."""
     dropped: int
     """Manifest entries left out by the length filters."""
+    rejects: Rejects = field(default_factory=Rejects)
+    """Entries left out by the length filters whose audio is not as long as the manifest claims."""
 
     def set_epoch(self, epoch: int) -> None:
         """Moves sampler and dataset to ``epoch``."""
@@ -221,8 +223,12 @@ def build_loader(
     """
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest)
+    rejects = Rejects()
     if filter_lengths:
-        manifest, dropped = manifest.filter_length(cfg.min_samples, cfg.max_samples)
+        kept, dropped = manifest.filter_length(cfg.min_samples, cfg.max_samples)
+        if dropped:
+            _check_dropped_lengths(manifest, {id(e) for e in kept}, rejects)
+        manifest = kept
     else:
         dropped = 0
     if len(manifest) == 0:
@@ -251,4 +257,18 @@ def build_loader(
         # iterator then leaves the training RNG untouched, so a resumed run stays exact.
         generator=torch.Generator().manual_seed(seed),
     )
-    return Loader(dataset, sampler, loader, dropped)
+    return Loader(dataset, sampler, loader, dropped, rejects)
+
+
+def _check_dropped_lengths(manifest: Manifest, kept: set[int], rejects: Rejects) -> None:
+    """Reads the headers of entries the length filters left out: a wrong count in the manifest
+    must not drop a usable file silently (kept entries are checked when they load)."""
+    for entry in manifest:
+        if id(entry) in kept:
+            continue
+        path = manifest.audio_path(entry)
+        try:
+            frames, rate, _ = probe(path)
+            check_length(path, entry.num_samples, frames, rate)
+        except AudioError as err:
+            rejects.add(err.path, err.reason, err.detail)

@@ -31,6 +31,7 @@ class BatchStream:
         self.epoch = 0
         self.consumed = 0
         self.rejects = Rejects()
+        self.rejects.extend(loader.rejects)
         self.rejects_path = None if rejects_path is None else Path(rejects_path)
         self._iter: Iterator[Batch] | None = None
         self._whole_epoch = False
