@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -150,11 +151,33 @@ class Recognizer:
         return Transcript(" ".join(w.word for w in words), words, seconds)
 
     def _align_words(self, text: str, lp: Tensor, frame_s: float) -> list[Word]:
-        """Times and confidences for beam output: taken from the greedy path where the words agree."""
-        greedy = {w.word: w for w in word_confidences(lp, self.vocab.symbols, self.vocab.blank)}
-        out = []
-        for word in text.split():
-            g = greedy.get(word)
-            out.append(Word(word, g.start * frame_s if g else 0.0, g.end * frame_s if g else 0.0,
-                            g.confidence if g else 0.0))
-        return out
+        """Times and confidences for beam output, from the greedy path's words (see :func:`align_words`)."""
+        greedy = [Word(w.word, w.start * frame_s, w.end * frame_s, w.confidence)
+                  for w in word_confidences(lp, self.vocab.symbols, self.vocab.blank)]
+        return align_words(text.split(), greedy)
+
+
+def align_words(words: list[str], greedy: list[Word]) -> list[Word]:
+    """Gives each of ``words`` (a beam-search hypothesis) the time span and confidence of the greedy
+    word it aligns to, in order (an edit alignment, so a repeated word takes its own occurrence's times).
+
+    Words the greedy path spelled differently share the span of the greedy words they replace;
+    inserted words take the gap between their neighbours. Their confidence is 0: the greedy
+    path, whose probabilities the confidences come from, does not contain them.
+    """
+    out: list[Word] = []
+    opcodes = difflib.SequenceMatcher(None, [w.word for w in greedy], words, autojunk=False).get_opcodes()
+    for tag, g0, g1, w0, w1 in opcodes:
+        if tag == "equal":
+            out += [replace(greedy[g0 + k]) for k in range(w1 - w0)]
+            continue
+        if tag == "delete":
+            continue
+        if g1 > g0:  # replace: the greedy words' span, split evenly
+            start, end = greedy[g0].start, greedy[g1 - 1].end
+        else:  # insert: the gap between the neighbours
+            start = greedy[g0 - 1].end if g0 > 0 else 0.0
+            end = greedy[g0].start if g0 < len(greedy) else start
+        width = (end - start) / (w1 - w0)
+        out += [Word(words[w0 + k], start + k * width, start + (k + 1) * width, 0.0) for k in range(w1 - w0)]
+    return out

@@ -17,11 +17,11 @@ class FreezeConfig:
     """What stays fixed while the CTC head learns."""
 
     feature_encoder: bool = True
-    """Keep the local tower frozen for the whole run."""
+    """Keep the local tower frozen for the whole run. fairseq: feature_grad_mult=0."""
     context_layers: Count = 0
     """Also freeze the feature projection, position conv and this many lowest Transformer layers."""
     encoder_steps: Count = 0
-    """Train only the CTC head for this many first updates, then unfreeze the context tower."""
+    """Train only the CTC head for this many first updates, then unfreeze the context tower. fairseq: freeze_finetune_updates."""
 
 
 @dataclass
@@ -29,13 +29,13 @@ class SpecAugmentConfig:
     """Masking of the context tower's input during fine-tuning (uses the model's mask embedding)."""
 
     time_prob: Probability = 0.05
-    """Share of frames starting a masked time span."""
+    """Share of frames starting a masked time span. fairseq: mask_prob."""
     time_span: PositiveInt = 10
-    """Frames per time span."""
+    """Frames per time span. fairseq: mask_length."""
     channel_prob: Probability = 0.0
-    """Share of channels starting a zeroed channel span."""
+    """Share of channels starting a zeroed channel span. fairseq: mask_channel_prob."""
     channel_span: PositiveInt = 64
-    """Channels per channel span."""
+    """Channels per channel span. fairseq: mask_channel_length."""
 
 
 @dataclass

@@ -20,15 +20,15 @@ class LossConfig:
     """Weights and settings of the pretraining objective."""
 
     num_distractors: PositiveInt = 100
-    """Distractors K per target, from the same utterance's masked frames."""
+    """Distractors K per target, from the same utterance's masked frames. fairseq: num_negatives."""
     cross_distractors: Count = 0
-    """Extra distractors from other utterances of the batch."""
+    """Extra distractors from other utterances of the batch. fairseq: cross_sample_negatives."""
     logit_temperature: Positive = 0.1
-    """Cosine similarities are divided by this before the softmax."""
+    """Cosine similarities are divided by this before the softmax. fairseq: logit_temp."""
     diversity_weight: NonNegative = 0.1
-    """Weight of the codebook diversity loss."""
+    """Weight of the codebook diversity loss. fairseq: loss_weights[0]."""
     penalty_weight: NonNegative = 10.0
-    """Weight of the local-feature L2 penalty."""
+    """Weight of the local-feature L2 penalty. fairseq: loss_weights[1]."""
 
 
 @dataclass
@@ -36,19 +36,19 @@ class OptimConfig:
     """AdamW over the trainable parameters, with clipping and accumulation."""
 
     lr: Positive = 5e-4
-    """Peak learning rate."""
+    """Peak learning rate. fairseq: lr."""
     betas: tuple[Beta, Beta] = (0.9, 0.98)
-    """Adam betas."""
+    """Adam betas. fairseq: adam_betas."""
     eps: Positive = 1e-6
-    """Adam epsilon."""
+    """Adam epsilon. fairseq: adam_eps."""
     weight_decay: NonNegative = 0.01
-    """Decoupled weight decay."""
+    """Decoupled weight decay. fairseq: weight_decay."""
     max_steps: PositiveInt = 400_000
-    """Updates to train for."""
+    """Updates to train for. fairseq: max_update."""
     accumulation: PositiveInt = 1
-    """Batches per update in all processes together (fairseq's update_freq x GPUs); W processes take accumulation/W each."""
+    """Batches per update in all processes together; W processes take accumulation/W each. fairseq: update_freq x distributed_world_size."""
     grad_clip: NonNegative = 10.0
-    """Clip the global gradient norm to this; 0 disables."""
+    """Clip the global gradient norm to this; 0 disables. fairseq: clip_norm."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     """Learning-rate schedule."""
 

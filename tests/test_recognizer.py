@@ -12,7 +12,7 @@ import torch
 from cssl.config import to_dict
 from cssl.data.manifest import Entry, Manifest, write_manifest
 from cssl.model import build_model
-from cssl.recognizer import Recognizer
+from cssl.recognizer import Recognizer, Word, align_words
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import save_checkpoint
 from finetune.config import FinetuneConfig
@@ -43,6 +43,35 @@ def test_chunked_decoding_covers_every_frame(tmp_path: Path) -> None:
         assert chunked.shape == whole.shape  # every frame once, none lost or doubled at the cuts
         assert torch.allclose(chunked.exp().sum(-1), torch.ones(chunked.shape[0]), atol=1e-4)
     assert Recognizer.from_checkpoint(path).temperature == 1.5
+
+
+def test_each_chunked_frame_comes_from_the_window_where_it_is_furthest_from_an_edge(tmp_path: Path) -> None:
+    """Reference: run every window alone, then give each frame the output of the window in which
+    it lies furthest from an edge (the documented rule), and compare with the recognizer's stitching."""
+    torch.manual_seed(1)
+    rec = Recognizer.from_checkpoint(checkpoint(tmp_path), chunk_seconds=1.0, overlap_seconds=0.4)
+    with torch.no_grad():
+        rec.model.aux.bias.zero_()  # an informative head: frames differ from each other
+    wave = torch.randn(81234)
+    stride, step = rec.stride, rec.chunk - rec.overlap
+    windows = []  # (first global frame, (frames, V) log-probs of the window run alone)
+    for start in range(0, wave.numel() - rec.overlap, step):
+        segment = wave[start : start + rec.chunk]
+        with torch.no_grad():
+            logits, _ = rec.model(segment[None], torch.tensor([segment.numel()]))
+        windows.append((start // stride, logits[0]))
+    total = rec.log_probs(wave).shape[0]
+    reference = []
+    for f in range(total):
+        inside = [(min(f - first, first + len(out) - 1 - f), first, out) for first, out in windows
+                  if first <= f < first + len(out)]
+        _, first, out = max(inside, key=lambda x: x[0])
+        reference.append(out[f - first])
+    expected = (torch.stack(reference) / rec.temperature).log_softmax(-1)
+    assert len(windows) >= 3
+    assert torch.allclose(rec.log_probs(wave), expected, atol=1e-5)
+    whole = Recognizer(rec.model, rec.vocab, rec.temperature).log_probs(wave)  # one 30 s window
+    assert not torch.allclose(whole, expected, atol=1e-3)  # windows see less context: the test can tell them apart
 
 
 def test_transcribe_api_and_commands(tmp_path: Path) -> None:
@@ -82,3 +111,15 @@ def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     text, words = proc.stdout.split(" ", 1)
     assert text == "A" and words.startswith("[('A', 0.")  # the head always says "A": one word with its times
+
+
+def test_beam_words_take_the_times_of_their_own_greedy_occurrence() -> None:
+    greedy = [Word("THE", 0.0, 0.2, 0.9), Word("CAT", 0.3, 0.6, 0.8), Word("THE", 0.8, 1.0, 0.7)]
+    same = align_words(["THE", "CAT", "THE"], greedy)
+    assert [(w.start, w.end, w.confidence) for w in same] == [(0.0, 0.2, 0.9), (0.3, 0.6, 0.8), (0.8, 1.0, 0.7)]
+    changed = align_words(["THE", "HAT", "THE"], greedy)  # the LM respelled the middle word
+    assert (changed[1].word, changed[1].start, changed[1].end, changed[1].confidence) == ("HAT", 0.3, 0.6, 0.0)
+    assert (changed[2].start, changed[2].end) == (0.8, 1.0)
+    inserted = align_words(["THE", "CAT", "SAT", "THE"], greedy)  # a word the greedy path lacks
+    assert (inserted[2].start, inserted[2].end) == (0.6, 0.8) and inserted[3].start == 0.8
+    assert [w.word for w in align_words(["CAT"], greedy)] == ["CAT"]  # greedy words the beam dropped vanish
