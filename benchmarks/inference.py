@@ -19,19 +19,15 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cssl.config import load_config, preset
+from cssl.model import ModelConfig, build_model
+from cssl.recognizer import Recognizer
+from cssl.text.vocab import SPECIALS, Vocabulary
 
-from cssl.config import load_config  # noqa: E402
-from cssl.model import ModelConfig, build_model  # noqa: E402
-from cssl.recognizer import Recognizer  # noqa: E402
-from cssl.text.vocab import SPECIALS, Vocabulary  # noqa: E402
-
-MODELS = {"tiny": ROOT / "configs/model/tiny.yaml", "base": ROOT / "configs/model/base.yaml"}
+MODELS = {"tiny": preset("model/tiny.yaml"), "base": preset("model/base.yaml")}
 
 
 def hf_ctc(cfg: ModelConfig, vocab_size: int):

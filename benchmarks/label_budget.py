@@ -31,11 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cssl.data.manifest import Manifest, read_manifest, write_manifest
+from cssl.experiments import PRETRAINED, build_lm, finetune, score, synthesize
 
-from cssl.data.manifest import Manifest, read_manifest, write_manifest  # noqa: E402
-from cssl.demo import PRETRAINED, build_lm, finetune, score, synthesize  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = ("pretrained", "scratch")
 

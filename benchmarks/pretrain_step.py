@@ -22,18 +22,14 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cssl.config import load_config, preset
+from cssl.model import ModelConfig, build_pretrainer
+from pretrain.config import PretrainConfig
 
-from cssl.config import load_config  # noqa: E402
-from cssl.model import ModelConfig, build_pretrainer  # noqa: E402
-from pretrain.config import PretrainConfig  # noqa: E402
-
-PRESETS = {"tiny": ROOT / "configs/pretrain/tiny.yaml", "base": ROOT / "configs/pretrain/base.yaml"}
+PRESETS = {"tiny": preset("pretrain/tiny.yaml"), "base": preset("pretrain/base.yaml")}
 
 
 def hf_model(cfg: ModelConfig, num_negatives: int, temperature: float, diversity: float):

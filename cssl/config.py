@@ -39,6 +39,18 @@ T = TypeVar("T")
 
 BASE_KEY = "base"
 
+PRESETS = Path(__file__).resolve().parent / "configs"
+"""The shipped presets (``model/``, ``pretrain/``, ``finetune/``), package data; ``configs/`` in a checkout."""
+
+
+def preset(name: str) -> Path:
+    """The shipped preset ``name`` (``pretrain/tiny.yaml``), found whether cssl runs from a checkout or is installed."""
+    path = PRESETS / name
+    if not path.is_file():
+        known = sorted(str(p.relative_to(PRESETS)) for p in PRESETS.glob("*/*.yaml"))
+        raise ConfigError(f"no preset {name!r}; the shipped presets are: {', '.join(known)}")
+    return path
+
 
 class ConfigError(UserError, ValueError):
     """A configuration value that cannot be used; the message names key and source."""

@@ -30,16 +30,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cssl.config import load_config
+from cssl.config import read_yaml
 from cssl.evaluation import Evaluation
+from cssl.experiments import FINETUNE_PRESET, PRETRAINED, build_lm, finetune, pretrain, score, synthesize
 from cssl.lm_tuning import LMTuning
 from cssl.train.plots import plot_finetuning, plot_pretraining
 from cssl.train.progress import read_history
-
-ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN_PRESET = ROOT / "configs" / "pretrain" / "tiny.yaml"
-FINETUNE_PRESET = ROOT / "configs" / "finetune" / "tiny.yaml"
-PRETRAINED = Path(__file__).resolve().parent / "assets" / "tiny-pretrained.pt"
 
 MODELS = {
     "pretrained": "shipped pretrained towers (top Transformer layer re-initialized), local tower frozen",
@@ -71,86 +67,9 @@ class ModelResult:
     """LM weight and word score chosen on dev for the beam search."""
 
 
-def synthesize(out: Path, hours: float, seed: int):
-    from cssl.synth.corpus import synthesize_corpus
-
-    summary = synthesize_corpus(out, hours=hours, seed=seed, vocab_size=300)
-    print(summary.table())
-    return summary
-
-
-def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
-    from pretrain.config import PretrainConfig
-    from pretrain.train import main
-
-    overrides = [
-        f"data.manifest={corpus / 'unlabeled.tsv'}",
-        f"data.valid_manifest={corpus / 'dev.tsv'}",
-        f"out_dir={out}",
-        f"max_minutes={minutes}",
-        f"optim.max_steps={steps}",
-    ]
-    if out.exists():  # a new demo run pretrains afresh; only the corpus is cached
-        shutil.rmtree(out)
-    return main(load_config(PretrainConfig, PRETRAIN_PRESET, overrides))
-
-
-def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretrained: Path) -> Path:
-    """Fine-tunes one of :data:`MODELS` on the ``train`` manifest; returns its best checkpoint by ``dev`` WER."""
-    from finetune.config import FinetuneConfig
-    from finetune.train import main
-
-    overrides = [
-        f"data.manifest={train}",
-        f"data.valid_manifest={dev}",
-        f"out_dir={out}",
-        f"optim.max_steps={steps}",
-        "calibrate=false",  # the demo calibrates and reports on the test split itself
-        f"init={pretrained}" if name == "pretrained" else "init=null",
-        f"freeze.feature_encoder={'false' if name == 'scratch' else 'true'}",
-    ]
-    if out.exists():
-        shutil.rmtree(out)
-    return main(load_config(FinetuneConfig, FINETUNE_PRESET, overrides))
-
-
-def build_lm(corpus: Path, path: Path) -> Path:
-    """A 3-gram LM from the transcripts of the corpus's labeled training text (no test sentences).
-
-    The unlabeled split has no transcripts: its entries count as empty sentences."""
-    from cssl.data.manifest import read_manifest
-    from cssl.lm import build_ngram, write_arpa
-
-    sentences = [e.text or "" for split in ("unlabeled", "train") for e in read_manifest(corpus / f"{split}.tsv")]
-    write_arpa(build_ngram(sentences, order=3), path)
-    return path
-
-
-def score(best: Path, corpus: Path, lm: Path, prefix: Path, name: str) -> tuple[Evaluation, Evaluation, LMTuning]:
-    """Scores a checkpoint on the test split greedily, and with beam search and the LM whose weight
-    and word score were chosen on dev; writes ``{prefix}_greedy.jsonl`` and ``{prefix}_lm.jsonl``."""
-    from cssl.evaluation import evaluate_manifest
-    from cssl.lm_tuning import tune_lm
-    from cssl.recognizer import Recognizer
-
-    greedy = Recognizer.from_checkpoint(best)
-    tuning = tune_lm(greedy, corpus / "dev.tsv", lm)
-    print(f"{name:>15} LM weight {tuning.lm_weight:g}, word score {tuning.word_score:g} chosen on dev "
-          f"(dev WER {tuning.wer:.3f})", flush=True)
-    beam = Recognizer(greedy.model, greedy.vocab, greedy.temperature, greedy.normalize, lm=str(lm),
-                      lm_weight=tuning.lm_weight, word_score=tuning.word_score)
-    results = []
-    for decoder, rec in (("greedy", greedy), ("lm", beam)):
-        r = evaluate_manifest(rec, corpus / "test.tsv", Path(f"{prefix}_{decoder}.jsonl"))
-        print(f"{name:>15} {decoder:>6}: WER {r.wer:.3f} CER {r.cer:.3f} RTF {r.rtf:.4f} "
-              f"({r.utterances} utterances)", flush=True)
-        results.append(r)
-    return results[0], results[1], tuning
-
-
 def assess(name: str, best: Path, corpus: Path, out: Path, lm: Path) -> ModelResult:
     """Calibrates on dev (report on test), then scores test greedily and with the LM."""
-    from finetune.calibrate import calibrate
+    from cssl.calibrate import calibrate
 
     calibration = calibrate(best, corpus / "dev.tsv", corpus / "test.tsv")
     shutil.copyfile(best.with_name(best.stem + "_reliability.png"), out / f"reliability_{name}.png")
@@ -268,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     run = args.out / "pretrain"
     pretrain(corpus, run, args.pretrain_minutes, args.pretrain_steps)
     plot_pretraining(run, args.out / "pretrain_curves.png")
-    from finetune.config import FinetuneConfig
-
-    steps = args.finetune_steps or load_config(FinetuneConfig, FINETUNE_PRESET).optim.max_steps
+    steps = args.finetune_steps or int(read_yaml(FINETUNE_PRESET)["optim"]["max_steps"])
     best = {}
     for i, name in enumerate(models):
         print(f"== 3/6 fine-tuning {i + 1}/{len(models)}: {name} ({MODELS[name]}), {steps} updates", flush=True)

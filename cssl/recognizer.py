@@ -30,11 +30,11 @@ from torch import Tensor
 
 from cssl import SAMPLE_RATE
 from cssl.calibration import word_confidences
-from cssl.config import from_dict
 from cssl.data.audio import load_audio, prepare
-from cssl.model import Wav2Vec2Model, build_model
+from cssl.loading import load_model
+from cssl.model import Wav2Vec2Model
 from cssl.text.vocab import Vocabulary
-from cssl.train.checkpoint import CheckpointError, load_checkpoint
+from cssl.train.checkpoint import CheckpointError
 
 
 @dataclass
@@ -97,16 +97,11 @@ class Recognizer:
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Recognizer:
         """Rebuilds model, vocabulary and temperature from a fine-tuning checkpoint alone."""
-        ckpt = load_checkpoint(path)
-        if "vocab" not in ckpt:
-            raise CheckpointError(f"{path}: has no vocabulary; transcribe needs a fine-tuning checkpoint")
-        from finetune.config import FinetuneConfig
-
-        cfg = from_dict(FinetuneConfig, ckpt["config"], source=str(path))
-        vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
-        model = build_model(cfg.model, vocab_size=len(vocab))
-        model.load_state_dict(ckpt["model"])
-        return cls(model, vocab, float(ckpt.get("temperature", 1.0)), cfg.data.normalize, **kwargs)
+        loaded = load_model(path)
+        if loaded.vocab is None:
+            raise CheckpointError(f"{path}: {loaded.source} has no CTC head; transcription needs a fine-tuning "
+                                  "checkpoint (python -m finetune ... init=this file)")
+        return cls(loaded.model, loaded.vocab, loaded.temperature, loaded.normalize, **kwargs)
 
     @torch.no_grad()
     def log_probs(self, wave: Tensor) -> Tensor:

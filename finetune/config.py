@@ -8,8 +8,7 @@ from typing import Any, Literal
 from cssl.config import Count, NonNegative, PositiveInt, Probability
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
-from cssl.train.config import RunConfig
-from pretrain.config import OptimConfig
+from cssl.train.config import OptimConfig, RunConfig
 
 
 @dataclass

@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 from accelerate.utils import gather_object
 
-from cssl.config import ConfigError, from_dict
+from cssl.config import ConfigError
 from cssl.data.dataset import build_loader
 from cssl.data.manifest import read_manifest
 from cssl.data.rejects import Rejects
 from cssl.errors import DataError
+from cssl.loading import load_model
 from cssl.metrics import error_rates
 from cssl.model import ModelConfig, Wav2Vec2Model, build_model
 from cssl.model.ctc import ctc_loss, greedy_decode
@@ -29,7 +30,6 @@ from cssl.model.freezing import apply_freezing, set_frozen_eval
 from cssl.model.masking import batch_span_mask, generators
 from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary, transcript_notes
-from cssl.train.checkpoint import CheckpointError, load_checkpoint
 from cssl.train.health import Health
 from cssl.train.plots import plot_finetuning
 from cssl.train.progress import Progress
@@ -135,7 +135,7 @@ def main(cfg: FinetuneConfig) -> Path:
                          f"data: {stream.rejects.summary()}")
     accel.wait_for_everyone()
     if cfg.calibrate and cfg.data.valid_manifest and accel.is_main_process:
-        from finetune.calibrate import calibrate, calibration_warnings
+        from cssl.calibrate import calibrate, calibration_warnings
 
         fig = calibrate(best, cfg.data.valid_manifest, device=accel.device, objective=cfg.calibration_objective)
         progress.message(f"calibration on dev ({cfg.calibration_objective} NLL): temperature {fig['temperature']:.3f} "
@@ -150,31 +150,16 @@ def main(cfg: FinetuneConfig) -> Path:
 
 
 def initial_model(cfg: FinetuneConfig, vocab: Vocabulary) -> tuple[Wav2Vec2Model, ModelConfig, str]:
-    """Towers from a pretraining checkpoint, a torchaudio state dict, or random init; a fresh CTC head."""
-    model_cfg = cfg.model
-    state = None
-    source = "scratch"
+    """Towers from ``init`` (a checkpoint of ours or a torchaudio state dict) or random, and a fresh CTC head."""
+    model_cfg, source, towers = cfg.model, "scratch", None
     if cfg.init:
-        ckpt = load_checkpoint(cfg.init)
-        if ckpt.get("kind") == "pretrain":
-            model_cfg = from_dict(ModelConfig, ckpt["config"]["model"], source=f"{cfg.init} (model config)")
-            state = {k[len("model."):]: v for k, v in ckpt["model"].items() if k.startswith("model.")}
-            source = f"pretraining checkpoint {cfg.init} (step {ckpt['step']})"
-        elif "model" in ckpt and isinstance(ckpt["model"], dict):
-            state = ckpt["model"]
-            source = f"checkpoint {cfg.init}"
-        else:  # a plain state dict, e.g. torchaudio's Wav2Vec2Model.state_dict()
-            state = ckpt
-            source = f"state dict {cfg.init}"
+        loaded = load_model(cfg.init, cfg.model)
+        model_cfg, source = loaded.config, loaded.source
+        towers = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("aux.")}
     model = build_model(model_cfg, vocab_size=len(vocab))
-    if state is not None:
-        state = {k: v for k, v in state.items() if not k.startswith("aux.")}  # the head is new: our vocabulary
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("aux.") and k != "mask_embedding"]
-        if missing or unexpected:
-            raise CheckpointError(f"{cfg.init}: does not match the model config: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}; set model.* to the checkpoint's architecture")
-    if cfg.reinit_layers and state is not None:
+    if towers is not None:
+        model.load_state_dict(towers, strict=False)  # all but the head, which is new: our vocabulary
+    if cfg.reinit_layers and towers is not None:
         reinit_top_layers(model, cfg.reinit_layers, build_model(model_cfg, vocab_size=len(vocab)))
         source += f", top {cfg.reinit_layers} Transformer layer(s) re-initialized"
     return model, model_cfg, source

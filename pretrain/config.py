@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
 
-from cssl.config import Count, NonNegative, Positive, PositiveInt, Range
+from cssl.config import Count, NonNegative, Positive, PositiveInt
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
-from cssl.train.config import RunConfig
-from cssl.train.schedule import ScheduleConfig
+from cssl.train.config import OptimConfig, RunConfig
 
-Beta = Annotated[float, Range(0, 1, high_open=True)]
-"""An Adam beta in [0, 1)."""
 
 
 @dataclass
@@ -29,28 +25,6 @@ class LossConfig:
     """Weight of the codebook diversity loss. fairseq: loss_weights[0]."""
     penalty_weight: NonNegative = 10.0
     """Weight of the local-feature L2 penalty. fairseq: loss_weights[1]."""
-
-
-@dataclass
-class OptimConfig:
-    """AdamW over the trainable parameters, with clipping and accumulation."""
-
-    lr: Positive = 5e-4
-    """Peak learning rate. fairseq: lr."""
-    betas: tuple[Beta, Beta] = (0.9, 0.98)
-    """Adam betas. fairseq: adam_betas."""
-    eps: Positive = 1e-6
-    """Adam epsilon. fairseq: adam_eps."""
-    weight_decay: NonNegative = 0.01
-    """Decoupled weight decay. fairseq: weight_decay."""
-    max_steps: PositiveInt = 400_000
-    """Updates to train for. fairseq: max_update."""
-    accumulation: PositiveInt = 1
-    """Batches per update in all processes together; W processes take accumulation/W each. fairseq: update_freq x distributed_world_size."""
-    grad_clip: NonNegative = 10.0
-    """Clip the global gradient norm to this; 0 disables. fairseq: clip_norm."""
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    """Learning-rate schedule."""
 
 
 @dataclass

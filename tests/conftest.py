@@ -69,6 +69,16 @@ def make_bad_files(folder: Path) -> dict[str, str]:
     return expected
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Runs started in-process may set torch's thread count (``threads=``); later tests get it back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def bad_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A folder with two good files and one file per kind of bad input."""

@@ -33,7 +33,7 @@ from cssl.train.checkpoint import load_checkpoint, load_latest, save_checkpoint
 from cssl.train.health import Health, NonFiniteLoss, nonfinite_advice
 from cssl.train.progress import Progress, read_history
 from cssl.train.schedule import ScheduleConfig, schedule_warnings
-from finetune.calibrate import calibration_warnings
+from cssl.calibrate import calibration_warnings
 from finetune.config import FinetuneConfig
 from pretrain.config import PretrainConfig
 from tests.conftest import tone, write

@@ -120,7 +120,7 @@ def test_init_from_a_torchaudio_state_dict(tmp_path: Path) -> None:
 def test_calibrate_stores_temperature_and_draws_reliability(corpus: Path, tmp_path: Path) -> None:
     import math
 
-    from finetune.calibrate import calibrate
+    from cssl.calibrate import calibrate
 
     out = tmp_path / "cal"
     best = main(load_config(FinetuneConfig, TINY, [*common(corpus, out), "optim.max_steps=60", "valid_every=30",

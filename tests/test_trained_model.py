@@ -19,7 +19,7 @@ from cssl.lm import build_ngram, write_arpa
 from cssl.recognizer import Recognizer
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import load_checkpoint, save_checkpoint
-from finetune.calibrate import calibrate, collect, word_nll
+from cssl.calibrate import calibrate, collect, word_nll
 from finetune.config import FinetuneConfig
 from finetune.train import main
 from signals import tone_language_corpus, tone_words

@@ -1,11 +1,15 @@
-"""Settings every training stage shares: where outputs go, precision, logging, checkpoints."""
+"""Settings every training stage shares: where outputs go, precision, logging, checkpoints, the optimizer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
-from cssl.config import Count, Positive, PositiveInt
+from cssl.config import Count, NonNegative, Positive, PositiveInt, Range
+from cssl.train.schedule import ScheduleConfig
+
+Beta = Annotated[float, Range(0, 1, high_open=True)]
+"""An Adam beta in [0, 1)."""
 
 
 @dataclass
@@ -36,3 +40,25 @@ class RunConfig:
     """Stop (with a checkpoint) after this many updates; the schedule still runs to optim.max_steps."""
     threads: PositiveInt | None = None
     """CPU threads for torch (None: torch's default)."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW over the trainable parameters, with clipping and accumulation."""
+
+    lr: Positive = 5e-4
+    """Peak learning rate. fairseq: lr."""
+    betas: tuple[Beta, Beta] = (0.9, 0.98)
+    """Adam betas. fairseq: adam_betas."""
+    eps: Positive = 1e-6
+    """Adam epsilon. fairseq: adam_eps."""
+    weight_decay: NonNegative = 0.01
+    """Decoupled weight decay. fairseq: weight_decay."""
+    max_steps: PositiveInt = 400_000
+    """Updates to train for. fairseq: max_update."""
+    accumulation: PositiveInt = 1
+    """Batches per update in all processes together; W processes take accumulation/W each. fairseq: update_freq x distributed_world_size."""
+    grad_clip: NonNegative = 10.0
+    """Clip the global gradient norm to this; 0 disables. fairseq: clip_norm."""
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """Learning-rate schedule."""

@@ -1,0 +1,111 @@
+"""Steps the demo and the benchmarks compose: synthesize a corpus, run a stage preset, build the
+corpus LM, score a checkpoint greedily and with an LM whose weights were chosen on dev.
+
+The training stages run as their own processes (``python -m pretrain``, ``python -m
+finetune``), exactly as a user runs them: the library drives them through their command
+lines and does not import them. Their progress goes straight to the console.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from cssl.config import preset
+from cssl.errors import UserError
+from cssl.evaluation import Evaluation
+from cssl.lm_tuning import LMTuning
+
+PRETRAIN_PRESET = preset("pretrain/tiny.yaml")
+"""The pretraining preset the demo runs live."""
+FINETUNE_PRESET = preset("finetune/tiny.yaml")
+"""The fine-tuning preset of the demo and the label-budget benchmark."""
+PRETRAINED = Path(__file__).resolve().parent / "assets" / "tiny-pretrained.pt"
+"""The shipped tiny pretrained checkpoint."""
+
+
+class StageFailed(UserError):
+    """A stage run by :func:`run_stage` exited with an error (its message is above, on stderr)."""
+
+
+def run_stage(stage: str, config: Path, overrides: list[str]) -> None:
+    """Runs ``python -m STAGE CONFIG OVERRIDES...`` in a new process; raises :class:`StageFailed` on failure."""
+    command = [sys.executable, "-m", stage, str(config), *overrides]
+    status = subprocess.run(command).returncode
+    if status:
+        raise StageFailed(f"{' '.join(command)} exited with status {status} (its error is printed above)")
+
+
+def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
+    """Pretrains the tiny preset on ``corpus``'s unlabeled split (dev for validation); returns ``last.pt``."""
+    if out.exists():  # a new run pretrains afresh; only the corpus is cached
+        shutil.rmtree(out)
+    run_stage("pretrain", PRETRAIN_PRESET, [
+        f"data.manifest={corpus / 'unlabeled.tsv'}",
+        f"data.valid_manifest={corpus / 'dev.tsv'}",
+        f"out_dir={out}",
+        f"max_minutes={minutes}",
+        f"optim.max_steps={steps}",
+    ])
+    return out / "last.pt"
+
+
+def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretrained: Path) -> Path:
+    """Fine-tunes the tiny preset as ``name`` (pretrained, scratch, scratch-frozen) on ``train``;
+    returns its best checkpoint by ``dev`` WER (not calibrated: callers calibrate and report)."""
+    if out.exists():
+        shutil.rmtree(out)
+    run_stage("finetune", FINETUNE_PRESET, [
+        f"data.manifest={train}",
+        f"data.valid_manifest={dev}",
+        f"out_dir={out}",
+        f"optim.max_steps={steps}",
+        "calibrate=false",
+        f"init={pretrained}" if name == "pretrained" else "init=null",
+        f"freeze.feature_encoder={'false' if name == 'scratch' else 'true'}",
+    ])
+    return out / "best.pt"
+
+
+def synthesize(out: Path, hours: float, seed: int):
+    from cssl.synth.corpus import synthesize_corpus
+
+    summary = synthesize_corpus(out, hours=hours, seed=seed, vocab_size=300)
+    print(summary.table())
+    return summary
+
+
+def build_lm(corpus: Path, path: Path) -> Path:
+    """A 3-gram LM from the transcripts of the corpus's labeled training text (no test sentences).
+
+    The unlabeled split has no transcripts: its entries count as empty sentences."""
+    from cssl.data.manifest import read_manifest
+    from cssl.lm import build_ngram, write_arpa
+
+    sentences = [e.text or "" for split in ("unlabeled", "train") for e in read_manifest(corpus / f"{split}.tsv")]
+    write_arpa(build_ngram(sentences, order=3), path)
+    return path
+
+
+def score(best: Path, corpus: Path, lm: Path, prefix: Path, name: str) -> tuple[Evaluation, Evaluation, LMTuning]:
+    """Scores a checkpoint on the test split greedily, and with beam search and the LM whose weight
+    and word score were chosen on dev; writes ``{prefix}_greedy.jsonl`` and ``{prefix}_lm.jsonl``."""
+    from cssl.evaluation import evaluate_manifest
+    from cssl.lm_tuning import tune_lm
+    from cssl.recognizer import Recognizer
+
+    greedy = Recognizer.from_checkpoint(best)
+    tuning = tune_lm(greedy, corpus / "dev.tsv", lm)
+    print(f"{name:>15} LM weight {tuning.lm_weight:g}, word score {tuning.word_score:g} chosen on dev "
+          f"(dev WER {tuning.wer:.3f})", flush=True)
+    beam = Recognizer(greedy.model, greedy.vocab, greedy.temperature, greedy.normalize, lm=str(lm),
+                      lm_weight=tuning.lm_weight, word_score=tuning.word_score)
+    results = []
+    for decoder, rec in (("greedy", greedy), ("lm", beam)):
+        r = evaluate_manifest(rec, corpus / "test.tsv", Path(f"{prefix}_{decoder}.jsonl"))
+        print(f"{name:>15} {decoder:>6}: WER {r.wer:.3f} CER {r.cer:.3f} RTF {r.rtf:.4f} "
+              f"({r.utterances} utterances)", flush=True)
+        results.append(r)
+    return results[0], results[1], tuning
