@@ -1,24 +1,24 @@
-"""The fine-tuning loop: CTC head on the towers, freezing schedule, dev WER, early stopping.
+"""The fine-tuning stage: a CTC head on the towers, a freezing schedule, dev WER, early stopping.
 
-Each update sums the CTC losses of its batches (utterances whose transcript needs more
-frames than their audio has are left out and counted), normalises gradients by the
-number of utterances of the whole update across processes, clips and steps. The dev
-set is decoded greedily every ``valid_every`` updates; ``best.pt`` keeps the best dev
-WER and training stops after ``early_stop.patience`` validations without improvement.
+What is the stage's own (:class:`FineTuning`): each batch's loss is the summed CTC loss
+of its utterances (those whose transcript needs more frames than their audio has are
+left out and counted); the update is normalised by the number of utterances of the
+whole update across processes. SpecAugment masks are seeded per utterance. The dev set
+is decoded greedily every ``valid_every`` updates; ``best.pt`` keeps the best dev WER
+and training stops after ``early_stop.patience`` validations without improvement. At
+the end the temperature is fitted on dev. The update loop is :func:`cssl.train.loop.train`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import time
 from pathlib import Path
 
 import torch
 from accelerate.utils import gather_object
 
 from cssl.config import ConfigError
-from cssl.data.dataset import build_loader
+from cssl.data.dataset import Batch, build_loader
 from cssl.data.manifest import read_manifest
 from cssl.data.rejects import Rejects
 from cssl.errors import DataError
@@ -26,38 +26,89 @@ from cssl.loading import load_model
 from cssl.metrics import error_rates
 from cssl.model import ModelConfig, Wav2Vec2Model, build_model
 from cssl.model.ctc import ctc_loss, greedy_decode
-from cssl.model.freezing import apply_freezing, set_frozen_eval
+from cssl.model.freezing import FreezingRule, set_frozen_eval
 from cssl.model.masking import batch_span_mask, generators
 from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary, transcript_notes
 from cssl.train.health import Health
+from cssl.train.loop import Stage, open_run, resume_run, save_run, train
 from cssl.train.plots import plot_finetuning
 from cssl.train.progress import Progress
-from cssl.train.runtime import (build_optimizer, describe_runtime, global_sum, guarded_update, local_accumulation,
-                                make_accelerator, seed_everything, set_lr, set_threads, stop_reason)
-from cssl.train.state import find_resume, prepare_out_dir, restore_training, save_training
+from cssl.train.runtime import build_optimizer
 from cssl.train.stream import BatchStream
 from finetune.config import FinetuneConfig
 
-SUMS = ("loss", "count", "infeasible", "audio_s")
+
+class FineTuning(Stage):
+    """The fine-tuning stage's parts of the update loop."""
+
+    kind = "finetune"
+    sums = ("loss", "count", "infeasible", "audio_s")
+
+    def __init__(self, cfg: FinetuneConfig, accel, vocab: Vocabulary, valid, health: Health, out_dir: Path) -> None:
+        self.cfg, self.accel, self.vocab, self.valid, self.health, self.out_dir = cfg, accel, vocab, valid, health, out_dir
+        self.validates = valid is not None
+        self.rule = FreezingRule(cfg.freeze.feature_encoder, cfg.freeze.context_layers, cfg.freeze.encoder_steps)
+        self.best = {"best_wer": math.inf, "bad": 0}
+        self.dev_rejects = Rejects()
+
+    def start_update(self, model: Wav2Vec2Model, step: int, progress: Progress) -> None:
+        if step == self.rule.head_only_steps and step > 0:
+            progress.message(f"step {step}: unfreezing the context tower (head-only warm-up over)")
+        frozen = self.rule.apply(model, step)
+        model.train()
+        set_frozen_eval(model, frozen)
+
+    def forward(self, model, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        time_mask, channel_mask = _specaugment(self.cfg, self.accel.unwrap_model(model), batch, step)
+        logits, frames = model(batch.waves, batch.lengths, time_mask, channel_mask)
+        out = ctc_loss(logits, frames, batch.targets, batch.target_lengths)
+        return out.loss, {"loss": float(out.loss.detach()), "count": out.count,
+                          "infeasible": float(out.infeasible.sum()), "audio_s": float(batch.lengths.sum()) / 16000}
+
+    def log(self, step: int, totals: dict[str, float], lr: float, grad_norm: float):
+        return {"ctc": totals["loss"] / max(totals["count"], 1.0), "too_long": totals["infeasible"], "lr": lr,
+                "grad_norm": grad_norm}, []
+
+    def validate(self, model, step: int) -> dict[str, float]:
+        return evaluate(self.accel, model, self.valid, self.vocab, self.dev_rejects, self.cfg.data.valid_manifest)
+
+    def judge(self, step: int, metrics: dict[str, float], progress: Progress) -> tuple[bool, bool]:
+        if metrics["utterances"] < len(self.valid.dataset) and "dev_partial" not in self.health.warned:
+            self.health.warned.add("dev_partial")
+            progress.message(f"warning: dev WER covers {int(metrics['utterances'])} of {len(self.valid.dataset)} "
+                             f"utterances ({self.dev_rejects.summary()}); see {self.out_dir / 'dev_rejects.tsv'}")
+            if self.accel.is_main_process:
+                self.dev_rejects.write(self.out_dir / "dev_rejects.tsv")
+        stop = _early_stop(self.cfg, self.best, metrics["wer"], metrics["cer"], progress)
+        return self.best["bad"] == 0, stop
+
+    def checkpoint_extra(self) -> dict:
+        return {"vocab": self.vocab.to_dict()}
+
+    def state_dict(self) -> dict:
+        return dict(self.best)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best.update(state)
+
+    def after_save(self, out_dir: Path) -> None:
+        if self.valid is not None:
+            plot_finetuning({out_dir.name: out_dir}, out_dir / "finetune_curves.png")
 
 
 def main(cfg: FinetuneConfig) -> Path:
     """Fine-tunes (then calibrates on dev); returns the path of the best checkpoint (by dev WER) or the last one."""
-    set_threads(cfg.threads)
-    accel = make_accelerator(cfg.mixed_precision, find_unused=cfg.freeze.encoder_steps > 0)
-    seed_everything(cfg.seed)
-    out_dir = Path(cfg.out_dir)
-    notes = prepare_out_dir(out_dir, accel.is_main_process)
-    accumulation = local_accumulation(cfg.optim.accumulation, accel.num_processes)
+    run = open_run(cfg, find_unused=cfg.freeze.encoder_steps > 0)
+    accel = run.accel
     train_manifest = read_manifest(cfg.data.manifest)
     if not train_manifest.labeled:
         raise DataError(f"{cfg.data.manifest}: fine-tuning needs a transcript for every entry")
     texts = [e.text or "" for e in train_manifest]
     vocab = Vocabulary.load(cfg.vocab) if cfg.vocab else Vocabulary.build(texts)
-    notes += transcript_notes(texts, vocab, "training transcripts")
+    run.notes += transcript_notes(texts, vocab, "training transcripts")
     model, cfg.model, source = initial_model(cfg, vocab)
-    frozen = apply_freezing(model, cfg.freeze.feature_encoder, cfg.freeze.context_layers, whole_encoder=False)
+    frozen = FreezingRule(cfg.freeze.feature_encoder, cfg.freeze.context_layers).apply(model, 0)
     o = cfg.optim
     optimizer = build_optimizer(model.parameters(), o.lr, o.betas, o.eps, o.weight_decay)
     loader = build_loader(cfg.data, train_manifest, vocab, train=True, seed=cfg.seed,
@@ -66,75 +117,25 @@ def main(cfg: FinetuneConfig) -> Path:
     if cfg.data.valid_manifest:
         valid = build_loader(cfg.data, cfg.data.valid_manifest, vocab, train=False, seed=cfg.seed,
                              num_replicas=accel.num_processes, rank=accel.process_index, filter_lengths=False)
-        notes += transcript_notes([e.text or "" for e in valid.dataset.manifest], vocab, "dev transcripts")
-    stream = BatchStream(loader, cfg.data.manifest, out_dir / ("rejects.tsv" if accel.is_main_process
-                                                                else f"rejects.rank{accel.process_index}.tsv"))
-    health, state = Health(cfg.max_nonfinite), {"step": 0, "best_wer": math.inf, "bad": 0}
-    found = find_resume(cfg.resume, out_dir)
-    if found:
-        resume, ckpt, skipped = found
-        notes += skipped
-        restore_training(ckpt, "finetune", "pass it as init= instead", model, optimizer, stream, health,
-                         accel.process_index)
-        state = {"step": int(ckpt["step"]), **ckpt["state"]}
-        notes.append(f"resumed from {resume} at step {state['step']}")
-    model, optimizer = accel.prepare(model, optimizer)
-    progress = Progress(out_dir, o.max_steps, accel.is_main_process, start_step=state["step"])
-    for note in notes:
-        progress.message(note)
-    progress.message(f"fine-tuning from {source}: {describe_runtime(accel)}; "
-                     f"{len(loader.dataset)} utterances; vocabulary of {len(vocab)}; frozen: {', '.join(frozen) or 'none'}; "
-                     f"{o.accumulation} batch(es) per update"
-                     + (f"; head only for the first {cfg.freeze.encoder_steps} updates" if cfg.freeze.encoder_steps else ""))
-    dev_rejects = Rejects()
-    started, stop = time.monotonic(), False
-    while state["step"] < o.max_steps and not stop:
-        step = state["step"]
-        if step == cfg.freeze.encoder_steps and step > 0:
-            progress.message(f"step {step}: unfreezing the context tower (head-only warm-up over)")
-        lr = set_lr(optimizer, o.lr, step, o.max_steps, o.schedule)
-        sums = _update(cfg, accel, model, stream, frozen, step, accumulation)
-        totals = dict(zip(SUMS, global_sum(accel, [sums[k] for k in SUMS])))
-        count = max(totals["count"], 1.0)
-        grad_norm = guarded_update(accel, model, optimizer, health, totals["loss"], totals["count"], o.grad_clip, step)
-        if math.isnan(grad_norm):
-            progress.message(f"step {step}: non-finite loss, update skipped ({health.nonfinite_total} so far)")
-        state["step"] = step = step + 1
-        progress.add_audio(totals["audio_s"])
-        if step % cfg.log_every == 0 or step == o.max_steps:
-            progress.log(step, {"ctc": totals["loss"] / count, "too_long": totals["infeasible"], "lr": lr,
-                                "grad_norm": grad_norm})
-        if valid is not None and (step % cfg.valid_every == 0 or step == o.max_steps):
-            metrics = evaluate(accel, model, valid, vocab, dev_rejects, cfg.data.valid_manifest)
-            progress.log(step, metrics, split="valid")
-            if metrics["utterances"] < len(valid.dataset) and "dev_partial" not in health.warned:
-                health.warned.add("dev_partial")
-                progress.message(f"warning: dev WER covers {int(metrics['utterances'])} of {len(valid.dataset)} "
-                                 f"utterances ({dev_rejects.summary()}); see {out_dir / 'dev_rejects.tsv'}")
-                if accel.is_main_process:
-                    dev_rejects.write(out_dir / "dev_rejects.tsv")
-            stop = _early_stop(cfg, state, metrics["wer"], metrics["cer"], progress)
-            if state["bad"] == 0:
-                _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / "best.pt")
-        early = stop_reason(cfg.max_minutes, cfg.stop_after, step, time.monotonic() - started)
-        if step % cfg.save_every == 0 or step == o.max_steps or early or stop:
-            _save(cfg, accel, model, optimizer, stream, health, state, vocab, out_dir / f"checkpoint_{step}.pt")
-            if accel.is_main_process and valid is not None:
-                plot_finetuning({out_dir.name: out_dir}, out_dir / "finetune_curves.png")
-        stop = stop or bool(early)
-    if accel.is_main_process and len(stream.rejects):
-        stream.rejects.write(out_dir / "rejects.tsv")
-    best = out_dir / "best.pt"
+        run.notes += transcript_notes([e.text or "" for e in valid.dataset.manifest], vocab, "dev transcripts")
+    stream, health = BatchStream(loader, cfg.data.manifest, run.rejects_path), Health(cfg.max_nonfinite)
+    stage = FineTuning(cfg, accel, vocab, valid, health, run.out_dir)
+    resume_run(run, stage, model, optimizer, stream, health)
+    train(run, stage, model, optimizer, stream, health,
+          f"fine-tuning from {source}, {len(loader.dataset)} utterances, vocabulary of {len(vocab)}, "
+          f"frozen: {', '.join(frozen) or 'none'}"
+          + (f", head only for the first {cfg.freeze.encoder_steps} updates" if cfg.freeze.encoder_steps else ""))
+    progress, best = run.progress, run.out_dir / "best.pt"
     if valid is None or not best.is_file():
-        _save(cfg, accel, model, optimizer, stream, health, state, vocab, best)
+        save_run(run, stage, stream, health, best)
         why = "no dev set" if valid is None else "stopped before the first validation"
-        progress.message(f"done at step {state['step']}; {why}, so best.pt is the last model; "
+        progress.message(f"done at step {run.step}; {why}, so best.pt is the last model; "
                          f"data: {stream.rejects.summary()}")
     else:
-        progress.message(f"done at step {state['step']}; best dev WER {state['best_wer']:.4f} (best.pt); "
+        progress.message(f"done at step {run.step}; best dev WER {stage.best['best_wer']:.4f} (best.pt); "
                          f"data: {stream.rejects.summary()}")
     accel.wait_for_everyone()
-    if cfg.calibrate and cfg.data.valid_manifest and accel.is_main_process:
+    if cfg.calibrate and valid is not None and accel.is_main_process:
         from cssl.calibrate import calibrate, calibration_warnings
 
         fig = calibrate(best, cfg.data.valid_manifest, device=accel.device, objective=cfg.calibration_objective)
@@ -172,28 +173,6 @@ def reinit_top_layers(model: Wav2Vec2Model, count: int, fresh: Wav2Vec2Model) ->
         raise ConfigError(f"reinit_layers={count}: the model has {len(layers)} Transformer layers")
     for i in range(len(layers) - count, len(layers)):
         layers[i].load_state_dict(fresh.encoder.transformer.layers[i].state_dict())
-
-
-def _update(cfg: FinetuneConfig, accel, model, stream: BatchStream, frozen: list[str], step: int,
-            n: int) -> dict[str, float]:
-    """Forward/backward over this process's ``n`` batches of the update; returns local sums."""
-    sums = dict.fromkeys(SUMS, 0.0)
-    model.train()
-    set_frozen_eval(accel.unwrap_model(model), frozen)
-    encoder_grad = step >= cfg.freeze.encoder_steps
-    for i in range(n):
-        batch = next(stream).to(accel.device)
-        time_mask, channel_mask = _specaugment(cfg, accel.unwrap_model(model), batch, step)
-        sync = contextlib.nullcontext() if i == n - 1 else accel.no_sync(model)
-        with sync, accel.autocast():
-            logits, frames = model(batch.waves, batch.lengths, time_mask, channel_mask, encoder_grad)
-            out = ctc_loss(logits, frames, batch.targets, batch.target_lengths)
-        accel.backward(out.loss)
-        sums["loss"] += float(out.loss.detach())
-        sums["count"] += out.count
-        sums["infeasible"] += float(out.infeasible.sum())
-        sums["audio_s"] += float(batch.lengths.sum()) / 16000
-    return sums
 
 
 def _specaugment(cfg: FinetuneConfig, model: Wav2Vec2Model, batch, step: int):
@@ -259,8 +238,3 @@ def _early_stop(cfg: FinetuneConfig, state: dict, wer: float, cer: float, progre
                          f"(best {state['best_wer']:.4f}); best.pt holds that model")
         return True
     return False
-
-
-def _save(cfg, accel, model, optimizer, stream, health, state, vocab: Vocabulary, path: Path) -> None:
-    save_training(accel, path, "finetune", cfg, model, optimizer, stream, health, state["step"],
-                  vocab=vocab.to_dict(), state={k: state[k] for k in ("best_wer", "best_cer", "bad") if k in state})

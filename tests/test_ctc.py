@@ -9,7 +9,7 @@ import torch
 from cssl.metrics import error_rates
 from cssl.model import build_model
 from cssl.model.ctc import ctc_loss, greedy_decode, min_frames
-from cssl.model.freezing import apply_freezing
+from cssl.model.freezing import FreezingRule, apply_freezing
 from cssl.train.runtime import build_optimizer
 from tests.test_model import small
 
@@ -71,9 +71,17 @@ def test_freezing_really_freezes_and_optimizer_skips_frozen() -> None:
                            after["encoder.transformer.layers.1.attention.q_proj.weight"])
 
 
-def test_head_only_forward_builds_no_encoder_graph() -> None:
+def test_head_only_warm_up_trains_the_head_alone_then_the_configured_parts() -> None:
     model = build_model(small(), vocab_size=6).train()
-    logits, _ = model(torch.randn(1, 4000), encoder_grad=False)
+    rule = FreezingRule(feature_encoder=True, context_layers=1, head_only_steps=2)
+    frozen = rule.apply(model, step=0)
+    assert frozen[0] == "feature_extractor"
+    logits, _ = model(torch.randn(1, 4000))
     logits.sum().backward()
     assert model.aux.weight.grad is not None
-    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("aux."))
+    assert model.encoder.transformer.layers[1].training  # towers keep their mode: dropout as in training
+    rule.apply(model, step=2)  # warm-up over: the configured freezing only
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert "encoder.transformer.layers.1.attention.q_proj.weight" in trainable and "mask_embedding" in trainable
+    assert not any(n.startswith(("feature_extractor.", "encoder.transformer.layers.0.")) for n in trainable)

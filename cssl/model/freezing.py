@@ -2,10 +2,14 @@
 
 A frozen module has ``requires_grad=False`` on its parameters and is kept in eval mode
 (no dropout, fixed statistics) so that freezing means the same outputs for the same
-inputs; the optimizer is built from trainable parameters only.
+inputs; the optimizer is built from trainable parameters only. :class:`FreezingRule`
+adds the head-only warm-up of fine-tuning: for its first updates only the CTC head gets
+gradients, while the towers keep their mode (dropout as in training) and build no graph.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -53,3 +57,28 @@ def set_frozen_eval(model: Wav2Vec2Model, frozen: list[str]) -> None:
     for name in frozen:
         model.get_submodule(name).eval()
 
+
+
+@dataclass(frozen=True)
+class FreezingRule:
+    """What trains at each update of a fine-tuning run."""
+
+    feature_encoder: bool
+    """Keep the local tower frozen throughout."""
+    context_layers: int
+    """Also freeze the feature projection, position conv and this many lowest Transformer layers."""
+    head_only_steps: int = 0
+    """Updates at the start during which only the CTC head gets gradients."""
+
+    def apply(self, model: Wav2Vec2Model, step: int) -> list[str]:
+        """Sets ``requires_grad`` for update ``step``; returns the frozen modules (to keep in eval mode).
+
+        Call it after the optimizer is built (with everything it will ever train) and, under
+        DDP, after wrapping: parameters turned off here simply get no gradient for a while.
+        """
+        frozen = apply_freezing(model, self.feature_encoder, self.context_layers, whole_encoder=False)
+        if step < self.head_only_steps:
+            for name, p in model.named_parameters():
+                if not name.startswith("aux."):
+                    p.requires_grad_(False)
+        return frozen

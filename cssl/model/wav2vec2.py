@@ -92,14 +92,12 @@ class Wav2Vec2Model(nn.Module):
         return EncoderOutput(features, normed, layers, frame_lengths, padding)
 
     def forward(self, waves: Tensor, lengths: Tensor | None = None, time_mask: Tensor | None = None,
-                channel_mask: Tensor | None = None, encoder_grad: bool = True) -> tuple[Tensor, Tensor | None]:
+                channel_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """torchaudio's contract: (context output or CTC logits (B, T, D|V), valid frames).
 
-        Fine-tuning passes masks, and ``encoder_grad=False`` while only the head trains
-        (the towers then run without building a graph).
+        Fine-tuning passes its SpecAugment masks.
         """
-        with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
-            out = self.encode(waves, lengths, time_mask, channel_mask=channel_mask)
+        out = self.encode(waves, lengths, time_mask, channel_mask=channel_mask)
         x = out.context
         return (self.aux(x) if self.aux is not None else x), out.lengths
 

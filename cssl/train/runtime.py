@@ -53,9 +53,7 @@ def cpu_has_bf16() -> bool:
 def make_accelerator(mixed_precision: str, find_unused: bool = False) -> Accelerator:
     """An Accelerator with ``auto`` precision resolved by :func:`resolve_precision`."""
     mixed_precision = resolve_precision(mixed_precision)
-    # accelerate keeps one precision per process; a second run in the same process (the
-    # demo, notebooks, tests) may want another. The process group itself is kept.
-    AcceleratorState._reset_state(reset_partial_state=False)
+    _forget_accelerator_settings()
     kwargs = DistributedDataParallelKwargs(find_unused_parameters=find_unused)
     # Without CUDA, cpu=True lets processes started by torchrun (accelerate launch --multi_gpu)
     # form a gloo process group on the CPU instead of each running alone.
@@ -81,6 +79,20 @@ def local_accumulation(accumulation: int, world_size: int) -> int:
                           f"{world_size} processes; set it to a multiple of {world_size} (an update holds "
                           "optim.accumulation batches whatever the number of processes)")
     return accumulation // world_size
+
+
+def _forget_accelerator_settings() -> None:
+    """Lets the next Accelerator of this process choose its own precision.
+
+    accelerate keeps one precision per process in a singleton and refuses a second
+    Accelerator with another ("AcceleratorState has already been initialized and cannot be
+    changed"); a process that runs several trainings (notebooks, the test suite, cross-
+    validation folds) needs each to get its own. accelerate has no public reset: this calls
+    the private one its own test case class (``AccelerateTestCase``) uses between tests,
+    keeping the process group (``reset_partial_state=False``). The one use of it; a test
+    (``test_runtime.py``) catches a change of that private API.
+    """
+    AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def stop_reason(max_minutes: float | None, stop_after: int | None, step: int, elapsed_s: float) -> str | None:

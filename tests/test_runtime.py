@@ -1,0 +1,23 @@
+"""Runtime helpers: accelerators one after another in one process, accumulation shares, banners."""
+
+from __future__ import annotations
+
+import pytest
+
+from cssl.config import ConfigError
+from cssl.train.runtime import describe_runtime, local_accumulation, make_accelerator
+
+
+def test_successive_runs_in_one_process_get_their_own_precision() -> None:
+    # accelerate keeps its settings in a process-wide singleton; each run must still get what it asks for.
+    assert make_accelerator("no").mixed_precision == "no"
+    assert make_accelerator("bf16").mixed_precision == "bf16"
+    accel = make_accelerator("no")
+    assert accel.mixed_precision == "no"
+    assert describe_runtime(accel) == f"device {accel.device}, 1 process, mixed precision off"
+
+
+def test_an_update_is_shared_evenly_by_the_processes() -> None:
+    assert local_accumulation(64, 8) == 8 and local_accumulation(2, 2) == 1 and local_accumulation(3, 1) == 3
+    with pytest.raises(ConfigError, match="cannot be shared evenly by 2 processes; set it to a multiple of 2"):
+        local_accumulation(1, 2)
