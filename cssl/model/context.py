@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from cssl.model.config import ContextConfig
 from cssl.model.dropout import Dropout, keep_mask
+from cssl.model.kernels import cpu_kernels
 
 
 class FeatureProjection(nn.Module):
@@ -79,7 +80,7 @@ class SelfAttention(nn.Module):
         bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])  # (3D,)
         qkv = F.linear(x, weight, bias).view(b, t, 3, self.num_heads, d // self.num_heads)  # (B, T, 3, H, K)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, K)
-        if self.training and self.dropout > 0 and x.device.type == "cpu":
+        if self.training and self.dropout > 0 and cpu_kernels(x.device):
             out = attention_with_dropout(q, k, v, key_mask, self.dropout)  # (B, H, T, K)
         else:
             out = F.scaled_dot_product_attention(

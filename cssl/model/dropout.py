@@ -7,7 +7,7 @@ read as 16-bit lanes (0.7 ns per element), compared against a threshold: each el
 is kept with probability 1 - p', where p' is ``p`` rounded to a multiple of 1/65536,
 and survivors are scaled by 1 / (1 - p') so the expectation is exact. Backward saves a
 boolean mask (1 byte per element). Draws come from torch's global generator, so seeding
-and checkpointed RNG state reproduce them. Other devices use ``F.dropout``.
+and checkpointed RNG state reproduce them. Other devices use ``F.dropout`` (:mod:`cssl.model.kernels`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cssl.model.kernels import cpu_kernels
 
 _LANES = 4  # 16-bit lanes in one 64-bit draw
 _LEVELS = 1 << 16
@@ -52,7 +54,7 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p == 1.0:
+    if not cpu_kernels(x.device) or p == 1.0:
         return F.dropout(x, p, training=True)
     keep, p_eff = keep_mask(x.shape, p, x.device)
     if p_eff == 0.0:

@@ -8,8 +8,9 @@ in behaviour, both only on padded batches: the BASE group norm takes its statist
 over each utterance's valid frames only (torchaudio includes the padding, so a
 padded batch differs from one-by-one), and frames past the valid length are zeroed
 after that norm. Input shorter than the receptive field (400 samples for BASE) gives
-zero frames instead of a convolution error. The layers compute time-major
-(:mod:`cssl.model.block_conv`): no layout change between layers.
+zero frames instead of a convolution error. The layers compute time-major: on a CPU as
+block GEMMs (:mod:`cssl.model.block_conv`), elsewhere through ``F.conv1d``
+(:mod:`cssl.model.kernels` chooses).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from cssl.model.block_conv import block_conv
 from cssl.model.config import FeatureEncoderConfig
+from cssl.model.kernels import cpu_kernels
 
 
 class MaskedGroupNorm(nn.GroupNorm):
@@ -98,9 +100,14 @@ class ConvBlock(nn.Module):
     def forward(self, x: Tensor, frames: int, valid: Tensor | None) -> Tensor:
         """x (B, T_in, C_in) -> (B, T_in / stride, C_out); the first ``frames`` output frames are real
         conv outputs, and ``valid`` (B, T, 1), when given, marks each utterance's own."""
-        y = block_conv(x, self.conv.weight, self.conv.bias, self.stride)
+        tuned = cpu_kernels(x.device)
+        if tuned:
+            y = block_conv(x, self.conv.weight, self.conv.bias, self.stride)
+        else:  # stock conv1d (cuDNN), zero frames appended to the same length (past ``frames``: cropped)
+            y = F.conv1d(x.transpose(1, 2), self.conv.weight, self.conv.bias, self.stride).transpose(1, 2)
+            y = F.pad(y, (0, 0, 0, x.shape[1] // self.stride - y.shape[1]))  # (B, T_in / stride, C_out)
         if isinstance(self.layer_norm, MaskedGroupNorm):
-            if self.conv.in_channels * self.kernel_size <= self._WINDOW_STATS_MAX:
+            if tuned and self.conv.in_channels * self.kernel_size <= self._WINDOW_STATS_MAX:
                 mean, var = window_moments(x, self.conv, frames, valid)
             else:
                 mean, var = frame_moments(y, frames, valid)
