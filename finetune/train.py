@@ -27,7 +27,8 @@ from cssl.metrics import error_rates
 from cssl.model import ModelConfig, Wav2Vec2Model, build_model
 from cssl.model.ctc import ctc_loss, greedy_decode
 from cssl.model.freezing import FreezingRule, set_frozen_eval
-from cssl.model.masking import batch_span_mask, generators
+from cssl.model.counter_rng import STREAM_CHANNELS
+from cssl.model.masking import batch_span_mask
 from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary, transcript_notes
 from cssl.train.health import Health
@@ -176,18 +177,18 @@ def reinit_top_layers(model: Wav2Vec2Model, count: int, fresh: Wav2Vec2Model) ->
 
 
 def _specaugment(cfg: FinetuneConfig, model: Wav2Vec2Model, batch, step: int):
-    """Time and channel masks, seeded per utterance like pretraining's."""
+    """Time and channel masks on the batch's device, seeded per utterance like pretraining's."""
     s = cfg.specaugment
-    gens = generators([mix_seed(cfg.seed, step, idx) for idx in batch.indices])
-    frames = model.feature_extractor.output_lengths(batch.lengths.cpu())
+    seeds = torch.tensor([mix_seed(cfg.seed, step, idx) for idx in batch.indices], device=batch.waves.device)
+    frames = model.feature_extractor.output_lengths(batch.lengths)  # (B,)
     width = int(model.feature_extractor.output_lengths(torch.tensor([batch.waves.shape[1]]))[0])
-    time_mask = batch_span_mask(frames, width, s.time_prob, s.time_span, 0, gens) if s.time_prob > 0 else None
+    time_mask = batch_span_mask(frames, width, s.time_prob, s.time_span, 0, seeds) if s.time_prob > 0 else None
     channel_mask = None
     if s.channel_prob > 0:
         dim = model.encoder.embed_dim
-        channel_mask = batch_span_mask(torch.full_like(frames, dim), dim, s.channel_prob, s.channel_span, 0, gens)
-    move = lambda m: None if m is None else m.to(batch.waves.device)  # noqa: E731
-    return move(time_mask), move(channel_mask)
+        channel_mask = batch_span_mask(torch.full_like(frames, dim), dim, s.channel_prob, s.channel_span, 0, seeds,
+                                       stream=STREAM_CHANNELS)
+    return time_mask, channel_mask
 
 
 @torch.no_grad()

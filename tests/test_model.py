@@ -9,7 +9,7 @@ import torchaudio
 from cssl.model import ModelConfig, build_model, build_pretrainer
 from cssl.model.config import ContextConfig, FeatureEncoderConfig, MaskConfig, QuantizerConfig
 from cssl.model.losses import contrastive_accuracy, contrastive_logits, contrastive_loss
-from cssl.model.masking import batch_span_mask, generators, sample_distractors
+from cssl.model.masking import batch_span_mask, sample_distractors
 from cssl.model.quantizer import GumbelQuantizer
 
 CONV = [(32, 10, 5), (32, 3, 2), (32, 3, 2), (32, 3, 2), (32, 3, 2), (32, 2, 2), (32, 2, 2)]
@@ -116,14 +116,42 @@ def test_zero_length_input_is_handled() -> None:
 
 def test_masks_never_cover_padding_and_respect_min_spans() -> None:
     lengths = torch.tensor([50, 20, 7, 0])
-    mask = batch_span_mask(lengths, 50, prob=0.3, span=5, min_spans=2, gens=generators([1, 2, 3, 4]))
+    mask = batch_span_mask(lengths, 50, prob=0.3, span=5, min_spans=2, seeds=torch.tensor([1, 2, 3, 4]))
     for row, n in zip(mask, lengths.tolist()):
         assert not row[n:].any()
     assert mask[1].sum() >= 5 and mask[0].sum() >= 10
     assert 0 < mask[2].sum() < 7  # short utterance: masked, but not entirely
     assert mask[3].sum() == 0
-    again = batch_span_mask(lengths, 50, 0.3, 5, 2, generators([1, 2, 3, 4]))
+    again = batch_span_mask(lengths, 50, 0.3, 5, 2, torch.tensor([1, 2, 3, 4]))
     assert torch.equal(mask, again)
+    # An utterance's mask depends on its seed alone, not on the batch around it.
+    alone = batch_span_mask(lengths[1:2], 30, 0.3, 5, 2, torch.tensor([2]))
+    assert torch.equal(alone[0], mask[1, :30])
+
+
+def test_span_masks_have_fairseqs_statistics() -> None:
+    """prob * T / span spans of ``span`` frames, starts uniform over the row, overlaps merged."""
+    rows, length, prob, span = 4000, 200, 0.3, 5
+    mask = batch_span_mask(torch.full((rows,), length), length, prob, span, 0, torch.arange(rows) + 10_000)
+    starts = mask & ~torch.nn.functional.pad(mask, (1, 0))[:, :-1]  # first frame of each merged run
+    # Without overlaps 12 spans of 5 frames would cover 30%; starts drawn without replacement
+    # from 196 places overlap, so the expected share is 1 - E[frames left] / T (inclusion-exclusion).
+    expected_spans = prob * length / span  # 12 exactly: the rounding term u never adds one here
+    frame_hit = 1 - torch.tensor([_uncovered(t, length, span, int(expected_spans)) for t in range(length)])
+    assert float(mask.float().mean()) == pytest.approx(float(frame_hit.mean()), rel=0.02)
+    per_position = mask.float().mean(dim=0)  # covered share of each frame, over rows
+    assert torch.allclose(per_position, frame_hit.float(), atol=0.03)
+    assert float(starts.sum(dim=1).float().mean()) <= expected_spans
+
+
+def _uncovered(t: int, length: int, span: int, count: int) -> float:
+    """P(frame t is in no span) when ``count`` starts are drawn without replacement from length - span + 1."""
+    room = length - span + 1
+    covering = min(t, room - 1) - max(0, t - span + 1) + 1  # starts whose span covers t
+    p = 1.0
+    for i in range(count):
+        p *= (room - covering - i) / (room - i)
+    return p
 
 
 def test_distractors_never_equal_target_and_stay_in_utterance() -> None:
@@ -131,22 +159,34 @@ def test_distractors_never_equal_target_and_stay_in_utterance() -> None:
     mask[0, 3:13] = True
     mask[1, :2] = True
     mask[2, 5:6] = True  # a single masked frame: no same-utterance distractor
-    index, usable = sample_distractors(mask, num=20, cross=4, gens=generators([5, 6, 7]))
+    index, usable = sample_distractors(mask, num=20, cross=4, seeds=torch.tensor([5, 6, 7]))
     owner = torch.tensor([0] * 10 + [1] * 2 + [2])
     for i in range(13):
         assert (index[i] != i).all()
         if usable[i]:
             assert (owner[index[i, :20]] == owner[i]).all()
     assert usable.tolist() == [True] * 12 + [False]
+    assert ((index >= 0) & (index < 13)).all()
+    # Same-utterance draws are uniform over the other frames: 10 frames x 20 draws from 9 candidates.
+    hits = torch.bincount((index[:10, :20] - 0).flatten(), minlength=10).float()
+    assert hits.min() > 0 and hits.max() < 3 * hits.mean()
+    # An utterance's distractors depend on its seed alone: row 0 alone draws the same same-utterance ones.
+    alone, _ = sample_distractors(mask[:1], num=20, cross=0, seeds=torch.tensor([5]))
+    assert torch.equal(alone, index[:10, :20])
 
 
 def test_contrastive_loss_at_init_is_near_log_k_plus_1() -> None:
     torch.manual_seed(0)
     for k in (10, 50):
         model = build_pretrainer(small(), num_distractors=k).train()
-        out = model(torch.randn(4, 16000), torch.tensor([16000, 16000, 12000, 9000]), [1, 2, 3, 4], tau=2.0)
-        loss = float(out.contrastive.detach()) / out.count
-        assert abs(loss - math.log(k + 1)) < 0.15 * math.log(k + 1), (k, loss)
+        total, count = 0.0, 0
+        for batch in range(6):  # one small batch scores ~45 frames: average a few
+            seeds = [10 * batch + i for i in range(4)]
+            out = model(torch.randn(4, 16000), torch.tensor([16000, 16000, 12000, 9000]), seeds, tau=2.0)
+            total, count = total + float(out.contrastive.detach()), count + out.count
+        # An untrained model cannot tell targets from distractors: about chance, log(K+1) (a random
+        # projection sits a little above it: 5-15% here, with either sampler).
+        assert abs(total / count - math.log(k + 1)) < 0.2 * math.log(k + 1), (k, total / count)
         groups = small().quantizer.groups  # perplexity summed over codebooks: at least 1 per codebook
         assert groups <= float(out.prob_perplexity) <= out.num_vars
         assert groups <= float(out.code_perplexity) <= out.num_vars

@@ -23,7 +23,7 @@ from cssl.model.config import ModelConfig
 from cssl.model.context import ContextEncoder, build_context_encoder
 from cssl.model.dropout import Dropout
 from cssl.model.feature_encoder import FeatureEncoder, build_feature_encoder
-from cssl.model.masking import batch_span_mask, generators, sample_distractors
+from cssl.model.masking import batch_span_mask, gumbel_noise, sample_distractors
 from cssl.model.quantizer import GumbelQuantizer
 
 
@@ -142,27 +142,25 @@ class Wav2Vec2Pretrainer(nn.Module):
         self.cross_distractors = cross_distractors
         self.logit_temperature = logit_temperature
 
-    def forward(self, waves: Tensor, lengths: Tensor, seeds: list[int], tau: float) -> PretrainOutput:
-        """One batch: ``seeds`` (one per row) drive masks, distractors and Gumbel noise."""
-        gens = generators(seeds)
+    def forward(self, waves: Tensor, lengths: Tensor, seeds: list[int] | Tensor, tau: float) -> PretrainOutput:
+        """One batch: ``seeds`` (one per row) drive masks, distractors and Gumbel noise, drawn on the device."""
+        seeds = torch.as_tensor(seeds, dtype=torch.int64, device=waves.device)  # (B,)
         frame_lengths = self.model.feature_extractor.output_lengths(lengths)
         num_frames = _num_frames(self.model.feature_extractor, waves.shape[1])
         m = self.mask_cfg
-        time_mask = batch_span_mask(frame_lengths.cpu(), num_frames, m.prob, m.span, m.min_spans, gens)
-        time_mask = time_mask.to(waves.device)  # (B, T)
+        time_mask = batch_span_mask(frame_lengths, num_frames, m.prob, m.span, m.min_spans, seeds)  # (B, T)
         out = self.model.encode(waves, lengths, time_mask)
 
         valid = ~out.padding if out.padding is not None else torch.ones_like(time_mask)
         penalty, _ = losses.feature_penalty(out.features[valid], 1)
         targets_in = self.dropout_features(out.normed[time_mask])  # (N, C)
-        noise = _gumbel_noise(time_mask, self.quantizer, gens) if self.training else None
+        noise = gumbel_noise(time_mask, self.quantizer.groups, self.quantizer.entries, seeds) if self.training else None
         q = self.quantizer(targets_in, tau, noise)
         targets = self.project_q(q.quantized)  # (N, F)
         context = self.final_proj(out.context[time_mask])  # (N, F)
 
-        index, usable = sample_distractors(time_mask.cpu(), self.num_distractors, self.cross_distractors, gens)
-        logits = losses.contrastive_logits(context, targets, index.to(waves.device), self.logit_temperature)
-        usable = usable.to(waves.device)
+        index, usable = sample_distractors(time_mask, self.num_distractors, self.cross_distractors, seeds)
+        logits = losses.contrastive_logits(context, targets, index, self.logit_temperature)
         contrastive, count = losses.contrastive_loss(logits, usable)
         correct, _ = losses.contrastive_accuracy(logits, usable)
         diversity, _ = losses.diversity_loss(q.prob_perplexity, q.num_vars, count)
@@ -204,13 +202,3 @@ def gumbel_temperature(step: int, start: float, end: float, decay: float) -> flo
 
 def _num_frames(encoder: FeatureEncoder, num_samples: int) -> int:
     return int(encoder.output_lengths(torch.tensor([max(num_samples, encoder.receptive_field)]))[0])
-
-
-def _gumbel_noise(time_mask: Tensor, quantizer: GumbelQuantizer, gens: list[torch.Generator]) -> Tensor:
-    """(N, G, V) Gumbel(0, 1) noise, drawn per utterance from its own generator."""
-    shape = (quantizer.groups, quantizer.entries)
-    parts = []
-    for row, gen in zip(time_mask.cpu(), gens):
-        u = torch.rand((int(row.sum()), *shape), generator=gen)
-        parts.append(-torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7))))
-    return torch.cat(parts).to(time_mask.device)
