@@ -38,6 +38,7 @@ def common(corpus: Path, out: Path) -> list[str]:
             "early_stop.patience=100"]
 
 
+@pytest.mark.slow
 def test_short_finetune_from_scratch_lowers_dev_cer(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     best = main(load_config(FinetuneConfig, TINY, [*common(corpus, out), "optim.max_steps=100", "valid_every=20",
@@ -117,6 +118,7 @@ def test_init_from_a_torchaudio_state_dict(tmp_path: Path) -> None:
         initial_model(cfg, Vocabulary.build(["abc"]))
 
 
+@pytest.mark.slow
 def test_calibrate_stores_temperature_and_draws_reliability(corpus: Path, tmp_path: Path) -> None:
     import math
 

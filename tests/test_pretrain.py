@@ -94,6 +94,7 @@ def test_two_processes_match_one_with_the_same_global_batch(corpus: Path, tmp_pa
         assert torch.allclose(a["model"][key], b["model"][key], atol=3e-4, rtol=1e-4), key
 
 
+@pytest.mark.slow
 def test_learns_tone_sequences_well_above_chance(tmp_path: Path) -> None:
     """A short run on learnable audio leaves chance: loss falls and accuracy rises."""
     folder = tmp_path / "tones"

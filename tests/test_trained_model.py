@@ -55,16 +55,18 @@ def test_beam_search_with_lm_is_no_worse_than_greedy(trained: dict[str, Path]) -
 @pytest.mark.parametrize("objective,minimised", [("ctc", "nll"), ("word", "word_nll")])
 def test_calibration_lowers_its_nll_on_dev_and_held_out_data(trained: dict[str, Path], objective: str,
                                                                  minimised: str, tmp_path: Path) -> None:
-    # An overconfident copy: the CTC head's logits scaled by a = 3 / T, T the model's own fitted
+    # An overconfident copy: the CTC head's logits scaled by a = 6 / T, T the model's own fitted
     # temperature. Both objectives see the logits only through logits / T, so the copy's fitted
-    # temperature must be a * T = 3, whether or not the model itself was calibrated.
+    # temperature must be a * T = 6, whether or not the model itself was calibrated. (A factor of
+    # 3 is within what separates dev from test here: test, with other voices, can prefer a
+    # sharper model than dev does, and a copy only 3x too sharp may then score better there.)
     original = calibrate(trained["best"], trained["dev"], objective=objective)["temperature"]
     ckpt = load_checkpoint(trained["best"])
-    ckpt["model"] = {k: v * (3 / original) if k.startswith("aux.") else v for k, v in ckpt["model"].items()}
+    ckpt["model"] = {k: v * (6 / original) if k.startswith("aux.") else v for k, v in ckpt["model"].items()}
     sharp = tmp_path / "sharp.pt"
     save_checkpoint(sharp, ckpt)
     on_dev = calibrate(sharp, trained["dev"], objective=objective)  # fitted and scored on dev
-    assert on_dev["temperature"] == pytest.approx(3.0, rel=0.02), (on_dev, original)
+    assert on_dev["temperature"] == pytest.approx(6.0, rel=0.02), (on_dev, original)
     assert on_dev[f"{minimised}_after"] < on_dev[f"{minimised}_before"], on_dev  # the NLL it minimises drops
     figures = calibrate(sharp, trained["dev"], trained["test"], objective=objective)  # scored on test
     # held out too (a proper scoring rule; ECE over 60 test utterances is too coarse to assert on)
