@@ -119,3 +119,14 @@ def test_section_from_yaml_file(tmp_path: Path) -> None:
 
 def test_bare_no_reaches_a_literal_as_text() -> None:
     assert load_config(Outer, None, ["inner.mode=no"]).inner.mode == "no"
+
+
+def test_presets_ship_inside_the_package() -> None:
+    from cssl.config import PRESETS, preset
+    from pretrain.config import PretrainConfig
+
+    assert PRESETS.parent.name == "cssl"  # package data, not the checkout's folder
+    cfg = load_config(PretrainConfig, preset("pretrain/tiny.yaml"))  # its model: ../model/tiny.yaml resolves too
+    assert cfg.model.context.embed_dim == 256
+    with pytest.raises(ConfigError, match="the shipped presets are: .*pretrain/tiny.yaml"):
+        preset("pretrain/nope.yaml")
