@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import Tensor
 
+from cssl.errors import DataError
 from cssl.text.vocab import BLANK, UNK, Vocabulary
 
 WORD_SEP = "|"
@@ -37,7 +38,7 @@ def arpa_words(path: str | Path) -> list[str]:
             if word not in ("<s>", "</s>", "<unk>"):
                 words.append(word)
     if not words:
-        raise ValueError(f"{path}: no 1-grams found; is it an ARPA language model?")
+        raise DataError(f"{path}: no 1-grams found; is it an ARPA language model?")
     return words
 
 
@@ -60,7 +61,7 @@ class BeamDecoder:
         lexicon = lm.with_suffix(".lexicon.txt")
         if not lexicon.is_file() or lexicon.stat().st_mtime < lm.stat().st_mtime:
             if write_lexicon(arpa_words(lm), vocab, lexicon) == 0:
-                raise ValueError(f"{lm}: none of its words can be spelled with the model's characters")
+                raise DataError(f"{lm}: none of its words can be spelled with the model's characters")
         with _native_stderr_on_failure():  # KenLM reports its loading progress on stderr
             self.decoder = ctc_decoder(
                 lexicon=str(lexicon), tokens=list(vocab.symbols), lm=str(lm), nbest=1, beam_size=beam_size,

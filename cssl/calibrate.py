@@ -22,6 +22,7 @@ import torch
 
 from cssl.calibration import expected_calibration_error, fit_temperature, word_confidences
 from cssl.data.dataset import DataConfig, build_loader
+from cssl.errors import UsageError
 from cssl.evaluation import word_correctness
 from cssl.loading import load_model
 from cssl.model.ctc import ctc_loss
@@ -166,7 +167,7 @@ def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | Non
               device: torch.device | str = "cpu", objective: str = "word") -> dict[str, float]:
     """Fits, stores and reports the temperature; returns the figures."""
     if objective not in OBJECTIVES:
-        raise ValueError(f"calibration objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        raise UsageError(f"calibration objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     if ckpt.get("kind") != "finetune":

@@ -27,8 +27,8 @@ import inspect
 import textwrap
 import types
 import typing
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml

@@ -17,6 +17,10 @@ class UserError(Exception):
     """An error caused by input, settings or the machine; the message says what to do."""
 
 
+class UsageError(UserError, ValueError):
+    """An argument or setting a command cannot use (a bad pattern, shares that do not add up)."""
+
+
 class DataError(UserError, ValueError):
     """Data that cannot be used as a whole: nothing left to train on or to score."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cssl.beam import BeamDecoder
 from cssl.data.manifest import read_manifest
-from cssl.errors import DataError
+from cssl.errors import DataError, UsageError
 from cssl.metrics import error_rates
 from cssl.text.normalize import normalize_text
 
@@ -77,7 +77,7 @@ def tune_lm(recognizer, manifest: str | Path, lm: str | Path, lm_weights: Sequen
             log: Callable[[str], None] | None = None) -> LMTuning:
     """Grid search of (LM weight, word score) for ``recognizer`` with ``lm`` on a labeled ``manifest``."""
     if not lm_weights or not word_scores:
-        raise ValueError("tune_lm: lm_weights and word_scores each need at least one value")
+        raise UsageError("tune_lm: lm_weights and word_scores each need at least one value")
     from cssl.data.audio import AudioError, load_audio  # torch and torchaudio: only when tuning
 
     entries = read_manifest(manifest)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch import Tensor
 from cssl import SAMPLE_RATE
 from cssl.calibration import word_confidences
 from cssl.data.audio import load_audio, prepare
+from cssl.errors import UsageError
 from cssl.loading import load_model
 from cssl.model import Wav2Vec2Model
 from cssl.text.vocab import Vocabulary
@@ -74,7 +74,7 @@ class Recognizer:
 
         self.precision = resolve_precision(precision)
         if self.precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"precision must be no, bf16, fp16 or auto, got {precision!r}")
+            raise UsageError(f"precision must be no, bf16, fp16 or auto, got {precision!r}")
         self.dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
         if self.precision != "no":  # a half-precision copy: autocast would cast every weight on every call
             model = copy.deepcopy(model).to(self.dtype)
@@ -87,7 +87,7 @@ class Recognizer:
         self.chunk = int(chunk_seconds * SAMPLE_RATE) // self.stride * self.stride
         self.overlap = int(overlap_seconds * SAMPLE_RATE) // (2 * self.stride) * 2 * self.stride
         if self.overlap >= self.chunk:
-            raise ValueError("overlap_seconds must be shorter than chunk_seconds")
+            raise UsageError("overlap_seconds must be shorter than chunk_seconds")
         self.beam = None
         if lm is not None:
             from cssl.beam import BeamDecoder

@@ -16,7 +16,7 @@ from cssl.errors import debug_enabled, run_reporting
 DESCRIPTION = """Self-supervised speech representations and CTC speech recognition.
 
 commands:
-  cssl data manifest|vocab|stats|synth         audio manifests, vocabularies, the demo corpus
+  cssl data manifest|split|vocab|stats|synth   audio manifests, splits, vocabularies, the demo corpus
   cssl lm build|tune                           n-gram language models for beam search
   cssl evaluate CKPT MANIFEST                  WER, CER, RTF of a fine-tuned checkpoint
   cssl transcribe CKPT FILES_OR_DIRS           text with word times and confidences

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cssl.data.policy import AUDIO_EXTENSIONS, MAX_CHANNELS, MIN_RATE, SCAN_WORKERS
+from cssl.errors import UsageError
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -17,14 +18,31 @@ def register(groups: argparse._SubParsersAction) -> None:
     p = commands.add_parser("manifest", help="scan a folder of audio files into a manifest", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("folder", type=Path, help="folder tree holding the audio files")
     p.add_argument("out", type=Path, help="manifest to write: .tsv (fairseq) or .jsonl (NeMo)")
-    p.add_argument("--labels", choices=["none", "librispeech", "sidecar"], default="none",
-                   help="transcripts from LibriSpeech *.trans.txt, or from stem.txt beside each file")
+    p.add_argument("--labels", choices=["none", "librispeech", "sidecar", "folder"], default="none",
+                   help="transcripts from LibriSpeech *.trans.txt, from stem.txt beside each file, or the "
+                        "parent folder's name (keyword corpora: yes/clip.wav says YES)")
+    p.add_argument("--include", nargs="+", default=[], metavar="GLOB",
+                   help="only files whose path (relative to FOLDER) matches one of these")
+    p.add_argument("--exclude", nargs="+", default=[], metavar="GLOB", help="leave out files matching these")
+    p.add_argument("--speaker-pattern", default=None, metavar="REGEX",
+                   help="regex on the file name with a group named speaker, e.g. '^(?P<speaker>[^_]+)_' "
+                        "(written into .jsonl manifests)")
     p.add_argument("--ext", nargs="+", default=list(AUDIO_EXTENSIONS), help="audio file endings")
     p.add_argument("--workers", type=int, default=SCAN_WORKERS, help="parallel worker processes")
     p.add_argument("--headers-only", action="store_true", help="read headers only (fast, finds fewer bad files)")
     p.add_argument("--min-rate", type=int, default=MIN_RATE, help="reject files below this rate (Hz)")
     p.add_argument("--max-channels", type=int, default=MAX_CHANNELS, help="reject files with more channels")
     p.set_defaults(func=run_manifest)
+
+    p = commands.add_parser("split", help="split a manifest into train, dev and test (speaker-disjoint by default)",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--by", choices=["speaker", "utterance"], default="speaker",
+                   help="speaker: no speaker in two parts (needs speakers, e.g. from --speaker-pattern)")
+    p.add_argument("--dev", type=float, default=0.1, help="share of the utterances for dev")
+    p.add_argument("--test", type=float, default=0.2, help="share of the utterances for test")
+    p.add_argument("--seed", type=int, default=0, help="seeds the shuffle of speakers or utterances")
+    p.set_defaults(func=run_split)
 
     p = commands.add_parser("synth", help="synthesize the multi-speaker demo corpus with eSpeak NG", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("out", type=Path, help="corpus folder")
@@ -51,9 +69,13 @@ def run_manifest(args: argparse.Namespace) -> int:
     from cssl.data.manifest import write_manifest
     from cssl.data.scan import ScanConfig, scan_folder
 
+    if args.speaker_pattern and args.out.suffix == ".tsv":
+        raise UsageError(f"{args.out}: fairseq .tsv manifests hold no speakers; write a .jsonl manifest "
+                         "to keep the speakers of --speaker-pattern")
     cfg = ScanConfig(
         extensions=tuple(args.ext), labels=args.labels, decode=not args.headers_only,
         min_rate=args.min_rate, max_channels=args.max_channels, workers=args.workers,
+        include=tuple(args.include), exclude=tuple(args.exclude), speaker_pattern=args.speaker_pattern,
     )
     manifest, rejects = scan_folder(args.folder, cfg)
     write_manifest(manifest, args.out)
@@ -63,6 +85,19 @@ def run_manifest(args: argparse.Namespace) -> int:
     if len(rejects):
         print(f"skipped files and reasons: {rejects_path}")
     return 0 if len(manifest) else 1
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from cssl.data.manifest import read_manifest, write_manifest
+    from cssl.data.split import split_manifest
+
+    parts = split_manifest(read_manifest(args.manifest), args.dev, args.test, args.by, args.seed, str(args.manifest))
+    for name, part in parts.items():
+        out = args.manifest.with_name(f"{args.manifest.stem}.{name}{args.manifest.suffix}")
+        write_manifest(part, out)
+        speakers = len({e.speaker for e in part if e.speaker is not None})
+        print(f"{out}: {len(part)} utterances, {part.hours:.2f} h" + (f", {speakers} speakers" if speakers else ""))
+    return 0
 
 
 def run_synth(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from cssl.data.augment import AugmentConfig, Augmenter
 from cssl.data.manifest import Manifest, read_manifest
 from cssl.data.rejects import Reject, Rejects
 from cssl.data.sampler import BucketBatchSampler
+from cssl.errors import DataError
 from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary
 
@@ -110,7 +111,7 @@ class AudioDataset(Dataset):
         seed: int = 0,
     ) -> None:
         if vocab is not None and not manifest.labeled:
-            raise ValueError(f"{manifest.root}: a vocabulary was given but the manifest has entries without text")
+            raise DataError(f"{manifest.root}: a vocabulary was given but the manifest has entries without text")
         self.manifest = manifest
         self.vocab = vocab
         self.crop_samples = crop_samples
@@ -232,7 +233,7 @@ def build_loader(
     else:
         dropped = 0
     if len(manifest) == 0:
-        raise ValueError(f"{manifest.root}: no utterance passes the length filters "
+        raise DataError(f"{manifest.root}: no utterance passes the length filters "
                          f"(min_samples={cfg.min_samples}, max_samples={cfg.max_samples})")
     augment = Augmenter(cfg.augment) if train else None
     dataset = AudioDataset(manifest, vocab, cfg.crop_samples if train else None, cfg.normalize, augment, seed)

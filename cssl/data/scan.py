@@ -4,12 +4,18 @@ Each file is opened and (by default) fully decoded in a worker process: files th
 missing, empty, truncated, corrupt, not audio, at an unusable rate or channel count, or
 that hold NaN/inf samples or no samples at all are skipped, and each skip is written to
 the rejects file with its reason. Transcripts come from LibriSpeech's ``*.trans.txt``
-files (``ID words...`` per line) or from a ``.txt`` file beside each audio file.
+files (``ID words...`` per line), from a ``.txt`` file beside each audio file, or from
+the name of the folder holding the file (``yes/0a7c_nohash_0.wav`` says "yes": keyword
+corpora). ``include`` / ``exclude`` globs select files by their path relative to the
+scanned folder, and a regular expression with a ``speaker`` group takes each file's
+speaker from its name (written into ``.jsonl`` manifests, for speaker-disjoint splits).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,12 +26,13 @@ import numpy as np
 
 from cssl import SAMPLE_RATE
 from cssl.data.audio import AudioError, probe, read_audio
-from cssl.data.policy import AUDIO_EXTENSIONS, MAX_CHANNELS, MIN_RATE, SCAN_WORKERS
 from cssl.data.manifest import Entry, Manifest
+from cssl.data.policy import AUDIO_EXTENSIONS, MAX_CHANNELS, MIN_RATE, SCAN_WORKERS
 from cssl.data.rejects import Rejects
+from cssl.errors import UsageError
 from cssl.text.normalize import normalize_text
 
-LabelSource = Literal["none", "librispeech", "sidecar"]
+LabelSource = Literal["none", "librispeech", "sidecar", "folder"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,13 @@ class ScanConfig:
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS
     """File name endings taken as audio (case-insensitive)."""
     labels: LabelSource = "none"
-    """Where transcripts come from: none, LibriSpeech ``*.trans.txt``, or ``stem.txt`` beside each file."""
+    """Where transcripts come from: none, LibriSpeech ``*.trans.txt``, ``stem.txt`` beside each file, or the parent folder's name."""
+    include: tuple[str, ...] = ()
+    """Globs on the path relative to the folder (``yes/*``); when given, only matching files are listed."""
+    exclude: tuple[str, ...] = ()
+    """Globs of files to leave out (``_silence_/*``, ``*/_unknown_/*``)."""
+    speaker_pattern: str | None = None
+    """Regular expression searched in the file name; its ``speaker`` group names the speaker."""
     decode: bool = True
     """Decode every file fully (finds truncation and NaN); False reads headers only (fast)."""
     min_rate: int = MIN_RATE
@@ -52,7 +65,11 @@ def scan_folder(folder: str | Path, cfg: ScanConfig = ScanConfig()) -> tuple[Man
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found; give the folder that holds the audio files")
     rejects = Rejects()
-    files = sorted(_audio_files(folder, cfg.extensions, rejects))
+    speaker = _speaker_regex(cfg.speaker_pattern)
+    files = [f for f in sorted(_audio_files(folder, cfg.extensions, rejects))
+             if _selected(f.relative_to(folder).as_posix(), cfg.include, cfg.exclude)]
+    speakers = _speakers(files, speaker, rejects) if speaker else {}
+    files = [f for f in files if not speaker or f in speakers]
     texts = _read_labels(folder, files, cfg.labels, rejects)
     jobs = [(str(f), cfg) for f in files]
     entries = []
@@ -64,9 +81,9 @@ def scan_folder(folder: str | Path, cfg: ScanConfig = ScanConfig()) -> tuple[Man
                 continue
             rel = path.relative_to(folder).as_posix()
             if cfg.labels == "none":
-                entries.append(Entry(rel, result))
+                entries.append(Entry(rel, result, None, speakers.get(path)))
             elif path in texts:
-                entries.append(Entry(rel, result, texts[path]))
+                entries.append(Entry(rel, result, texts[path], speakers.get(path)))
     return Manifest(folder, entries), rejects
 
 
@@ -132,10 +149,43 @@ def _audio_files(folder: Path, extensions: tuple[str, ...], rejects: Rejects) ->
             yield path
 
 
+def _selected(rel: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
+    """Whether a relative path passes the include globs (any, when given) and no exclude glob."""
+    if include and not any(fnmatch.fnmatchcase(rel, g) for g in include):
+        return False
+    return not any(fnmatch.fnmatchcase(rel, g) for g in exclude)
+
+
+def _speaker_regex(pattern: str | None) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise UsageError(f"--speaker-pattern {pattern!r}: not a regular expression ({err})") from None
+    if "speaker" not in regex.groupindex:
+        raise UsageError(f"--speaker-pattern {pattern!r}: needs a group named speaker, e.g. '^(?P<speaker>[^_]+)_'")
+    return regex
+
+
+def _speakers(files: list[Path], regex: re.Pattern[str], rejects: Rejects) -> dict[Path, str]:
+    """The speaker of each file whose name matches; the others are rejected."""
+    out = {}
+    for path in files:
+        m = regex.search(path.name)
+        if m and m.group("speaker"):
+            out[path] = m.group("speaker")
+        else:
+            rejects.add(path, "no speaker", f"the file name does not match --speaker-pattern {regex.pattern!r}")
+    return out
+
+
 def _read_labels(folder: Path, files: list[Path], source: LabelSource, rejects: Rejects) -> dict[Path, str]:
     """Transcripts per audio file; audio without one, and transcripts without audio, are rejected."""
     if source == "none":
         return {}
+    if source == "folder":
+        return _folder_labels(files, rejects)
     raw = _librispeech_labels(folder, rejects) if source == "librispeech" else _sidecar_labels(files, rejects)
     texts = {}
     for path in files:
@@ -151,6 +201,18 @@ def _read_labels(folder: Path, files: list[Path], source: LabelSource, rejects: 
     for key in raw:
         where = key[0] / key[1] if isinstance(key, tuple) else key
         rejects.add(where, "transcript without audio", "a transcript line names no audio file that was kept")
+    return texts
+
+
+def _folder_labels(files: list[Path], rejects: Rejects) -> dict[Path, str]:
+    """The parent folder's name as the transcript (underscores read as spaces)."""
+    texts = {}
+    for path in files:
+        text = path.parent.name.replace("_", " ")
+        if normalize_text(text):
+            texts[path] = text
+        else:
+            rejects.add(path, "empty transcript", f"the folder name {path.parent.name!r} has no letters or digits")
     return texts
 
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cssl.model.counter_rng import (STREAM_CROSS, STREAM_DISTRACTORS, STREAM_GUMBEL, STREAM_SPANS, below,
-                                    uniform)
+from cssl.model.counter_rng import STREAM_CROSS, STREAM_DISTRACTORS, STREAM_GUMBEL, STREAM_SPANS, below, uniform
 
 
 def batch_span_mask(lengths: Tensor, size: int, prob: float, span: int, min_spans: int, seeds: Tensor,

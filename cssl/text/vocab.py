@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cssl.errors import DataError
 from cssl.text.normalize import WORD_SEP, normalization_report, normalize_text
 
 BLANK = "<blank>"
@@ -88,7 +89,7 @@ class Vocabulary:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             return cls(tuple(data["symbols"]))
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{path}: not a cssl vocabulary file ({err})") from err
+            raise DataError(f"{path}: not a cssl vocabulary file ({err})") from err
 
     def to_dict(self) -> dict[str, list[str]]:
         """For checkpoints: ``{"symbols": [...]}``."""

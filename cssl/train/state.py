@@ -14,8 +14,8 @@ from accelerate import Accelerator
 
 from cssl.config import to_dict
 from cssl.io import check_writable, remove_stale_temporaries
-from cssl.train.checkpoint import (STEP_FILE, load_checkpoint, load_latest, prune_checkpoints, rng_state,
-                                   save_checkpoint, set_rng_state)
+from cssl.train.checkpoint import (STEP_FILE, CheckpointError, load_checkpoint, load_latest, prune_checkpoints,
+                                   rng_state, save_checkpoint, set_rng_state)
 from cssl.train.health import Health
 from cssl.train.stream import BatchStream
 
@@ -55,7 +55,7 @@ def restore_training(ckpt: dict, kind: str, hint: str, model, optimizer, stream:
                      rank: int) -> dict:
     """Loads what :func:`save_training` wrote into the run's objects; returns the checkpoint."""
     if ckpt.get("kind") != kind:
-        raise ValueError(f"resume: the checkpoint is not from {kind} ({ckpt.get('kind')}); {hint}")
+        raise CheckpointError(f"resume: the checkpoint is not from {kind} ({ckpt.get('kind')}); {hint}")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     stream.load_state_dict(ckpt["stream"])
