@@ -32,7 +32,9 @@ class PretrainConfig(RunConfig):
     """Everything a pretraining run needs; saved in each checkpoint (run keys from :class:`RunConfig`)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    """Towers, quantizer and masking."""
+    """Towers, quantizer and masking (replaced by the architecture of ``init`` when it is given)."""
+    init: str | None = None
+    """Start from these weights with a fresh optimizer and schedule (continued pretraining): a pretraining checkpoint or release of ours (quantizer included), a fine-tuning checkpoint or torchaudio state dict (towers only). Ignored when resuming."""
     data: DataConfig = field(default_factory=DataConfig)
     """Unlabeled training (and optional validation) audio."""
     loss: LossConfig = field(default_factory=LossConfig)

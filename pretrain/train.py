@@ -14,10 +14,13 @@ from pathlib import Path
 
 import torch
 
+from cssl.config import from_dict
 from cssl.data.dataset import Batch, build_loader
 from cssl.errors import DataError
-from cssl.model import build_pretrainer, gumbel_temperature
+from cssl.loading import load_model
+from cssl.model import ModelConfig, Wav2Vec2Pretrainer, build_pretrainer, gumbel_temperature
 from cssl.seeding import mix_seed
+from cssl.train.checkpoint import load_checkpoint
 from cssl.train.health import Health
 from cssl.train.loop import Stage, open_run, resume_run, train
 from cssl.train.plots import plot_pretraining
@@ -101,8 +104,7 @@ def main(cfg: PretrainConfig) -> Path:
     """Trains, checkpointing as it goes; returns the path of the last checkpoint."""
     run = open_run(cfg)
     accel = run.accel
-    model = build_pretrainer(cfg.model, cfg.loss.num_distractors, cfg.loss.cross_distractors,
-                             cfg.loss.logit_temperature)
+    model, source = initial_pretrainer(cfg)
     o = cfg.optim
     optimizer = build_optimizer(model.parameters(), o.lr, o.betas, o.eps, o.weight_decay)
     loader = build_loader(cfg.data, cfg.data.manifest, train=True, seed=cfg.seed,
@@ -115,12 +117,38 @@ def main(cfg: PretrainConfig) -> Path:
     stage = Pretraining(cfg, accel, valid, health)
     resume_run(run, stage, model, optimizer, stream, health)
     last = train(run, stage, model, optimizer, stream, health,
-                 f"pretraining {len(loader.dataset)} utterances ({loader.dropped} outside the length filters), "
+                 f"pretraining from {source}, {len(loader.dataset)} utterances ({loader.dropped} outside the length filters), "
                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     run.progress.message(f"done at step {run.step}; data: {stream.rejects.summary()}; "
                          f"non-finite updates skipped: {health.nonfinite_total}")
     run.progress.close()
     return last or run.out_dir / "last.pt"
+
+
+def initial_pretrainer(cfg: PretrainConfig) -> tuple[Wav2Vec2Pretrainer, str]:
+    """A fresh pretrainer, or one starting from ``cfg.init`` (whose architecture then replaces ``cfg.model``).
+
+    A pretraining checkpoint or release brings everything the task learned (towers, quantizer,
+    projections, mask embedding); other files bring the towers, with a new quantizer.
+    """
+    def build() -> Wav2Vec2Pretrainer:
+        return build_pretrainer(cfg.model, cfg.loss.num_distractors, cfg.loss.cross_distractors,
+                                cfg.loss.logit_temperature)
+
+    if not cfg.init:
+        return build(), "random init"
+    ckpt = load_checkpoint(cfg.init)
+    if ckpt.get("kind") == "pretrain":
+        cfg.model = from_dict(ModelConfig, ckpt["config"]["model"], source=f"{cfg.init} (model config)")
+        model = build()
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+        return model, f"pretraining checkpoint {cfg.init} (step {ckpt['step']}, quantizer included)"
+    loaded = load_model(ckpt, cfg.model, name=cfg.init)
+    cfg.model = loaded.config
+    model = build()
+    towers = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("aux.")}
+    model.model.load_state_dict(towers)
+    return model, f"{loaded.source} (towers; new quantizer)"
 
 
 def _figures(out, loss: float, batch: Batch) -> dict[str, float]:

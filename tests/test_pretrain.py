@@ -110,3 +110,25 @@ def test_learns_tone_sequences_well_above_chance(tmp_path: Path) -> None:
     accuracy = sum(r["accuracy"] for r in late) / len(late)
     assert loss < rows[0]["contrastive"] - 0.3, rows
     assert accuracy > 3 * rows[0]["chance"], rows
+
+
+def test_continued_pretraining_starts_from_a_release_with_a_fresh_optimizer(corpus: Path, tmp_path: Path) -> None:
+    from cssl.train.checkpoint import CheckpointError
+    from pretrain.release import release
+
+    first = tmp_path / "first"
+    main(load_config(PretrainConfig, TINY, [f"data.manifest={corpus}", *FAST, "optim.max_steps=3", f"out_dir={first}"]))
+    slim = release(first / "last.pt", tmp_path / "release.pt")  # weights only, float16
+    again = tmp_path / "again"
+    # a different architecture asked for: init's own wins, as its weights need it
+    main(load_config(PretrainConfig, TINY, [f"data.manifest={corpus}", *FAST, "optim.max_steps=1", "optim.lr=1e-12",
+                                            f"init={tmp_path / 'release.pt'}", "model.quantizer.entries=16",
+                                            f"out_dir={again}"]))
+    ckpt = load_checkpoint(again / "last.pt")
+    assert ckpt["step"] == 1 and ckpt["config"]["model"]["quantizer"]["entries"] == 32
+    for key, value in slim["model"].items():  # quantizer and projections too; an lr of 1e-12 moves nothing
+        assert torch.allclose(ckpt["model"][key], value.float(), atol=1e-6), key
+    assert all(s["step"] == 1 for s in ckpt["optimizer"]["state"].values())  # a fresh optimizer
+    with pytest.raises(CheckpointError, match="weights only .* init="):
+        main(load_config(PretrainConfig, TINY, [f"data.manifest={corpus}", *FAST, "optim.max_steps=2",
+                                                f"resume={tmp_path / 'release.pt'}", f"out_dir={tmp_path / 'x'}"]))

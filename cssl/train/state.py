@@ -56,6 +56,9 @@ def restore_training(ckpt: dict, kind: str, hint: str, model, optimizer, stream:
     """Loads what :func:`save_training` wrote into the run's objects; returns the checkpoint."""
     if ckpt.get("kind") != kind:
         raise CheckpointError(f"resume: the checkpoint is not from {kind} ({ckpt.get('kind')}); {hint}")
+    if "optimizer" not in ckpt:
+        raise CheckpointError("resume: the checkpoint holds weights only (a release), not a run's state; start a new "
+                              "run from its weights with init= instead")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     stream.load_state_dict(ckpt["stream"])
