@@ -1,8 +1,11 @@
-"""Beam-search CTC decoding with a word n-gram language model (torchaudio's flashlight decoder).
+"""Beam-search CTC decoding over a lexicon, with or without a word n-gram LM (torchaudio's flashlight decoder).
 
-The decoder needs a lexicon: every word of the ARPA model's unigrams that the character
-vocabulary can spell, written as its letters followed by the word boundary ``|``. It is
-generated next to the ARPA file on first use (``<name>.lexicon.txt``).
+The decoder spells every word it may output: each word as its letters followed by the
+word boundary ``|``. Without a word list those are the ARPA model's unigrams that the
+character vocabulary can spell, generated next to the ARPA file on first use
+(``<name>.lexicon.txt``). With a word list (``lexicon=``, one or more words per line:
+command-and-control, digits) the output is restricted to its words, with the LM or,
+without one, on acoustic scores alone.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import Tensor
 
-from cssl.errors import DataError
+from cssl.errors import DataError, UsageError
+from cssl.text.normalize import normalize_text
 from cssl.text.vocab import BLANK, UNK, Vocabulary
 
 WORD_SEP = "|"
@@ -50,23 +54,46 @@ def write_lexicon(words: list[str], vocab: Vocabulary, path: Path) -> int:
     return len(kept)
 
 
-class BeamDecoder:
-    """Lexicon-constrained beam search with an n-gram LM over (T, V) log-probabilities."""
+def read_word_list(path: str | Path) -> list[str]:
+    """The distinct normalised words of a text file (one or more per line), in first-seen order."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read the word list ({err})") from None
+    return list(dict.fromkeys(w for line in text.splitlines() for w in normalize_text(line).split()))
 
-    def __init__(self, vocab: Vocabulary, lm: str | Path, beam_size: int = 50, lm_weight: float = 2.0,
-                 word_score: float = 0.0) -> None:
+
+class BeamDecoder:
+    """Lexicon-constrained beam search over (T, V) log-probabilities, with an n-gram LM when one is given."""
+
+    def __init__(self, vocab: Vocabulary, lm: str | Path | None = None, beam_size: int = 50, lm_weight: float = 2.0,
+                 word_score: float = 0.0, lexicon: str | Path | None = None) -> None:
         from torchaudio.models.decoder import ctc_decoder
 
-        lm = Path(lm)
-        lexicon = lm.with_suffix(".lexicon.txt")
-        if not lexicon.is_file() or lexicon.stat().st_mtime < lm.stat().st_mtime:
-            if write_lexicon(arpa_words(lm), vocab, lexicon) == 0:
-                raise DataError(f"{lm}: none of its words can be spelled with the model's characters")
-        with _native_stderr_on_failure():  # KenLM reports its loading progress on stderr
-            self.decoder = ctc_decoder(
-                lexicon=str(lexicon), tokens=list(vocab.symbols), lm=str(lm), nbest=1, beam_size=beam_size,
-                lm_weight=lm_weight, word_score=word_score, blank_token=BLANK, sil_token=WORD_SEP, unk_word=UNK,
-            )
+        if lm is None and lexicon is None:
+            raise UsageError("beam search needs an LM (--lm), a word list (--lexicon) or both")
+        with contextlib.ExitStack() as stack:
+            if lexicon is not None:
+                words = read_word_list(lexicon)
+                spelled = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "lexicon.txt"
+                kept = write_lexicon(words, vocab, spelled)
+                if kept == 0:
+                    raise DataError(f"{lexicon}: none of its {len(words)} words can be spelled with the model's "
+                                    "characters")
+                self.words = [w for w in words if set(w) <= set(vocab.symbols[3:])]
+            else:
+                lm = Path(lm)
+                spelled = lm.with_suffix(".lexicon.txt")
+                if not spelled.is_file() or spelled.stat().st_mtime < lm.stat().st_mtime:
+                    if write_lexicon(arpa_words(lm), vocab, spelled) == 0:
+                        raise DataError(f"{lm}: none of its words can be spelled with the model's characters")
+                self.words = None
+            with _native_stderr_on_failure():  # KenLM reports its loading progress on stderr
+                self.decoder = ctc_decoder(
+                    lexicon=str(spelled), tokens=list(vocab.symbols), lm=None if lm is None else str(lm), nbest=1,
+                    beam_size=beam_size, lm_weight=lm_weight, word_score=word_score, blank_token=BLANK,
+                    sil_token=WORD_SEP, unk_word=UNK,
+                )
 
     def decode(self, log_probs: Tensor) -> str:
         """The best word sequence for one utterance's (T, V) log-probabilities."""

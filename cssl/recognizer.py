@@ -12,7 +12,8 @@ Audio longer than ``chunk_seconds`` is cut into overlapping windows; each frame'
 probabilities come from the window where it is furthest from an edge, so memory stays
 bounded and no context is lost at the cuts. Logits are divided by the checkpoint's
 calibrated temperature (1 when it was never calibrated) before word confidences are
-computed. Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an ARPA file).
+computed. Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an ARPA file)
+and/or restricted to a word list (``lexicon=``: command-and-control vocabularies).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class Recognizer:
     def __init__(self, model: Wav2Vec2Model, vocab: Vocabulary, temperature: float = 1.0,
                  normalize: bool = False, chunk_seconds: float = 30.0, overlap_seconds: float = 2.0,
                  device: str | torch.device = "cpu", lm: str | None = None, beam_size: int = 50,
-                 lm_weight: float = 2.0, word_score: float = 0.0, precision: str = "no") -> None:
+                 lm_weight: float = 2.0, word_score: float = 0.0, precision: str = "no",
+                 lexicon: str | None = None) -> None:
         from cssl.train.runtime import resolve_precision
 
         self.precision = resolve_precision(precision)
@@ -89,10 +91,11 @@ class Recognizer:
         if self.overlap >= self.chunk:
             raise UsageError("overlap_seconds must be shorter than chunk_seconds")
         self.beam = None
-        if lm is not None:
+        if lm is not None or lexicon is not None:
             from cssl.beam import BeamDecoder
 
-            self.beam = BeamDecoder(vocab, lm, beam_size=beam_size, lm_weight=lm_weight, word_score=word_score)
+            self.beam = BeamDecoder(vocab, lm, beam_size=beam_size, lm_weight=lm_weight, word_score=word_score,
+                                    lexicon=lexicon)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Recognizer:

@@ -31,6 +31,8 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm", default=None, help="ARPA language model for beam search (cssl lm build)")
+    p.add_argument("--lexicon", default=None, metavar="WORDS.txt",
+                   help="restrict beam search to these words (one or more per line), with or without --lm")
     p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept by beam search")
     p.add_argument("--lm-weight", type=float, default=2.0, help="LM weight (choose it with cssl lm tune)")
     p.add_argument("--word-score", type=float, default=0.0, help="score added per word (cssl lm tune)")
@@ -44,7 +46,13 @@ def _recognizer(args: argparse.Namespace):
 
     return Recognizer.from_checkpoint(args.checkpoint, lm=args.lm, beam_size=args.beam_size,
                                       lm_weight=args.lm_weight, word_score=args.word_score,
-                                      chunk_seconds=args.chunk_seconds, precision=args.precision)
+                                      chunk_seconds=args.chunk_seconds, precision=args.precision,
+                                      lexicon=args.lexicon)
+
+
+def _decoding(args: argparse.Namespace) -> str:
+    parts = (["LM"] if args.lm else []) + (["lexicon"] if args.lexicon else [])
+    return "beam + " + " + ".join(parts) if parts else "greedy"
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -57,7 +65,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"{args.manifest}: scored {ev.utterances} of {ev.listed} utterances ({ev.rejects.summary()}), "
           f"{ev.audio_s / 60:.1f} min of audio")
     print(f"WER {ev.wer:.4f}  CER {ev.cer:.4f}  RTF {ev.rtf:.4f}  word-confidence ECE {ev.ece:.4f}  "
-          f"({'beam + LM' if args.lm else 'greedy'})")
+          f"({_decoding(args)})")
     print(f"per-utterance results: {out}")
     if ev.skipped:
         rejects = out.with_name(out.stem + ".rejects.tsv")
