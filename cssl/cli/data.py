@@ -93,6 +93,8 @@ def run_split(args: argparse.Namespace) -> int:
 
     parts = split_manifest(read_manifest(args.manifest), args.dev, args.test, args.by, args.seed, str(args.manifest))
     for name, part in parts.items():
+        if not len(part):  # a share of 0 asked for
+            continue
         out = args.manifest.with_name(f"{args.manifest.stem}.{name}{args.manifest.suffix}")
         write_manifest(part, out)
         speakers = len({e.speaker for e in part if e.speaker is not None})
