@@ -25,7 +25,9 @@ from cssl.text.normalize import normalize_text
 LM_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 """Default grid of LM weights."""
 WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 4.0)
-"""Default grid of word scores."""
+"""Default grid of word scores with an LM."""
+LEXICON_WORD_SCORES = (0.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0)
+"""Default grid of word scores for a word list without an LM (no LM score to weigh a word against silence)."""
 
 
 @dataclass
@@ -72,12 +74,18 @@ class LMTuning:
         return "\n".join(lines)
 
 
-def tune_lm(recognizer, manifest: str | Path, lm: str | Path, lm_weights: Sequence[float] = LM_WEIGHTS,
-            word_scores: Sequence[float] = WORD_SCORES, beam_size: int = 50,
-            log: Callable[[str], None] | None = None) -> LMTuning:
-    """Grid search of (LM weight, word score) for ``recognizer`` with ``lm`` on a labeled ``manifest``."""
+def tune_lm(recognizer, manifest: str | Path, lm: str | Path | None, lm_weights: Sequence[float] = LM_WEIGHTS,
+            word_scores: Sequence[float] | None = None, beam_size: int = 50,
+            log: Callable[[str], None] | None = None, lexicon: str | Path | None = None) -> LMTuning:
+    """Grid search of (LM weight, word score) for ``recognizer`` with ``lm`` and/or a word list ``lexicon``
+    on a labeled ``manifest``; without an LM only the word score is searched (it sets how readily
+    a word is emitted at all: at 0, lexicon-only search often prefers saying nothing)."""
+    if word_scores is None:
+        word_scores = WORD_SCORES if lm is not None else LEXICON_WORD_SCORES
     if not lm_weights or not word_scores:
         raise UsageError("tune_lm: lm_weights and word_scores each need at least one value")
+    if lm is None:
+        lm_weights = (0.0,)
     from cssl.data.audio import AudioError, load_audio  # torch and torchaudio: only when tuning
 
     entries = read_manifest(manifest)
@@ -97,7 +105,8 @@ def tune_lm(recognizer, manifest: str | Path, lm: str | Path, lm_weights: Sequen
         raise DataError(f"{manifest}: none of its {len(entries)} utterances has readable audio to tune on")
     grid = []
     for weight, score in itertools.product(lm_weights, word_scores):
-        decoder = BeamDecoder(recognizer.vocab, lm, beam_size=beam_size, lm_weight=weight, word_score=score)
+        decoder = BeamDecoder(recognizer.vocab, lm, beam_size=beam_size, lm_weight=weight, word_score=score,
+                              lexicon=lexicon)
         rates = error_rates(refs, decoder.decode_batch(emissions))
         grid.append(GridPoint(weight, score, rates.wer, rates.cer))
         if log is not None:

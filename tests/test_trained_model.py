@@ -119,3 +119,18 @@ def test_lm_tuning_needs_transcripts(trained: dict[str, Path], tmp_path: Path) -
     unlabeled.write_text("\n".join(lines[:3]) + "\n")  # header and two entries, no transcripts
     with pytest.raises(ValueError, match="needs transcripts"):
         tune_lm(Recognizer.from_checkpoint(trained["best"]), unlabeled, trained["lm"])
+
+
+def test_word_list_alone_tunes_the_word_score_and_beats_greedy(trained: dict[str, Path], tmp_path: Path) -> None:
+    from cssl.lm_tuning import LEXICON_WORD_SCORES, tune_lm
+
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(tone_words(30)) + "\n")  # the tone language's whole lexicon
+    rec = Recognizer.from_checkpoint(trained["best"])
+    tuning = tune_lm(rec, trained["dev"], None, lexicon=words)
+    assert [(p.lm_weight, p.word_score) for p in tuning.grid] == [(0.0, s) for s in LEXICON_WORD_SCORES]
+    chosen = Recognizer.from_checkpoint(trained["best"], lexicon=str(words), word_score=tuning.word_score)
+    assert evaluate_manifest(chosen, trained["dev"]).wer == pytest.approx(tuning.wer)  # one pass = full decoding
+    greedy = evaluate_manifest(rec, trained["test"])
+    closed = evaluate_manifest(chosen, trained["test"])
+    assert closed.wer <= greedy.wer, (closed, greedy)  # only real words: misspellings become words or errors

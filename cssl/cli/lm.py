@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cssl.lm_tuning import LM_WEIGHTS, WORD_SCORES
+from cssl.lm_tuning import LEXICON_WORD_SCORES, LM_WEIGHTS, WORD_SCORES
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -19,12 +19,16 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--order", type=int, default=3, help="n-gram order")
     p.set_defaults(func=run_build)
 
-    p = commands.add_parser("tune", help="choose the LM weight and word score of beam search on a labeled dev set", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = commands.add_parser("tune", help="choose the LM weight and word score of beam search (LM and/or word list) on a labeled dev set", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="fine-tuning checkpoint")
     p.add_argument("manifest", type=Path, help="labeled dev manifest (not the test set)")
-    p.add_argument("lm", type=Path, help="ARPA language model")
+    p.add_argument("lm", type=Path, nargs="?", default=None, help="ARPA language model (optional with --lexicon)")
+    p.add_argument("--lexicon", type=Path, default=None, metavar="WORDS.txt",
+                   help="restrict the search to these words (without an LM: only the word score is tuned)")
     p.add_argument("--lm-weights", type=_floats, default=LM_WEIGHTS, help="comma-separated grid")
-    p.add_argument("--word-scores", type=_floats, default=WORD_SCORES, help="comma-separated grid")
+    p.add_argument("--word-scores", type=_floats, default=None,
+                   help=f"comma-separated grid (default {','.join(f'{x:g}' for x in WORD_SCORES)} with an LM, "
+                        f"{','.join(f'{x:g}' for x in LEXICON_WORD_SCORES)} with a word list alone)")
     p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept by beam search")
     p.set_defaults(func=run_tune)
 
@@ -56,7 +60,7 @@ def run_tune(args: argparse.Namespace) -> int:
     from cssl.recognizer import Recognizer
 
     result = tune_lm(Recognizer.from_checkpoint(args.checkpoint), args.manifest, args.lm, args.lm_weights,
-                     args.word_scores, args.beam_size, log=print)
+                     args.word_scores, args.beam_size, log=print, lexicon=args.lexicon)
     print(f"\n{args.manifest}: {result.utterances} utterances ({result.skipped} skipped); dev WER by pair:\n")
     print(result.table())
     print(f"\nbest: --lm-weight {result.lm_weight:g} --word-score {result.word_score:g} "
