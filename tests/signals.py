@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from cssl.data.manifest import Entry, Manifest, write_manifest
 
@@ -88,3 +89,21 @@ def tone_language_corpus(folder: Path, counts: dict[str, int], lexicon: list[str
         out[split] = folder / f"{split}.tsv"
         write_manifest(Manifest(folder, entries), out[split])
     return out
+
+
+def ctc_emissions(tokens: list[str] | tuple[str, ...], frames: list[dict[str, float]]) -> torch.Tensor:
+    """(T, V) CTC log-probabilities: each listed frame's tokens share its mass (the rest get 1e-4),
+    and a blank frame follows each, so repeated letters stay separate."""
+    rows = []
+    for probs in frames:
+        for p in (probs, {"<blank>": 1.0}):
+            row = torch.full((len(tokens),), 1e-4)
+            for tok, mass in p.items():
+                row[list(tokens).index(tok)] = mass
+            rows.append((row / row.sum()).log())
+    return torch.stack(rows)
+
+
+def spell(text: str) -> list[dict[str, float]]:
+    """Frames that spell ``text`` with certainty, one per character."""
+    return [{ch: 1.0} for ch in text]

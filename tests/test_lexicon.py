@@ -11,24 +11,14 @@ from cssl.beam import BeamDecoder
 from cssl.errors import DataError, UsageError
 from cssl.lm import build_ngram, write_arpa
 from cssl.text.vocab import Vocabulary
+from tests.signals import ctc_emissions, spell
 
 VOCAB = Vocabulary.build(["abcdefghijklmnopqrstuvwxyz"])
 
 
 def emissions(frames: list[dict[str, float]]) -> torch.Tensor:
-    """(T, V) log-probabilities: each listed frame's tokens share its mass, a blank frame after each."""
-    rows = []
-    for probs in frames:
-        for p in (probs, {"<blank>": 1.0}):
-            row = torch.full((len(VOCAB),), 1e-4)
-            for tok, mass in p.items():
-                row[VOCAB.symbols.index(tok)] = mass
-            rows.append((row / row.sum()).log())
-    return torch.stack(rows)
-
-
-def spell(text: str) -> list[dict[str, float]]:
-    return [{ch: 1.0} for ch in text]
+    """(T, V) log-probabilities over the A-Z vocabulary."""
+    return ctc_emissions(VOCAB.symbols, frames)
 
 
 def test_lexicon_alone_snaps_to_the_nearest_listed_word(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from cssl.lm import BOS, EOS, UNK, build_ngram
+from tests.signals import ctc_emissions, spell
 
 TEXT = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog", "the cat ate", "a dog ate the mat"]
 
@@ -46,18 +46,7 @@ def test_arpa_loads_in_the_ctc_beam_decoder(tmp_path: Path) -> None:
     decoder = ctc_decoder(lexicon=str(lexicon), tokens=tokens, lm=str(arpa), blank_token="<blank>",
                           sil_token="|", unk_word="<unk>", beam_size=20, lm_weight=2.0)
 
-    def emissions(frames: list[dict[str, float]]) -> torch.Tensor:
-        """(1, T, V) log-probabilities: each frame's listed tokens share its mass, a blank frame after each."""
-        rows = []
-        for probs in frames:
-            for p in (probs, {"<blank>": 1.0}):
-                row = torch.full((len(tokens),), 1e-4)
-                for tok, mass in p.items():
-                    row[tokens.index(tok)] = mass
-                rows.append((row / row.sum()).log())
-        return torch.stack(rows)[None]
-
-    spell = lambda text: [{ch: 1.0} for ch in text]  # noqa: E731
+    emissions = lambda frames: ctc_emissions(tokens, frames)[None]  # noqa: E731  (1, T, V)
     # "A ?AT |" with C and M equally likely: only "A CAT" is in the LM's text, so the LM decides.
     hyp = decoder(emissions(spell("A|") + [{"C": 0.5, "M": 0.5}] + spell("AT|")))[0][0]
     assert hyp.words == ["A", "CAT"]
