@@ -29,15 +29,10 @@ class OutputError(UserError, OSError):
     """An output that cannot be written: no space left, no permission, read-only folder."""
 
 
-def debug_enabled(argv: list[str] | None = None) -> bool:
-    """True when ``--debug`` is among the arguments or ``CSSL_DEBUG`` is set to a non-empty, non-0 value."""
-    flag = os.environ.get("CSSL_DEBUG", "")
-    return "--debug" in (sys.argv[1:] if argv is None else argv) or flag not in ("", "0")
-
-
-def run_reporting(prog: str, body: Callable[[], int], debug: bool) -> int:
-    """Runs ``body``; a user error is printed as one message (exit 2) unless ``debug``."""
-    if debug:
+def run_reporting(prog: str, body: Callable[[], int], debug: bool = False) -> int:
+    """Runs ``body``; a user error is printed as one message (exit 2) unless ``debug`` (the command's
+    ``--debug``) or ``CSSL_DEBUG`` (set, not 0) asks for the traceback."""
+    if debug or os.environ.get("CSSL_DEBUG", "") not in ("", "0"):
         return body()
     try:
         return body()

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from cssl.calibrate import OBJECTIVES, calibrate, calibration_warnings
-from cssl.errors import debug_enabled, run_reporting
+from cssl.errors import run_reporting
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="word: NLL of word correctness under word confidences; ctc: CTC NLL")
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors")
     args = parser.parse_args(argv)
-    return run_reporting(parser.prog, lambda: _run(args), args.debug or debug_enabled([]))
+    return run_reporting(parser.prog, lambda: _run(args), args.debug)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import argparse
 
 from cssl import __version__
 from cssl.cli import asr, data, lm
-from cssl.errors import debug_enabled, run_reporting
+from cssl.errors import run_reporting
 
 DESCRIPTION = """Self-supervised speech representations and CTC speech recognition.
 
@@ -42,4 +42,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cssl`` console script."""
     args = build_parser().parse_args(argv)
-    return run_reporting("cssl", lambda: int(args.func(args) or 0), args.debug or debug_enabled([]))
+    return run_reporting("cssl", lambda: int(args.func(args) or 0), args.debug)

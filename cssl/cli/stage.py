@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cssl.config import describe, load_config
-from cssl.errors import debug_enabled, run_reporting
+from cssl.errors import run_reporting
 
 
 def run_stage(prog: str, doc: str, config_cls: type, check: Callable[[Any], str | None],
@@ -53,4 +53,4 @@ def run_stage(prog: str, doc: str, config_cls: type, check: Callable[[Any], str 
         main(cfg)
         return 0
 
-    return run_reporting(prog, body, args.debug or debug_enabled([]))
+    return run_reporting(prog, body, args.debug)
