@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from cssl.config import from_dict
-from cssl.model import ModelConfig, Wav2Vec2Model, build_model
+from cssl.model import ModelConfig, Wav2Vec2Model, Wav2Vec2Pretrainer, build_model, build_pretrainer
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import CheckpointError, load_checkpoint
 
@@ -57,6 +57,19 @@ def load_model(path: str | Path | dict[str, Any], config: ModelConfig | None = N
     ckpt = path if isinstance(path, dict) else load_checkpoint(path)
     with torch.random.fork_rng(devices=[]):
         return _rebuild(ckpt, config, name or (str(path) if not isinstance(path, dict) else "checkpoint"))
+
+
+def load_pretrainer(ckpt: dict[str, Any], name: str, num_distractors: int = 100, cross_distractors: int = 0,
+                    logit_temperature: float = 0.1) -> tuple[Wav2Vec2Pretrainer, ModelConfig]:
+    """The whole pretrainer of a pretraining checkpoint or release (towers, quantizer,
+    projections, mask embedding) in float32, and its architecture."""
+    if ckpt.get("kind") != "pretrain":
+        raise CheckpointError(f"{name}: not a pretraining checkpoint (kind {ckpt.get('kind')!r})")
+    model_cfg = from_dict(ModelConfig, ckpt["config"]["model"], source=f"{name} (model config)")
+    with torch.random.fork_rng(devices=[]):
+        model = build_pretrainer(model_cfg, num_distractors, cross_distractors, logit_temperature)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    return model, model_cfg
 
 
 def _rebuild(ckpt: dict[str, Any], config: ModelConfig | None, name: str) -> LoadedModel:

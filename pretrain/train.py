@@ -17,7 +17,7 @@ import torch
 from cssl.config import from_dict
 from cssl.data.dataset import Batch, build_loader
 from cssl.errors import DataError
-from cssl.loading import load_model
+from cssl.loading import load_model, load_pretrainer
 from cssl.model import ModelConfig, Wav2Vec2Pretrainer, build_pretrainer, gumbel_temperature
 from cssl.seeding import mix_seed
 from cssl.train.checkpoint import load_checkpoint
@@ -139,9 +139,8 @@ def initial_pretrainer(cfg: PretrainConfig) -> tuple[Wav2Vec2Pretrainer, str]:
         return build(), "random init"
     ckpt = load_checkpoint(cfg.init)
     if ckpt.get("kind") == "pretrain":
-        cfg.model = from_dict(ModelConfig, ckpt["config"]["model"], source=f"{cfg.init} (model config)")
-        model = build()
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+        model, cfg.model = load_pretrainer(ckpt, cfg.init, cfg.loss.num_distractors, cfg.loss.cross_distractors,
+                                           cfg.loss.logit_temperature)
         return model, f"pretraining checkpoint {cfg.init} (step {ckpt['step']}, quantizer included)"
     loaded = load_model(ckpt, cfg.model, name=cfg.init)
     cfg.model = loaded.config

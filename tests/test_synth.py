@@ -252,6 +252,50 @@ def test_audio_is_levelled_and_padded(corpus: CorpusSummary) -> None:
         assert np.abs(audio[:edge]).max() < 0.01 and np.abs(audio[-edge:]).max() < 0.01
 
 
+def test_phone_alignments_cover_each_utterance_in_order(corpus: CorpusSummary, espeak: Espeak) -> None:
+    from cssl.data.alignment import SILENCE, alignment_path, phone_name, read_alignments
+
+    plans = {p.path: p for p in itertools.islice(plan_utterances(corpus.config, make_speakers(corpus.config)),
+                                                NUM_UTTERANCES)}
+    kept = total = 0
+    for split in SPLITS:
+        manifest = read_manifest(corpus.manifest(split, ".tsv"))
+        alignments = read_alignments(alignment_path(corpus.manifest(split, ".tsv")))
+        assert sorted(alignments) == sorted(e.path for e in manifest)
+        for entry in manifest:
+            segments = alignments[entry.path]
+            # Contiguous (read_alignments checks order and gaps) from 0 to the utterance's length.
+            assert segments[0].start == 0 and segments[-1].end == entry.num_samples
+            assert segments[0].phone == segments[-1].phone == SILENCE
+            # The phones, in order, are those the phonemizer gives for the spoken text, less the
+            # few that trimming or a shared onset squeezed to no samples.
+            plan = plans[entry.path]
+            expected = [p for p in map(phone_name, espeak.phonemize(plan.spoken, plan.voice)) if p != SILENCE]
+            spoken = [s.phone for s in segments if s.phone != SILENCE]
+            rest = iter(expected)
+            assert all(any(q == p for q in rest) for p in spoken)  # an in-order subsequence of them
+            kept, total = kept + len(spoken), total + len(expected)
+            if split == "train":
+                # The alignment follows the audio: silence at the noise floor, vowels loud.
+                audio, _ = sf.read(str(manifest.audio_path(entry)), dtype="float32")
+                rms = lambda seg: float(np.sqrt(np.mean(audio[seg.start : seg.end] ** 2)))  # noqa: E731
+                vowels = [rms(seg) for seg in segments if seg.phone[0] in "aeiouAEIOU@3"]
+                peak = float(np.abs(audio).max())
+                assert rms(segments[0]) < 0.005 * peak and np.median(vowels) > 0.08 * peak
+    assert kept >= 0.97 * total
+
+
+def test_phoneme_events_are_the_phonemizers_phonemes(espeak: Espeak) -> None:
+    from cssl.data.alignment import SILENCE, phone_name
+
+    for text, voice in ((SENTENCE, "en-us+m3"), ("a point always goes.", "en+m3"), ("hello world, twice.", "en+f2")):
+        speech = espeak.speak(text, voice, seed=1)
+        onsets = [sample for _, sample in speech.phonemes]
+        assert onsets == sorted(onsets) and 0 <= onsets[0] and onsets[-1] <= speech.samples.size
+        events = [phone_name(m) for m, _ in speech.phonemes]
+        assert [p for p in events if p != SILENCE] == [phone_name(p) for p in espeak.phonemize(text, voice)]
+
+
 def test_same_corpus_with_one_worker(corpus: CorpusSummary, tmp_path: Path) -> None:
     small = synthesize_corpus(tmp_path, num_utterances=20, seed=0, workers=1, vocab_size=VOCAB_SIZE, progress=False)
     # The first 20 utterances of the 100 are planned identically; their audio must be too.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from cssl import __version__
-from cssl.cli import asr, data, lm
+from cssl.cli import asr, data, lm, probe
 from cssl.errors import run_reporting
 
 DESCRIPTION = """Self-supervised speech representations and CTC speech recognition.
@@ -20,6 +20,7 @@ commands:
   cssl lm build|tune                           n-gram language models for beam search
   cssl evaluate CKPT MANIFEST                  WER, CER, RTF of a fine-tuned checkpoint
   cssl transcribe CKPT FILES_OR_DIRS           text with word times and confidences
+  cssl probe CKPT MANIFEST                     how phonetic each level of a model is (PNMI, purities)
 
 training stages: python -m pretrain CONFIG [key=value ...], python -m finetune CONFIG [...]
 (--print-config lists every key). User errors print one line; --debug or CSSL_DEBUG=1
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(groups)
     lm.register(groups)
     asr.register(groups)
+    probe.register(groups)
     return parser
 
 

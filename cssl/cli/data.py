@@ -51,6 +51,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     size.add_argument("--utterances", type=int, default=None, help="number of utterances to generate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, default=None, help="use only the N most common lexicon words")
+    p.add_argument("--speakers", type=int, default=48, help="speakers of the unlabeled, train and dev splits")
     p.add_argument("--workers", type=int, default=SCAN_WORKERS)
     p.set_defaults(func=run_synth)
 
@@ -107,7 +108,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
     summary = synthesize_corpus(
         args.out, hours=args.hours, num_utterances=args.utterances, seed=args.seed,
-        workers=args.workers, vocab_size=args.vocab_size,
+        workers=args.workers, vocab_size=args.vocab_size, num_speakers=args.speakers,
     )
     print(summary.table())
     return 0

@@ -7,10 +7,13 @@ pipeline can run on without downloading anything::
       unlabeled/<speaker>/<utt>.flac   train/...   dev/...   test/...
       unlabeled.tsv  train.tsv train.wrd train.ltr  dev.*  test.*   (fairseq)
       unlabeled.jsonl  train.jsonl  dev.jsonl  test.jsonl            (NeMo, with speaker)
+      unlabeled.phones.jsonl  train.phones.jsonl  ...                 (phone alignments)
       corpus.json                                                    (parameters, counts, speakers)
 
 Labeled manifests carry normalised transcripts (upper case, as :mod:`cssl.text.normalize`
-writes them); the unlabeled manifests carry none.
+writes them); the unlabeled manifests carry none. Every split also gets its phone
+alignments (:mod:`cssl.data.alignment`): eSpeak NG reports each phoneme's onset as it
+speaks, and the onsets follow the audio through resampling, trimming and padding.
 
 A speaker is an English language voice (accent) with a voice variant, a base pitch,
 pitch range and speaking rate; every utterance jitters these around its speaker.
@@ -46,6 +49,7 @@ import soundfile as sf
 import torch
 
 from cssl import SAMPLE_RATE
+from cssl.data.alignment import Segment, alignment_path, segments_from_onsets, write_alignments
 from cssl.data.audio import resample
 from cssl.data.manifest import Entry, Manifest, write_manifest
 from cssl.io import atomic_write_lines
@@ -63,7 +67,7 @@ LABELED_SPLITS = ("train", "dev", "test")
 CORPUS_FILE = "corpus.json"
 """Parameters and summary of a finished corpus; also the cache key."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped when the same parameters would give a different corpus."""
 
 SEEN_VARIANTS = tuple(
@@ -264,14 +268,18 @@ def synthesize_corpus(
     workers: int = 2,
     vocab_size: int | None = None,
     progress: bool = True,
+    num_speakers: int = CorpusConfig.num_speakers,
 ) -> CorpusSummary:
     """Synthesises a corpus into ``out_dir`` (or reuses the one already there).
 
     Give ``hours`` (total audio), ``num_utterances``, or both (whichever is reached
     first). ``workers`` processes synthesise in parallel; ``workers <= 1`` runs in this
-    process. The result does not depend on ``workers`` or ``progress``.
+    process. ``num_speakers`` counts the speakers of the unlabeled, train and dev splits.
+    The result does not depend on ``workers`` or ``progress``.
     """
-    config = CorpusConfig(hours=hours, num_utterances=num_utterances, seed=seed, vocab_size=vocab_size)
+    config = CorpusConfig(
+        hours=hours, num_utterances=num_utterances, seed=seed, vocab_size=vocab_size, num_speakers=num_speakers
+    )
     return build_corpus(config, out_dir, workers=workers, progress=progress)
 
 
@@ -307,7 +315,9 @@ def load_summary(out_dir: str | Path, config: CorpusConfig) -> CorpusSummary | N
         not meta.get("complete")
         or meta.get("format_version") != FORMAT_VERSION
         or meta.get("config") != _config_json(config)
-        or not all((out_dir / f"{split}{suffix}").is_file() for split in SPLITS for suffix in (".tsv", ".jsonl"))
+        or not all(
+            (out_dir / f"{split}{suffix}").is_file() for split in SPLITS for suffix in (".tsv", ".jsonl", ".phones.jsonl")
+        )
     ):
         return None
     splits = {
@@ -447,54 +457,61 @@ def _process_context() -> BaseContext:
     return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
 
 
-def _synthesize_batch(plans: list[UtterancePlan], out_dir: str) -> list[int]:
-    """Synthesises and writes ``plans``; returns their lengths in samples at 16 kHz."""
+def _synthesize_batch(plans: list[UtterancePlan], out_dir: str) -> list[list[Segment]]:
+    """Synthesises and writes ``plans``; returns their phone alignments."""
     global _worker_espeak
     if _worker_espeak is None:
         _worker_espeak = Espeak()
     return [synthesize_utterance(_worker_espeak, plan, Path(out_dir)) for plan in plans]
 
 
-def render_utterance(espeak: Espeak, plan: UtterancePlan) -> np.ndarray:
-    """The utterance's float32 samples at 16 kHz: synthesised, resampled, trimmed, padded, levelled."""
+def render_utterance(espeak: Espeak, plan: UtterancePlan) -> tuple[np.ndarray, list[Segment]]:
+    """The utterance's float32 samples at 16 kHz (synthesised, resampled, trimmed, padded,
+    levelled) and its phone alignment."""
     # The seed also restarts eSpeak NG, so the audio does not depend on the utterances before.
-    samples, rate = espeak.synth(
+    speech = espeak.speak(
         plan.spoken, plan.voice, plan.rate, plan.pitch, plan.pitch_range, volume=_ESPEAK_VOLUME, seed=plan.seed
     )
+    samples, rate = speech.samples, speech.sample_rate
     if samples.size == 0 or not np.any(samples):
         raise RuntimeError(f"eSpeak NG produced no audio for utterance {plan.index} ({plan.voice}: {plan.text!r})")
     wave = resample(torch.from_numpy(samples), rate, SAMPLE_RATE).numpy()
-    wave = _trim(wave, SAMPLE_RATE)
+    first, last = _speech_bounds(wave, SAMPLE_RATE)
+    wave = wave[first:last]
     wave = wave * (plan.peak / float(np.abs(wave).max()))
     lead, trail = round(plan.lead * SAMPLE_RATE), round(plan.trail * SAMPLE_RATE)
     wave = np.concatenate([np.zeros(lead, np.float32), wave.astype(np.float32), np.zeros(trail, np.float32)])
     noise = np.random.default_rng(plan.seed).standard_normal(wave.size).astype(np.float32)
     wave += noise * np.float32(10 ** (plan.noise_db / 20))
-    return np.clip(wave, -1.0, 1.0)
+    # Onsets at the library's rate -> 16 kHz -> trimmed -> after the leading silence.
+    onsets = [(name, round(sample * SAMPLE_RATE / rate) - first + lead) for name, sample in speech.phonemes]
+    segments = segments_from_onsets(onsets, (lead, lead + last - first), wave.size)
+    return np.clip(wave, -1.0, 1.0), segments
 
 
-def synthesize_utterance(espeak: Espeak, plan: UtterancePlan, out_dir: Path) -> int:
-    """Renders ``plan`` and writes it as 16-bit FLAC; returns its length in samples."""
-    wave = render_utterance(espeak, plan)
+def synthesize_utterance(espeak: Espeak, plan: UtterancePlan, out_dir: Path) -> list[Segment]:
+    """Renders ``plan`` and writes it as 16-bit FLAC; returns its phone alignment (whose
+    last segment ends at the utterance's length in samples)."""
+    wave, segments = render_utterance(espeak, plan)
     path = out_dir / plan.path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     sf.write(str(tmp), wave, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     os.replace(tmp, path)
-    return int(wave.size)
+    return segments
 
 
-def _trim(wave: np.ndarray, rate: int) -> np.ndarray:
-    """Cuts leading and trailing silence, keeping a short margin."""
+def _speech_bounds(wave: np.ndarray, rate: int) -> tuple[int, int]:
+    """``(first, last)`` of the audio without its leading and trailing silence, keeping a short margin."""
     loud = np.flatnonzero(np.abs(wave) > _TRIM_THRESHOLD * np.abs(wave).max())
     margin = round(_TRIM_MARGIN * rate)
-    return wave[max(0, loud[0] - margin) : loud[-1] + margin + 1]
+    return max(0, int(loud[0]) - margin), min(wave.size, int(loud[-1]) + margin + 1)
 
 
 def _run(
     plans: Iterator[UtterancePlan], out_dir: Path, config: CorpusConfig, workers: int, progress: _Progress
-) -> list[tuple[UtterancePlan, int]]:
-    """Synthesises plans in order until the corpus is big enough; returns the kept plans and lengths.
+) -> list[tuple[UtterancePlan, list[Segment]]]:
+    """Synthesises plans in order until the corpus is big enough; returns the kept plans and alignments.
 
     Batches are synthesised ahead in parallel but accepted strictly in order, so the
     stopping point (and hence the corpus) does not depend on the number of workers.
@@ -538,11 +555,11 @@ def _run(
 
 
 class _Kept:
-    """The utterances accepted so far, in corpus order, and their total length."""
+    """The utterances accepted so far, in corpus order, with their alignments, and their total length."""
 
     def __init__(self, config: CorpusConfig) -> None:
         self.config = config
-        self.items: list[tuple[UtterancePlan, int]] = []
+        self.items: list[tuple[UtterancePlan, list[Segment]]] = []
         self.samples = 0
 
     @property
@@ -552,14 +569,14 @@ class _Kept:
             return True
         return self.config.hours is not None and self.samples >= self.config.hours * 3600 * SAMPLE_RATE
 
-    def accept(self, batch: list[UtterancePlan], lengths: list[int], surplus: list[UtterancePlan]) -> None:
+    def accept(self, batch: list[UtterancePlan], alignments: list[list[Segment]], surplus: list[UtterancePlan]) -> None:
         """Keeps plans in order until done; the rest go to ``surplus``."""
-        for plan, length in zip(batch, lengths, strict=True):
+        for plan, segments in zip(batch, alignments, strict=True):
             if self.done:
                 surplus.append(plan)
             else:
-                self.items.append((plan, length))
-                self.samples += length
+                self.items.append((plan, segments))
+                self.samples += segments[-1].end
 
 
 def _batches(plans: Iterator[UtterancePlan], config: CorpusConfig, size: int) -> Iterator[list[UtterancePlan]]:
@@ -644,16 +661,18 @@ def _clock(seconds: float) -> str:
 # Output: manifests and corpus.json.
 
 
-def _write_manifests(out_dir: Path, kept: Sequence[tuple[UtterancePlan, int]]) -> dict[str, SplitSummary]:
-    """Writes ``<split>.tsv`` (+ ``.wrd``/``.ltr`` when labeled) and ``<split>.jsonl`` for each split."""
+def _write_manifests(out_dir: Path, kept: Sequence[tuple[UtterancePlan, list[Segment]]]) -> dict[str, SplitSummary]:
+    """Writes ``<split>.tsv`` (+ ``.wrd``/``.ltr`` when labeled), ``<split>.jsonl`` and
+    ``<split>.phones.jsonl`` for each split."""
     summaries = {}
     for split in SPLITS:
-        chosen = [(p, n) for p, n in kept if p.split == split]
+        chosen = [(p, a) for p, a in kept if p.split == split]
         labeled = split in LABELED_SPLITS
-        entries = [Entry(p.path, n, normalize_text(p.text) if labeled else None, p.speaker) for p, n in chosen]
+        entries = [Entry(p.path, a[-1].end, normalize_text(p.text) if labeled else None, p.speaker) for p, a in chosen]
         manifest = Manifest(out_dir.resolve(), entries)
         write_manifest(manifest, out_dir / f"{split}.tsv")
         write_manifest(manifest, out_dir / f"{split}.jsonl")
+        write_alignments(alignment_path(out_dir / f"{split}.tsv"), [(p.path, a) for p, a in chosen])
         if not entries:
             # An empty split has no transcripts to write, yet readers expect the label files.
             for suffix in (".wrd", ".ltr") if labeled else ():
@@ -672,7 +691,7 @@ def _clear_previous(out_dir: Path) -> None:
         return
     for split in SPLITS:
         shutil.rmtree(out_dir / split, ignore_errors=True)
-        for suffix in (".tsv", ".wrd", ".ltr", ".jsonl"):
+        for suffix in (".tsv", ".wrd", ".ltr", ".jsonl", ".phones.jsonl"):
             (out_dir / f"{split}{suffix}").unlink(missing_ok=True)
     (out_dir / CORPUS_FILE).unlink()
 

@@ -32,6 +32,10 @@ from cssl.errors import UserError
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 # espeakINITIALIZE_DONT_EXIT: report errors instead of calling exit().
 _INITIALIZE_DONT_EXIT = 0x8000
+# espeakINITIALIZE_PHONEME_EVENTS: the synth callback also receives one event per phoneme.
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+# espeak_EVENT_TYPE values read from the callback's event list.
+_EVENT_LIST_TERMINATED, _EVENT_PHONEME = 0, 7
 # espeak_POSITION_TYPE: POS_CHARACTER.
 _POS_CHARACTER = 1
 # Synth flags: UTF-8 text.
@@ -42,6 +46,21 @@ _EE_OK = 0
 
 # int callback(short *wav, int numsamples, espeak_EVENT *events); returning 0 continues.
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT`` of speak_lib.h; for a phoneme event ``id`` holds its mnemonic."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # milliseconds
+        ("sample", ctypes.c_int),  # samples at the library's rate
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
 
 LANG_FOLDER = Path("lang") / "gmw"
 """Folder of the data dir that holds the English language voices."""
@@ -109,6 +128,20 @@ def _read_voice_file(path: Path) -> dict[str, str]:
     return fields
 
 
+@dataclass(frozen=True)
+class Speech:
+    """What :meth:`Espeak.speak` returns."""
+
+    samples: np.ndarray
+    """float32 samples in [-1, 1]."""
+    sample_rate: int
+    """Their rate in Hz."""
+    phonemes: tuple[tuple[str, int], ...]
+    """``(mnemonic, onset sample)`` of each phoneme in spoken order: eSpeak NG's phoneme
+    names with stress marks (``'oU``); ``_`` and ``_:`` are pauses. A phoneme lasts until
+    the next one starts; the last one (a pause) ends the speech."""
+
+
 class _Library:
     """The process's loaded and initialised library, and what it needs to start afresh.
 
@@ -131,6 +164,7 @@ class _Library:
             raise EspeakError(f"cannot read the eSpeak NG library {library_path}: {err}") from err
         self.lock = threading.Lock()
         self.chunks: list[np.ndarray] = []
+        self.phonemes: list[tuple[str, int]] = []
         # Kept on self: ctypes does not own the callback, and a collected one would crash.
         self._callback = _SynthCallback(self._collect)
         self.libc = ctypes.CDLL(None)
@@ -144,7 +178,8 @@ class _Library:
         except OSError as err:
             raise EspeakError(f"cannot load the eSpeak NG library {self.library_path}: {err}") from err
         _declare(lib)
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(), _INITIALIZE_DONT_EXIT)
+        options = _INITIALIZE_DONT_EXIT | _INITIALIZE_PHONEME_EVENTS
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(), options)
         if rate <= 0:
             raise EspeakError(f"espeak_Initialize failed (returned {rate}) with data dir {self.data_path}")
         self.sample_rate = int(rate)
@@ -169,6 +204,13 @@ class _Library:
         # A NULL buffer marks the end of the text; copy now, the buffer is reused.
         if wav and num_samples > 0:
             self.chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        if events:
+            event = ctypes.cast(events, ctypes.POINTER(_Event))
+            i = 0
+            while event[i].type != _EVENT_LIST_TERMINATED:
+                if event[i].type == _EVENT_PHONEME:
+                    self.phonemes.append((event[i].id.decode("ascii", "replace"), int(event[i].sample)))
+                i += 1
         return 0
 
 
@@ -197,6 +239,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.espeak_Synth.restype = ctypes.c_int
     lib.espeak_Synchronize.argtypes = []
     lib.espeak_Synchronize.restype = ctypes.c_int
+    # const char *espeak_TextToPhonemes(const void **textptr, int textmode, int phonememode)
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
     if hasattr(lib, "espeak_ng_SetRandSeed"):
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_ng_SetRandSeed.restype = ctypes.c_int
@@ -264,7 +309,21 @@ class Espeak:
         volume: int = 100,
         seed: int | None = None,
     ) -> tuple[np.ndarray, int]:
-        """Speaks ``text``; returns float32 samples in [-1, 1] and the sample rate.
+        """Speaks ``text``; returns float32 samples in [-1, 1] and the sample rate (see :meth:`speak`)."""
+        speech = self.speak(text, voice, rate, pitch, pitch_range, volume, seed)
+        return speech.samples, speech.sample_rate
+
+    def speak(
+        self,
+        text: str,
+        voice: str = "en-us",
+        rate: int = 175,
+        pitch: int = 50,
+        pitch_range: int = 50,
+        volume: int = 100,
+        seed: int | None = None,
+    ) -> Speech:
+        """Speaks ``text``: float32 samples in [-1, 1], their rate and the phonemes' onsets.
 
         ``voice`` is a language voice with an optional variant (``en-gb-x-rp+f2``),
         ``rate`` is in words per minute (80-450), ``pitch`` and ``pitch_range`` are
@@ -292,16 +351,29 @@ class Espeak:
                 raise EspeakError(f"eSpeak NG has no voice {voice!r} in {lib.data_path}")
             for parameter, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range), (_VOLUME, volume)):
                 lib.lib.espeak_SetParameter(parameter, int(value), 0)
-            lib.chunks = []
+            lib.chunks, lib.phonemes = [], []
             data = text.encode("utf-8") + b"\0"
             buffer = ctypes.create_string_buffer(data, len(data))
             status = lib.lib.espeak_Synth(buffer, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             lib.lib.espeak_Synchronize()
             chunks, lib.chunks = lib.chunks, []
+            phonemes, lib.phonemes = lib.phonemes, []
         if status != _EE_OK:
             raise EspeakError(f"espeak_Synth failed (error {status}) for voice {voice!r} and text {text[:60]!r}")
         samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-        return samples.astype(np.float32) / 32768.0, lib.sample_rate
+        return Speech(samples.astype(np.float32) / 32768.0, lib.sample_rate, tuple(phonemes))
+
+    def phonemize(self, text: str, voice: str = "en-us") -> list[str]:
+        """The phonemes eSpeak NG would speak for ``text`` (its mnemonics, pauses left out)."""
+        lib = self._lib
+        with lib.lock:
+            if lib.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise EspeakError(f"eSpeak NG has no voice {voice!r} in {lib.data_path}")
+            rest = ctypes.c_char_p(text.encode("utf-8"))
+            clauses = []
+            while rest.value:  # one clause per call; the pointer moves past it
+                clauses.append(lib.lib.espeak_TextToPhonemes(ctypes.byref(rest), _CHARS_UTF8, ord("|") << 8))
+        return [p for clause in clauses for word in (clause or b"").decode().split() for p in word.split("|") if p]
 
     def usable(self, voice: str) -> bool:
         """True when ``voice`` is accepted and speaks a short word as non-silent audio."""
