@@ -28,6 +28,16 @@ class LossConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """The phonetic probe run at each validation when the validation manifest has phone alignments."""
+
+    utterances: Count = 200
+    """Validation utterances probed (the first ones with an alignment); 0 turns the probe off."""
+    clusters: PositiveInt = 100
+    """k of the k-means per level."""
+
+
+@dataclass
 class PretrainConfig(RunConfig):
     """Everything a pretraining run needs; saved in each checkpoint (run keys from :class:`RunConfig`)."""
 
@@ -39,6 +49,8 @@ class PretrainConfig(RunConfig):
     """Unlabeled training (and optional validation) audio."""
     loss: LossConfig = field(default_factory=LossConfig)
     """Objective."""
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    """Phonetic probe at validation (PNMI per level; needs ``NAME.phones.jsonl`` beside the validation manifest)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimizer and schedule."""
     out_dir: str = "runs/pretrain"

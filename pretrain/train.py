@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 
-from cssl.config import from_dict
+from cssl.data.alignment import alignment_path
 from cssl.data.dataset import Batch, build_loader
 from cssl.errors import DataError
 from cssl.loading import load_model, load_pretrainer
-from cssl.model import ModelConfig, Wav2Vec2Pretrainer, build_pretrainer, gumbel_temperature
+from cssl.model import Wav2Vec2Pretrainer, build_pretrainer, gumbel_temperature
+from cssl.probe import Probe
 from cssl.seeding import mix_seed
 from cssl.train.checkpoint import load_checkpoint
 from cssl.train.health import Health
@@ -37,8 +38,8 @@ class Pretraining(Stage):
     kind = "pretrain"
     sums = FIGURES
 
-    def __init__(self, cfg: PretrainConfig, accel, valid, health: Health) -> None:
-        self.cfg, self.accel, self.valid, self.health = cfg, accel, valid, health
+    def __init__(self, cfg: PretrainConfig, accel, valid, health: Health, probe: Probe | None = None) -> None:
+        self.cfg, self.accel, self.valid, self.health, self.probe = cfg, accel, valid, health, probe
         self.validates = valid is not None
 
     def forward(self, model, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -93,11 +94,25 @@ class Pretraining(Stage):
                             f"({len(self.valid.dataset)} listed; unreadable files are skipped and counted); "
                             "fix the manifest or leave data.valid_manifest unset")
         model.train()
-        return {"contrastive": totals["contrastive"] / totals["count"], "accuracy": totals["correct"] / totals["count"],
-                "code_ppl": totals["code_ppl"] / max(1, batches)}
+        metrics = {"contrastive": totals["contrastive"] / totals["count"],
+                   "accuracy": totals["correct"] / totals["count"], "code_ppl": totals["code_ppl"] / max(1, batches)}
+        if self.probe is not None:  # main process only: the other processes wait at the next collective
+            pretrainer = accel.unwrap_model(model)
+            result = self.probe.run(pretrainer.model, pretrainer.quantizer, c.probe.clusters, seed=step)
+            metrics["pnmi"] = result.best().scores.pnmi
+            metrics.update({f"pnmi_{s.level.replace(' ', '')}": s.scores.pnmi for s in result.levels})
+        return metrics
 
     def after_save(self, out_dir: Path) -> None:
         plot_pretraining(out_dir, out_dir / "pretrain_curves.png")
+
+
+def validation_probe(cfg: PretrainConfig, main_process: bool) -> Probe | None:
+    """The phonetic probe of validation, when the validation manifest has phone alignments beside it."""
+    manifest = cfg.data.valid_manifest
+    if not (main_process and manifest and cfg.probe.utterances and alignment_path(manifest).is_file()):
+        return None
+    return Probe.from_manifest(manifest, max_utterances=cfg.probe.utterances, normalize=cfg.data.normalize)
 
 
 def main(cfg: PretrainConfig) -> Path:
@@ -114,7 +129,7 @@ def main(cfg: PretrainConfig) -> Path:
         valid = build_loader(cfg.data, cfg.data.valid_manifest, train=False, seed=cfg.seed,
                              num_replicas=accel.num_processes, rank=accel.process_index)
     stream, health = BatchStream(loader, cfg.data.manifest, run.rejects_path), Health(cfg.max_nonfinite)
-    stage = Pretraining(cfg, accel, valid, health)
+    stage = Pretraining(cfg, accel, valid, health, validation_probe(cfg, accel.is_main_process))
     resume_run(run, stage, model, optimizer, stream, health)
     last = train(run, stage, model, optimizer, stream, health,
                  f"pretraining from {source}, {len(loader.dataset)} utterances ({loader.dropped} outside the length filters), "

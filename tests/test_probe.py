@@ -189,3 +189,35 @@ def test_cli_probe_prints_the_table_and_writes_png_and_json(aligned_corpus: Path
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads((tmp_path / "p.json").read_text())
     assert [level["level"] for level in record["levels"]][-1] == CODES and record["utterances"] == 10
+
+
+def test_pretraining_validation_runs_the_probe_when_dev_has_alignments(aligned_corpus: Path, tmp_path: Path) -> None:
+    from cssl.config import preset
+
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain", str(preset("pretrain/tiny.yaml")),
+         f"data.manifest={aligned_corpus / 'unlabeled.tsv'}", f"data.valid_manifest={aligned_corpus / 'dev.tsv'}",
+         f"out_dir={out}", "optim.max_steps=4", "valid_every=2", "save_every=4", "probe.clusters=8", "threads=1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in records if r["split"] == "valid"]
+    assert [r["step"] for r in valid] == [2, 4]
+    for r in valid:
+        levels = {k: v for k, v in r.items() if k.startswith("pnmi_")}
+        assert set(levels) == {"pnmi_local", *(f"pnmi_layer{i}" for i in range(1, 5)), "pnmi_codes"}
+        assert r["pnmi"] == max(v for k, v in levels.items() if k != "pnmi_codes")
+    assert "pnmi" in proc.stdout and (out / "pretrain_curves.png").is_file()
+    # Without alignments beside the dev manifest, validation runs as before.
+    (tmp_path / "dev.tsv").write_text((aligned_corpus / "dev.tsv").read_text())
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain", str(preset("pretrain/tiny.yaml")),
+         f"data.manifest={aligned_corpus / 'unlabeled.tsv'}", f"data.valid_manifest={tmp_path / 'dev.tsv'}",
+         f"out_dir={tmp_path / 'plain'}", "optim.max_steps=2", "valid_every=2", "threads=1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    valid = [json.loads(line) for line in (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()]
+    assert all("pnmi" not in r for r in valid) and any(r["split"] == "valid" for r in valid)

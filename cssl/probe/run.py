@@ -59,8 +59,8 @@ class ProbeResult:
     """Wall-clock time of the probe."""
 
     def best(self) -> LevelScores:
-        """The level with the highest PNMI."""
-        return max(self.levels, key=lambda s: s.scores.pnmi)
+        """The k-means level with the highest PNMI (the codes, with more units than k, compare unfairly)."""
+        return max((s for s in self.levels if s.clusters is not None), key=lambda s: s.scores.pnmi)
 
     def table(self) -> str:
         """A markdown table, one row per level."""

@@ -16,7 +16,8 @@ from cssl.train.progress import read_history
 
 
 def plot_pretraining(run: str | Path, png: str | Path) -> None:
-    """Three panels from ``run/metrics.jsonl``: losses, accuracy vs chance, code perplexity."""
+    """Panels from ``run/metrics.jsonl``: losses, accuracy vs chance, code perplexity, and the
+    phonetic probe's PNMI per level when validation ran it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,7 +27,9 @@ def plot_pretraining(run: str | Path, png: str | Path) -> None:
     train = [r for r in history if r["split"] == "train"]
     valid = [r for r in history if r["split"] == "valid"]
     steps = [r["step"] for r in train]
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
+    probed = [r for r in valid if "pnmi" in r]
+    fig, axes = plt.subplots(1, 4 if probed else 3, figsize=(20 if probed else 15, 4))
+    ax1, ax2, ax3 = axes[:3]
     for key in ("contrastive", "diversity", "penalty"):
         if train and key in train[0]:
             ax1.plot(steps, [r[key] for r in train], label=f"train {key}")
@@ -46,6 +49,13 @@ def plot_pretraining(run: str | Path, png: str | Path) -> None:
             ax3.plot(steps, [r[key] for r in train], label=label)
     ax3.set(xlabel="update", ylabel="perplexity (summed over codebooks)", title="Codebook perplexity")
     ax3.legend(fontsize=8)
+    if probed:
+        levels = [k for k in probed[-1] if k.startswith("pnmi_")]
+        for key in levels:
+            points = [(r["step"], r[key]) for r in probed if key in r]
+            axes[3].plot(*zip(*points), "o-", ms=3, label=key[len("pnmi_"):])
+        axes[3].set(xlabel="update", ylabel="PNMI", title="Phonetic probe (dev, k-means units)")
+        axes[3].legend(fontsize=8)
     fig.tight_layout()
     atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
