@@ -1,25 +1,32 @@
-"""Label budget: test WER after fine-tuning on 1, 10, 30 and 60 minutes of labels, pretrained vs scratch.
+"""Label budget: test WER after fine-tuning on 1 and 10 minutes of labels, pretrained vs scratch,
+each fine-tuned until dev early stopping ends it, over several seeds.
 
-    python benchmarks/label_budget.py [--out runs/label-budget] [--budgets 1,10,30,60]
+    python benchmarks/label_budget.py [--out runs/label-budget] [--budgets 1,10] [--seeds 3]
 
 The shape of the wav2vec 2.0 paper's low-resource table, on synthetic speech:
 
 - labeled pool: the train split (15%) of a second synthetic corpus (``--pool-hours``, seed 2;
-  seen voice variants only; 7 h give 63 minutes of labels, synthesized in about 1.5 minutes).
-  Budgets are nested random subsets of it (the 1-minute set is inside the 10-minute set,
-  and so on), drawn by duration with ``--seed``;
+  7 h give 63 minutes of labels, synthesized in about 1.5 minutes). Its speakers are none of
+  the pretraining corpus's (checked when ``--pretraining-corpus`` is there). Budgets are
+  nested random subsets of it (the 1-minute set is inside the 10-minute set), drawn by
+  duration with ``--seed``;
 - dev and test: the demo corpus's (``python -m cssl.demo``; synthesized here if missing), so
   the test voices are heard in no labeled subset and by no pretraining;
 - models: the shipped pretrained checkpoint (or ``--pretrained``), local tower frozen, and
-  the same-size model from scratch, everything trained; the demo's fine-tuning recipe with
-  the update budget of ``--steps`` (one value per budget), early stopping on dev WER;
+  the same-size model from scratch, everything trained; the demo's fine-tuning recipe run
+  until early stopping on dev WER ends it (``--patience`` validations without a better dev
+  WER, every 50 updates, none before ``--min-steps``: scratch models can sit at the all-blank
+  plateau that long) or ``--max-steps``, whichever comes first, once per ``--seeds``
+  training seed (initial weights, batches, masks);
 - scoring: greedy and beam search + the demo's 3-gram LM (transcripts of the demo
-  corpus's train split, LM weight and word score chosen on dev) on the test split.
+  corpus's train split, LM weight and word score chosen on dev per model) on the test split.
 
-Prints a markdown table (WER and CER per budget and model, relative WER reduction) and
-writes it with ``label_budget.png`` and ``results.json`` into ``--out``. Runs finished
-earlier (their ``result.json``) are reused, so an interrupted run resumes.
-On 2 CPU cores the default budgets take about 45 minutes.
+Prints a markdown table (mean and spread over the seeds of WER and CER per budget and model,
+relative reductions of the means, and the label-efficiency line: pretrained at the smallest
+budget against scratch at the largest) and writes it with ``label_budget.png`` and
+``results.json`` into ``--out``. Runs finished earlier (their ``result.json``) are reused, so
+an interrupted run resumes, and the scratch runs, which do not depend on the checkpoint, are
+kept when only ``--pretrained`` changes.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -67,19 +75,36 @@ def labeled_pool(corpus: Path) -> Manifest:
     return pool
 
 
+def mean_spread(rows: list[dict], decoder: str, metric: str) -> tuple[float, float]:
+    """Mean and standard deviation (0 for one run) of a figure over runs."""
+    values = [r[decoder][metric] for r in rows]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def group(rows: list[dict]) -> dict[tuple[float, str], list[dict]]:
+    """Runs by (minutes, model), in budget order."""
+    groups: dict[tuple[float, str], list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["minutes"], MODELS.index(r["model"]), r["seed"])):
+        groups.setdefault((r["minutes"], r["model"]), []).append(r)
+    return groups
+
+
 def plot(rows: list[dict], png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    groups = group(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("wer", "cer")):
         for model in MODELS:
             for decoder, style in (("greedy", "o-"), ("lm", "s--")):
-                pts = [(r["minutes"], r[decoder][metric]) for r in rows if r["model"] == model]
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{model}, {decoder}")
-        ax.set(xscale="log", xlabel="minutes of labels", ylabel=f"test {metric.upper()}",
+                keys = [k for k in groups if k[1] == model]
+                stats = [mean_spread(groups[k], decoder, metric) for k in keys]
+                ax.errorbar([k[0] for k in keys], [m for m, _ in stats], yerr=[sd for _, sd in stats], fmt=style,
+                            capsize=3, label=f"{model}, {decoder}")
+        ax.set(xscale="log", xlabel="minutes of labels", ylabel=f"test {metric.upper()} (mean, std over seeds)",
                title=f"Test {metric.upper()} (unseen voices)", ylim=(0, 1.05))
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -88,20 +113,48 @@ def plot(rows: list[dict], png: Path) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| labels | updates | model | WER greedy | CER greedy | WER + LM | CER + LM |",
-             "|---:|---:|---|---:|---:|---:|---:|"]
-    by = {(r["minutes"], r["model"]): r for r in rows}
-    for r in rows:
-        lines.append(f"| {r['minutes']:g} min | {r['steps']} | {r['model']} | {r['greedy']['wer']:.3f} "
-                     f"| {r['greedy']['cer']:.3f} | {r['lm']['wer']:.3f} | {r['lm']['cer']:.3f} |")
-    lines += ["", "| labels | relative WER reduction, greedy | relative WER reduction, + LM |", "|---:|---:|---:|"]
-    for minutes in sorted({r["minutes"] for r in rows}):
-        pre, scratch = by.get((minutes, "pretrained")), by.get((minutes, "scratch"))
+    groups = group(rows)
+    lines = ["| labels | model | seeds | updates (best at) | WER greedy | CER greedy | WER + LM | CER + LM |",
+             "|---:|---|---:|---|---:|---:|---:|---:|"]
+    for (minutes, model), runs in groups.items():
+        cells = []
+        for decoder, metric in (("greedy", "wer"), ("greedy", "cer"), ("lm", "wer"), ("lm", "cer")):
+            mean, sd = mean_spread(runs, decoder, metric)
+            cells.append(f"{mean:.3f} ± {sd:.3f}")
+        updates = ", ".join(f"{r['steps']} ({r.get('best_step', '?')})" for r in runs)
+        lines.append(f"| {minutes:g} min | {model} | {len(runs)} | {updates} | {' | '.join(cells)} |")
+    lines += ["", "| labels | relative reduction, pretrained vs scratch: WER greedy | CER greedy | WER + LM | "
+              "CER + LM |", "|---:|---:|---:|---:|---:|"]
+    figures = (("greedy", "wer"), ("greedy", "cer"), ("lm", "wer"), ("lm", "cer"))
+    for minutes in sorted({k[0] for k in groups}):
+        pre, scratch = groups.get((minutes, "pretrained")), groups.get((minutes, "scratch"))
         if pre and scratch:
-            gains = [1 - pre[d]["wer"] / scratch[d]["wer"] if scratch[d]["wer"] else float("nan")
-                     for d in ("greedy", "lm")]
-            lines.append(f"| {minutes:g} min | {gains[0]:.1%} | {gains[1]:.1%} |")
+            gains = [1 - mean_spread(pre, d, m)[0] / mean_spread(scratch, d, m)[0] for d, m in figures]
+            lines.append(f"| {minutes:g} min | " + " | ".join(f"{g:.1%}" for g in gains) + " |")
+    budgets = sorted({k[0] for k in groups})
+    low, high = groups.get((budgets[0], "pretrained")), groups.get((budgets[-1], "scratch"))
+    if len(budgets) > 1 and low and high:
+        lines += ["", f"Label efficiency: pretrained with {budgets[0]:g} min against scratch with {budgets[-1]:g} min: "
+                  + ", ".join(f"{d} {m.upper()} {mean_spread(low, d, m)[0]:.3f} vs {mean_spread(high, d, m)[0]:.3f}"
+                              for d, m in figures)]
     return "\n".join(lines)
+
+
+def speakers_of(corpus: Path) -> set[str]:
+    """Speaker ids of every split of a synthetic corpus (from its corpus.json)."""
+    return set(json.loads((corpus / "corpus.json").read_text())["speakers"])
+
+
+def best_step(run: Path) -> int | None:
+    """The update whose dev WER was best (the checkpoint kept), from ``metrics.jsonl``."""
+    valid = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"valid"' in line]
+    return min(valid, key=lambda r: (r["wer"], r["step"]))["step"] if valid else None
+
+
+def last_step(run: Path) -> int:
+    """The last update trained."""
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return max(steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,44 +164,66 @@ def main(argv: list[str] | None = None) -> int:
                         help="dev and test splits (the demo's corpus; synthesized if missing)")
     parser.add_argument("--pool-hours", type=float, default=7.0,
                         help="size of the corpus whose train split holds the labels")
-    parser.add_argument("--budgets", default="1,10,30,60", help="minutes of labels, comma separated")
-    parser.add_argument("--steps", default="400,600,1000,1500", help="updates per budget, comma separated")
+    parser.add_argument("--pretraining-corpus", type=Path, default=ROOT / "runs" / "corpus-30h",
+                        help="the pretraining corpus, to check that no labeled speaker was heard in pretraining")
+    parser.add_argument("--budgets", default="1,10", help="minutes of labels, comma separated")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds per budget and model")
+    parser.add_argument("--max-steps", type=int, default=4000, help="most updates of a run")
+    parser.add_argument("--patience", type=int, default=8, help="validations (every 50 updates) without a better dev WER")
+    parser.add_argument("--min-steps", type=int, default=600, help="no early stop before this many updates")
+    parser.add_argument("--models", default=",".join(MODELS), help="arms to run, comma separated")
     parser.add_argument("--pretrained", type=Path, default=PRETRAINED)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the labeled subsets")
     args = parser.parse_args(argv)
     budgets = [float(b) for b in args.budgets.split(",")]
-    steps = [int(s) for s in args.steps.split(",")]
-    if len(steps) != len(budgets):
-        parser.error(f"--steps: {len(steps)} values for {len(budgets)} budgets")
+    models = [m for m in args.models.split(",") if m]
+    if not set(models) <= set(MODELS):
+        parser.error(f"--models: choose among {', '.join(MODELS)}")
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     synthesize(args.demo_corpus, hours=1.0, seed=0)  # the demo's corpus (reused when there)
     pool_dir = args.out / "pool"
     synthesize(pool_dir, hours=args.pool_hours, seed=2)
+    if (args.pretraining_corpus / "corpus.json").is_file():
+        shared = speakers_of(pool_dir) & speakers_of(args.pretraining_corpus)
+        if shared:
+            raise SystemExit(f"labeled pool and pretraining corpus share speakers: {sorted(shared)[:5]}")
+        print(f"no speaker of the labeled pool is in {args.pretraining_corpus}", flush=True)
     subsets = nested_subsets(labeled_pool(pool_dir), budgets, args.seed)
     lm = args.out / "lm.arpa"
     if not lm.exists():
         build_lm(args.demo_corpus, lm)
+    checkpoint_tag = f"{args.pretrained.stem}-{args.pretrained.stat().st_size}"  # a new checkpoint, new runs
     rows = []
-    for (minutes, subset), n_steps in zip(subsets.items(), steps):
+    for minutes, subset in subsets.items():
         train = args.out / f"labels-{minutes:g}min.tsv"
         write_manifest(subset, train)
-        for model in MODELS:
-            run = args.out / f"{minutes:g}min-{model}"
-            done = run / "result.json"
-            if done.exists():
-                rows.append(json.loads(done.read_text()))
-                continue
-            print(f"== {minutes:g} min of labels ({len(subset)} utterances), {model}, {n_steps} updates", flush=True)
-            best = finetune(model, train, args.demo_corpus / "dev.tsv", run, n_steps, args.pretrained)
-            greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
-            row = {"minutes": minutes, "utterances": len(subset), "model": model, "steps": n_steps,
-                   "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer},
-                   "lm_weight": tuning.lm_weight, "word_score": tuning.word_score}
-            done.write_text(json.dumps(row), encoding="utf-8")
-            rows.append(row)
+        for model in models:
+            for seed in range(1, args.seeds + 1):
+                tag = f"-{checkpoint_tag}" if model == "pretrained" else ""
+                run = args.out / f"{minutes:g}min-{model}{tag}-seed{seed}"
+                done = run / "result.json"
+                if done.exists():
+                    rows.append(json.loads(done.read_text()))
+                    continue
+                print(f"== {minutes:g} min of labels ({len(subset)} utterances), {model}, seed {seed}, "
+                      f"until early stopping (at most {args.max_steps} updates)", flush=True)
+                clock = time.monotonic()
+                best = finetune(model, train, args.demo_corpus / "dev.tsv", run, args.max_steps, args.pretrained,
+                                [f"seed={seed}", f"early_stop.patience={args.patience}",
+                                 f"early_stop.min_steps={args.min_steps}", "save_every=100000"])
+                minutes_trained = (time.monotonic() - clock) / 60
+                greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
+                row = {"minutes": minutes, "utterances": len(subset), "model": model, "seed": seed,
+                       "steps": last_step(run), "best_step": best_step(run), "train_minutes": round(minutes_trained, 1),
+                       "pretrained": str(args.pretrained) if model == "pretrained" else None,
+                       "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer},
+                       "lm_weight": tuning.lm_weight, "word_score": tuning.word_score}
+                done.write_text(json.dumps(row), encoding="utf-8")
+                rows.append(row)
     text = table(rows)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    (args.out / "table.md").write_text(text + "\n", encoding="utf-8")
     plot(rows, args.out / "label_budget.png")
     print(f"# Label budget: test split of the demo corpus (unseen voices)\n\n{text}\n")
     print(f"plot: {args.out / 'label_budget.png'}; wall time {(time.monotonic() - started) / 60:.1f} min")

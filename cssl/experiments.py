@@ -52,9 +52,11 @@ def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
     return out / "last.pt"
 
 
-def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretrained: Path) -> Path:
+def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretrained: Path,
+             extra: list[str] | None = None) -> Path:
     """Fine-tunes the tiny preset as ``name`` (pretrained, scratch, scratch-frozen) on ``train``;
-    returns its best checkpoint by ``dev`` WER (not calibrated: callers calibrate and report)."""
+    returns its best checkpoint by ``dev`` WER (not calibrated: callers calibrate and report).
+    ``extra`` overrides come last (a seed, early stopping)."""
     if out.exists():
         shutil.rmtree(out)
     run_stage("finetune", FINETUNE_PRESET, [
@@ -65,6 +67,7 @@ def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretraine
         "calibrate=false",
         f"init={pretrained}" if name == "pretrained" else "init=null",
         f"freeze.feature_encoder={'false' if name == 'scratch' else 'true'}",
+        *(extra or []),
     ])
     return out / "best.pt"
 

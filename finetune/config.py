@@ -45,6 +45,9 @@ class EarlyStopConfig:
     """Validations without a better dev WER before training stops."""
     min_delta: NonNegative = 0.0
     """Improvement of dev WER needed to count as better."""
+    min_steps: Count = 0
+    """No early stop before this many updates (a model from scratch can sit at the all-blank
+    plateau for longer than the patience)."""
 
 
 @dataclass

@@ -81,7 +81,7 @@ class FineTuning(Stage):
                              f"utterances ({self.dev_rejects.summary()}); see {self.out_dir / 'dev_rejects.tsv'}")
             if self.accel.is_main_process:
                 self.dev_rejects.write(self.out_dir / "dev_rejects.tsv")
-        stop = _early_stop(self.cfg, self.best, metrics["wer"], metrics["cer"], progress)
+        stop = _early_stop(self.cfg, self.best, step, metrics["wer"], metrics["cer"], progress)
         return self.best["bad"] == 0, stop
 
     def checkpoint_extra(self) -> dict:
@@ -225,7 +225,7 @@ def evaluate(accel, model, loader, vocab: Vocabulary, rejects: Rejects | None = 
     return {"wer": rates.wer, "cer": rates.cer, "utterances": float(len(refs))}
 
 
-def _early_stop(cfg: FinetuneConfig, state: dict, wer: float, cer: float, progress: Progress) -> bool:
+def _early_stop(cfg: FinetuneConfig, state: dict, step: int, wer: float, cer: float, progress: Progress) -> bool:
     """Better: a lower dev WER, or the same WER with a lower CER (the all-blank plateau at WER 1 moves in CER)."""
     best_cer = state.get("best_cer", math.inf)
     if wer < state["best_wer"] - cfg.early_stop.min_delta or (wer <= state["best_wer"] and cer < best_cer):
@@ -234,7 +234,7 @@ def _early_stop(cfg: FinetuneConfig, state: dict, wer: float, cer: float, progre
     state["bad"] += 1
     if wer > state["best_wer"] * 1.1:
         progress.message(f"dev WER {wer:.4f} is worse than the best {state['best_wer']:.4f}: training is degrading")
-    if state["bad"] >= cfg.early_stop.patience:
+    if state["bad"] >= cfg.early_stop.patience and step >= cfg.early_stop.min_steps:
         progress.message(f"early stop: no better dev WER in {state['bad']} validations "
                          f"(best {state['best_wer']:.4f}); best.pt holds that model")
         return True

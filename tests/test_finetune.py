@@ -135,3 +135,24 @@ def test_calibrate_stores_temperature_and_draws_reliability(corpus: Path, tmp_pa
     assert ctc["nll_after"] <= ctc["nll_before"] + 1e-4
     assert all(math.isfinite(v) for v in figures.values())
     assert (out / "best_reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_early_stopping_waits_for_min_steps() -> None:
+    import math
+
+    from finetune.config import FinetuneConfig
+    from finetune.train import _early_stop
+
+    class Quiet:
+        def message(self, text: str) -> None:
+            pass
+
+    cfg = FinetuneConfig()
+    cfg.early_stop.patience, cfg.early_stop.min_steps = 2, 300
+    state = {"best_wer": math.inf, "bad": 0}
+    # An all-blank plateau: WER and CER stay at 1 from the first validation on.
+    decisions = [_early_stop(cfg, state, step, 1.0, 1.0, Quiet()) for step in (50, 100, 150, 200, 250, 300)]
+    assert decisions == [False, False, False, False, False, True]  # patience ran out at 150, min_steps held it
+    cfg.early_stop.min_steps = 0
+    state = {"best_wer": math.inf, "bad": 0}
+    assert [_early_stop(cfg, state, step, 1.0, 1.0, Quiet()) for step in (50, 100, 150)] == [False, False, True]
