@@ -19,6 +19,7 @@ from cssl.errors import DataError
 from cssl.metrics import error_rates
 from cssl.text.normalize import normalize_text
 from cssl.text.vocab import transcript_notes
+from cssl.ticker import Ticker
 
 
 @dataclass
@@ -70,11 +71,12 @@ def _hits(alignment: jiwer.WordOutput, num_words: int) -> list[bool]:
 
 
 def evaluate_manifest(recognizer, manifest: str | Path, out: str | Path | None = None,
-                      log: Callable[[str], None] | None = None) -> Evaluation:
+                      log: Callable[[str], None] | None = None, progress: bool = True) -> Evaluation:
     """Transcribes every entry of a labeled manifest; writes per-utterance JSON lines to ``out`` as it goes.
 
     Unreadable files are skipped, counted and reported (``log``, default stderr); scoring
-    nothing at all raises :class:`~cssl.errors.DataError`.
+    nothing at all raises :class:`~cssl.errors.DataError`. ``progress`` prints a progress
+    line (rate, ETA, WER so far) on stderr.
     """
     log = log or (lambda text: print(text, file=sys.stderr))
     entries = read_manifest(manifest)
@@ -87,8 +89,12 @@ def evaluate_manifest(recognizer, manifest: str | Path, out: str | Path | None =
     audio_s = 0.0
     started = time.perf_counter()
     sink = open(out, "w", encoding="utf-8") if out is not None else None
+    ticker = Ticker("evaluate", len(entries), enabled=progress)
+    errors = words = 0
     try:
-        for entry, text in zip(entries, texts):
+        for done, (entry, text) in enumerate(zip(entries, texts), 1):
+            if words:
+                ticker.update(done - 1, f"WER so far {errors / words:.3f}")
             ref = normalize_text(text)
             if not ref:
                 rejects.add(entry.path, "empty reference", "the transcript has no letters or digits")
@@ -103,6 +109,8 @@ def evaluate_manifest(recognizer, manifest: str | Path, out: str | Path | None =
             hyps.append(result.text)
             audio_s += result.seconds
             m = jiwer.process_words(ref, result.text)  # one alignment: errors and word hits
+            errors += m.substitutions + m.deletions + m.insertions
+            words += len(ref.split())
             confs += [w.confidence for w in result.words]
             n = len(result.text.split())
             correct += _hits(m, n) if n else []
@@ -118,6 +126,8 @@ def evaluate_manifest(recognizer, manifest: str | Path, out: str | Path | None =
     finally:
         if sink is not None:
             sink.close()
+    ticker.update(len(entries))
+    ticker.close(f"WER {errors / words:.3f}" if words else "nothing scored")
     elapsed = time.perf_counter() - started
     if not refs:
         raise DataError(f"{manifest}: none of its {len(entries)} utterances could be scored ({rejects.summary()})")

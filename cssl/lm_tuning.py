@@ -21,6 +21,7 @@ from cssl.data.manifest import read_manifest
 from cssl.errors import DataError, UsageError
 from cssl.metrics import error_rates
 from cssl.text.normalize import normalize_text
+from cssl.ticker import Ticker
 
 LM_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 """Default grid of LM weights."""
@@ -76,10 +77,13 @@ class LMTuning:
 
 def tune_lm(recognizer, manifest: str | Path, lm: str | Path | None, lm_weights: Sequence[float] = LM_WEIGHTS,
             word_scores: Sequence[float] | None = None, beam_size: int = 50,
-            log: Callable[[str], None] | None = None, lexicon: str | Path | None = None) -> LMTuning:
+            log: Callable[[str], None] | None = None, lexicon: str | Path | None = None,
+            progress: bool = True) -> LMTuning:
     """Grid search of (LM weight, word score) for ``recognizer`` with ``lm`` and/or a word list ``lexicon``
     on a labeled ``manifest``; without an LM only the word score is searched (it sets how readily
-    a word is emitted at all: at 0, lexicon-only search often prefers saying nothing)."""
+    a word is emitted at all: at 0, lexicon-only search often prefers saying nothing).
+    ``progress`` prints progress lines (model pass, then grid) on stderr; ``log`` gets each
+    grid point's figures as soon as it is decoded."""
     if word_scores is None:
         word_scores = WORD_SCORES if lm is not None else LEXICON_WORD_SCORES
     if not lm_weights or not word_scores:
@@ -92,7 +96,9 @@ def tune_lm(recognizer, manifest: str | Path, lm: str | Path | None, lm_weights:
     if not entries.labeled:
         raise DataError(f"{manifest}: LM tuning needs transcripts for every entry")
     emissions, refs, skipped = [], [], 0
-    for entry in entries:
+    ticker = Ticker("lm tune: model pass", len(entries), enabled=progress)
+    for done, entry in enumerate(entries, 1):
+        ticker.update(done - 1)
         try:
             wave = load_audio(entries.audio_path(entry), normalize=recognizer.normalize)
         except AudioError as err:
@@ -101,14 +107,21 @@ def tune_lm(recognizer, manifest: str | Path, lm: str | Path | None, lm_weights:
             continue
         emissions.append(recognizer.log_probs(wave))  # (T, V)
         refs.append(normalize_text(entry.text or ""))
+    ticker.update(len(entries))
+    ticker.close()
     if not emissions:
         raise DataError(f"{manifest}: none of its {len(entries)} utterances has readable audio to tune on")
     grid = []
-    for weight, score in itertools.product(lm_weights, word_scores):
+    points = list(itertools.product(lm_weights, word_scores))
+    ticker = Ticker("lm tune: grid", len(points), unit="settings", enabled=progress)
+    for done, (weight, score) in enumerate(points, 1):
+        ticker.update(done - 1)
         decoder = BeamDecoder(recognizer.vocab, lm, beam_size=beam_size, lm_weight=weight, word_score=score,
                               lexicon=lexicon)
         rates = error_rates(refs, decoder.decode_batch(emissions))
         grid.append(GridPoint(weight, score, rates.wer, rates.cer))
         if log is not None:
             log(f"lm_weight {weight:g} word_score {score:g}: dev WER {rates.wer:.4f} CER {rates.cer:.4f}")
+    ticker.update(len(points))
+    ticker.close()
     return LMTuning(min(grid, key=lambda p: (p.wer, p.cer)), len(emissions), skipped, grid)

@@ -67,6 +67,8 @@ def test_commands_take_a_word_list(tmp_path: Path) -> None:
     words = tmp_path / "words.txt"
     words.write_text("a\nbad\n")
     proc = subprocess.run([sys.executable, "-m", "cssl", "evaluate", str(ckpt), str(tmp_path / "data" / "set.tsv"),
-                           "--lexicon", str(words)], capture_output=True, text=True)
+                           "--lexicon", str(words), "--threads", "1"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "(beam + lexicon)" in proc.stdout and "WER 0.0000" in proc.stdout
+    # Progress goes to stderr: the closing line counts the utterances and gives the WER.
+    assert "evaluate: 1/1 utterances (100%)" in proc.stderr and "WER 0.000" in proc.stderr

@@ -105,8 +105,11 @@ def test_lm_tuning_picks_the_grid_pair_with_the_lowest_dev_wer(trained: dict[str
     assert len(table) == 4 and table[0].count("|") == 5 and sum(line.count("**") for line in table) == 2
 
     assert cli(["lm", "tune", str(trained["best"]), str(trained["dev"]), str(trained["lm"]),
-                "--lm-weights", "0.5", "--word-scores", "0,2"]) == 0
-    out = capsys.readouterr().out
+                "--lm-weights", "0.5", "--word-scores", "0,2", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    # Progress on stderr: the model pass over dev, then the grid of 2 settings.
+    assert "lm tune: model pass:" in captured.err and "lm tune: grid: 2/2 settings (100%)" in captured.err
     expected = min((by_pair[0.5, s] for s in (0.0, 2.0)), key=lambda p: (p.wer, p.cer))
     assert f"best: --lm-weight 0.5 --word-score {expected.word_score:g}" in out
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from cssl.cli.options import set_threads, threads_arg
+
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -25,21 +27,19 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="k-means seed")
     p.add_argument("--plot", type=Path, default=None, help="PNG to write (default: CKPT's name + .probe.png beside it)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    threads_arg(p)
     p.set_defaults(func=run_probe)
 
 
 def run_probe(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import torch
-
     from cssl.loading import load_model, load_pretrainer
     from cssl.probe import Probe, plot_probe
+    from cssl.ticker import Ticker
     from cssl.train.checkpoint import load_checkpoint
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     ckpt = load_checkpoint(args.checkpoint)
     if ckpt.get("kind") == "pretrain":
         pretrainer, _ = load_pretrainer(ckpt, str(args.checkpoint))
@@ -50,12 +50,9 @@ def run_probe(args: argparse.Namespace) -> int:
         model, quantizer, normalize = loaded.model, None, loaded.normalize
     probe = Probe.from_manifest(args.manifest, args.alignments, args.utterances, normalize)
 
-    def progress(done: int, total: int) -> None:
-        if done == total or done % 50 == 0:
-            print(f"\rprobe: features of {done}/{total} utterances", end="\n" if done == total else "",
-                  file=sys.stderr, flush=True)
-
-    result = probe.run(model, quantizer, args.clusters, args.seed, progress)
+    ticker = Ticker("probe: features", len(probe.waves))
+    result = probe.run(model, quantizer, args.clusters, args.seed, lambda done, total: ticker.update(done))
+    ticker.close()
     print(result.table())
     print(result.summary())
     if result.skipped:

@@ -50,6 +50,7 @@ import torch
 
 from cssl import SAMPLE_RATE
 from cssl.data.alignment import Segment, alignment_path, segments_from_onsets, write_alignments
+from cssl.ticker import clock
 from cssl.data.audio import resample
 from cssl.data.manifest import Entry, Manifest, write_manifest
 from cssl.io import atomic_write_lines
@@ -640,7 +641,7 @@ class _Progress:
         eta = elapsed * (1 - done) / done if done > 0 else math.inf
         return (
             f"synthesis: {count} utterances, {hours:.2f} h of audio, {count / elapsed:.1f} utt/s, "
-            f"{100 * done:.0f}% done, ETA {_clock(eta)}"
+            f"{100 * done:.0f}% done, ETA {clock(eta)}"
         )
 
     def _print(self, line: str, final: bool) -> None:
@@ -648,14 +649,6 @@ class _Progress:
             print("\r" + line, end="\n" if final else "", file=sys.stderr, flush=True)
         else:
             print(line, file=sys.stderr, flush=True)
-
-
-def _clock(seconds: float) -> str:
-    if math.isinf(seconds):
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 # Output: manifests and corpus.json.
