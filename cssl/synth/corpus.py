@@ -50,10 +50,10 @@ import torch
 
 from cssl import SAMPLE_RATE
 from cssl.data.alignment import Segment, alignment_path, segments_from_onsets, write_alignments
-from cssl.ticker import clock
 from cssl.data.audio import resample
 from cssl.data.manifest import Entry, Manifest, write_manifest
 from cssl.io import atomic_write_lines
+from cssl.ticker import clock
 from cssl.synth.espeak import MAX_RATE, MIN_RATE, Espeak, list_variants, list_voices
 from cssl.synth.lexicon import MIN_VOCAB_SIZE
 from cssl.synth.sentences import SentenceGenerator
