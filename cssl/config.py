@@ -9,7 +9,9 @@ stop with a :class:`ConfigError` naming the key and where it came from.
 A YAML file may start from another one with ``base: other.yaml`` (resolved relative
 to the file); keys in the file then override the base's. A section may also be given
 as the path of a YAML file holding that section's keys (``model: ../model/tiny.yaml``),
-which is how stage configs share the model presets.
+which is how stage configs share the model presets; such a file replaces the section
+(it starts from the section's defaults), so ``model=configs/model/base.yaml`` on top of a
+tiny preset gives BASE, not a mix of both.
 
 Numeric fields may carry bounds: ``lr: Annotated[float, POSITIVE]`` or
 ``prob: Annotated[float, Range(0, 1)]``. A value outside them stops with the key, the
@@ -170,8 +172,11 @@ def apply_dict(cfg: T, data: dict[str, Any], source: str, prefix: str = "", base
             if value is None:
                 raise ConfigError(f"{source}: '{name}' is a section and cannot be null")
             if isinstance(value, str) and base_dir is not None:
+                # A file replaces the section: it starts from the section's defaults, not from
+                # what earlier layers set (model=base.yaml over a tiny preset gives BASE, not a hybrid).
                 include = (base_dir / value).resolve()
-                changes[key] = apply_dict(current, read_yaml(include), str(include), base_dir=include.parent)
+                fresh = _section_default(fields[key], current)
+                changes[key] = apply_dict(fresh, read_yaml(include), str(include), base_dir=include.parent)
                 continue
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: '{name}' is a section; give a mapping of its keys or a YAML file")
@@ -179,6 +184,13 @@ def apply_dict(cfg: T, data: dict[str, Any], source: str, prefix: str = "", base
         else:
             changes[key] = coerce(value, hint, name, source)
     return dataclasses.replace(cfg, **changes)
+
+
+def _section_default(f: dataclasses.Field, current: Any) -> Any:
+    """The default value of a section field (its factory's, else a fresh instance of its type)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return type(current)()
 
 
 def coerce(value: Any, hint: Any, name: str, source: str) -> Any:

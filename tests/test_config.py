@@ -130,3 +130,29 @@ def test_presets_ship_inside_the_package() -> None:
     assert cfg.model.context.embed_dim == 256
     with pytest.raises(ConfigError, match="the shipped presets are: .*pretrain/tiny.yaml"):
         preset("pretrain/nope.yaml")
+
+
+def test_a_section_file_replaces_the_section(tmp_path: Path) -> None:
+    (tmp_path / "inner.yaml").write_text("mode: b\n")
+    cfg = load_config(Outer, None, ["inner.lr=5", f"inner={tmp_path / 'inner.yaml'}"])
+    assert (cfg.inner.lr, cfg.inner.mode) == (Inner().lr, "b")  # lr=5 set earlier does not survive
+
+
+def test_model_file_over_a_tiny_preset_gives_that_model_alone() -> None:
+    from cssl.config import preset, read_yaml
+    from cssl.model import ModelConfig
+    from finetune.config import FinetuneConfig
+    from pretrain.config import PretrainConfig
+
+    base = load_config(ModelConfig, preset("model/base.yaml"))
+    for stage, name in ((FinetuneConfig, "finetune/tiny.yaml"), (PretrainConfig, "pretrain/tiny.yaml")):
+        cfg = load_config(stage, preset(name), [f"model={preset('model/base.yaml')}"])
+        assert cfg.model == base
+        assert cfg.model.context.pos_conv_kernel == 128 and cfg.model.quantizer.temperature[2] == 0.999995
+    for name in ("tiny", "base", "large"):  # presets spell out every architectural field
+        written = read_yaml(preset(f"model/{name}.yaml"))
+        full = to_dict(load_config(ModelConfig, preset(f"model/{name}.yaml")))
+        assert set(written) == set(full)
+        for section, value in full.items():
+            if isinstance(value, dict):
+                assert set(written[section]) == set(value), (name, section)
