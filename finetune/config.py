@@ -69,9 +69,9 @@ class FinetuneConfig(RunConfig):
     """Everything a fine-tuning run needs; saved in each checkpoint (run keys from :class:`RunConfig`)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    """Towers (replaced by the pretraining checkpoint's when ``init`` is one)."""
+    """Towers (replaced by the architecture of ``init`` when it is given)."""
     init: str | None = None
-    """Pretraining checkpoint of ours, a torchaudio Wav2Vec2Model state dict (.pt), or None (from scratch)."""
+    """Start from these towers (None: from scratch): a checkpoint of ours, a transformers folder (Wav2Vec2ForPreTraining, -Model, -ForCTC), a fairseq wav2vec 2.0 checkpoint, or a torchaudio state dict (.pt)."""
     reinit_layers: Count = 0
     """Re-initialize this many top Transformer layers of ``init`` (their pretraining-task specialisation); no effect from scratch."""
     vocab: str | None = None

@@ -10,10 +10,13 @@ update loop itself is :func:`cssl.train.loop.train`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
+from cssl.convert import read_checkpoint
+from cssl.convert.payload import has_heads
 from cssl.data.alignment import alignment_path
 from cssl.data.dataset import Batch, build_loader
 from cssl.errors import DataError
@@ -21,7 +24,6 @@ from cssl.loading import load_model, load_pretrainer
 from cssl.model import Wav2Vec2Pretrainer, build_pretrainer, gumbel_temperature
 from cssl.probe import Probe
 from cssl.seeding import mix_seed
-from cssl.train.checkpoint import load_checkpoint
 from cssl.train.health import Health
 from cssl.train.loop import Stage, open_run, resume_run, train
 from cssl.train.plots import plot_pretraining
@@ -152,17 +154,21 @@ def initial_pretrainer(cfg: PretrainConfig) -> tuple[Wav2Vec2Pretrainer, str]:
 
     if not cfg.init:
         return build(), "random init"
-    ckpt = load_checkpoint(cfg.init)
-    if ckpt.get("kind") == "pretrain":
+    ckpt = read_checkpoint(cfg.init, cfg.model)
+    mask = cfg.model.mask  # masking is this run's choice; the architecture is the file's
+    if has_heads(ckpt):
         model, cfg.model = load_pretrainer(ckpt, cfg.init, cfg.loss.num_distractors, cfg.loss.cross_distractors,
                                            cfg.loss.logit_temperature)
-        return model, f"pretraining checkpoint {cfg.init} (step {ckpt['step']}, quantizer included)"
+        cfg.model = dataclasses.replace(cfg.model, mask=mask)
+        model.mask_cfg = mask
+        what = ckpt.get("imported_from") or f"pretraining checkpoint {cfg.init} (step {ckpt['step']})"
+        return model, f"{what}, quantizer included"
     loaded = load_model(ckpt, cfg.model, name=cfg.init)
-    cfg.model = loaded.config
+    cfg.model = dataclasses.replace(loaded.config, mask=mask)
     model = build()
     towers = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("aux.")}
     model.model.load_state_dict(towers)
-    return model, f"{loaded.source} (towers; new quantizer)"
+    return model, f"{loaded.source} (towers and mask embedding; new quantizer)"
 
 
 def _figures(out, loss: float, batch: Batch) -> dict[str, float]:

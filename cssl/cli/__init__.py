@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from cssl import __version__
-from cssl.cli import asr, data, lm, probe
+from cssl.cli import asr, convert, data, lm, probe
 from cssl.errors import run_reporting
 
 DESCRIPTION = """Self-supervised speech representations and CTC speech recognition.
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm.register(groups)
     asr.register(groups)
     probe.register(groups)
+    convert.register(groups)
     return parser
 
 

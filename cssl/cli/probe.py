@@ -34,17 +34,18 @@ def register(groups: argparse._SubParsersAction) -> None:
 def run_probe(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from cssl.convert import read_checkpoint
+    from cssl.convert.payload import has_heads, normalize_of
     from cssl.loading import load_model, load_pretrainer
     from cssl.probe import Probe, plot_probe
     from cssl.ticker import Ticker
-    from cssl.train.checkpoint import load_checkpoint
 
     set_threads(args)
-    ckpt = load_checkpoint(args.checkpoint)
-    if ckpt.get("kind") == "pretrain":
+    ckpt = read_checkpoint(args.checkpoint)
+    if has_heads(ckpt):
         pretrainer, _ = load_pretrainer(ckpt, str(args.checkpoint))
         model, quantizer = pretrainer.model, pretrainer.quantizer
-        normalize = bool(ckpt["config"].get("data", {}).get("normalize", False))
+        normalize = normalize_of(ckpt)
     else:
         loaded = load_model(ckpt, name=str(args.checkpoint))
         model, quantizer, normalize = loaded.model, None, loaded.normalize

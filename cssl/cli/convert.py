@@ -1,0 +1,40 @@
+"""``cssl convert SRC DST --to hf|torchaudio|cssl``: a wav2vec 2.0 checkpoint in another format."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    """Adds the ``convert`` command."""
+    from cssl.convert import FORMATS, WRITABLE
+
+    p = groups.add_parser(
+        "convert", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="convert a wav2vec 2.0 checkpoint between cssl, transformers, fairseq and torchaudio",
+        description=f"Reads SRC in any of {', '.join(FORMATS)} (detected; nothing in the file is executed) and "
+                    f"writes DST as --to ({', '.join(WRITABLE)}). Pretrained models keep their quantizer and "
+                    "projections where the target format has them; fine-tuned models keep their CTC head and "
+                    "vocabulary. A transformers DST is a folder that from_pretrained loads.")
+    p.add_argument("src", type=Path, help="checkpoint file, or transformers folder")
+    p.add_argument("dst", type=Path, help="file (cssl, torchaudio) or folder (hf) to write")
+    p.add_argument("--to", choices=WRITABLE, required=True, help="format of DST")
+    p.add_argument("--model", type=Path, default=None,
+                   help="architecture (model YAML) of a bare torchaudio state dict without its NAME.json")
+    p.set_defaults(func=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from cssl.config import load_config
+    from cssl.convert import detect, read_checkpoint, write_checkpoint
+    from cssl.convert.payload import has_heads
+    from cssl.model import ModelConfig
+
+    config = load_config(ModelConfig, args.model) if args.model else None
+    ckpt = read_checkpoint(args.src, config)
+    kind = ("fine-tuned (CTC head, " + f"{len(ckpt['vocab']['symbols'])} symbols)" if ckpt["kind"] == "finetune"
+            else "pretrained" + (" (quantizer included)" if has_heads(ckpt) else " (towers only)"))
+    written = write_checkpoint(ckpt, args.dst, args.to)
+    print(f"{args.src} ({detect(args.src)}, {kind}) -> {args.to}: {', '.join(str(p) for p in written)}")
+    return 0
