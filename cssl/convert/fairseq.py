@@ -86,7 +86,7 @@ def read_fairseq(path: Path, raw: dict[str, Any] | None = None, dictionary: Path
     if weights:
         loss["diversity_weight"], loss["penalty_weight"] = (list(weights) + [0.0, 0.0])[:2]
     if not fine_tuned:
-        return payload.pretrain_payload(cfg, ours, normalize, f"fairseq {source}", loss)
+        return payload.pretrain_payload(cfg, ours, normalize, f"fairseq checkpoint {source}", loss)
     dict_path = dictionary or path.parent / DICTIONARY
     if not dict_path.is_file():
         raise CheckpointError(f"{source}: a CTC model; its letter dictionary {dict_path} is missing "
@@ -99,7 +99,7 @@ def read_fairseq(path: Path, raw: dict[str, Any] | None = None, dictionary: Path
     vocab, order = import_vocab(symbols, blank, "<unk>", "|", str(dict_path))
     head = reorder_rows({"weight": ours.pop("model.aux.weight"), "bias": ours.pop("model.aux.bias")}, order)
     ours.update({f"model.aux.{k}": v for k, v in head.items()})
-    return payload.finetune_payload(cfg, ours, vocab, normalize, f"fairseq {source}")
+    return payload.finetune_payload(cfg, ours, vocab, normalize, f"fairseq checkpoint {source}")
 
 
 def config_from_fairseq(args: dict[str, Any], source: str) -> ModelConfig:

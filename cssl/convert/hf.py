@@ -121,7 +121,7 @@ def read_hf(path: Path) -> dict[str, Any]:
             "logit_temperature": hf.get("contrastive_logits_temperature", 0.1),
             "diversity_weight": hf.get("diversity_loss_weight", 0.1)}
     if "model.aux.weight" not in ours:
-        return payload.pretrain_payload(cfg, ours, normalize, f"transformers {source}", loss)
+        return payload.pretrain_payload(cfg, ours, normalize, f"transformers folder {source}", loss)
     if not (path / "vocab.json").is_file():
         raise CheckpointError(f"{source}: a CTC model without vocab.json; put the tokenizer's vocab.json beside config.json")
     token_ids = _json(path / "vocab.json")
@@ -135,7 +135,7 @@ def read_hf(path: Path) -> dict[str, Any]:
                                _token(tok, "word_delimiter_token", "|"), source)
     head = reorder_rows({"weight": ours.pop("model.aux.weight"), "bias": ours.pop("model.aux.bias")}, rows)
     ours.update({f"model.aux.{k}": v for k, v in head.items()})
-    return payload.finetune_payload(cfg, ours, vocab, normalize, f"transformers {source}",
+    return payload.finetune_payload(cfg, ours, vocab, normalize, f"transformers folder {source}",
                                     float(hf.get("cssl_temperature", 1.0)))
 
 

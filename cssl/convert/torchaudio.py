@@ -78,9 +78,9 @@ def read_torchaudio(path: Path, state: dict[str, torch.Tensor], config: ModelCon
     normalize = bool(meta.get("normalize", False))
     if "model.aux.weight" in ours and meta.get("labels"):
         vocab = Vocabulary(tuple(meta["labels"]))
-        return payload.finetune_payload(config, ours, vocab, normalize, f"torchaudio {source}")
+        return payload.finetune_payload(config, ours, vocab, normalize, f"torchaudio state dict {source}")
     ours = {k: v for k, v in ours.items() if not k.startswith("model.aux.")}
-    return payload.pretrain_payload(config, ours, normalize, f"torchaudio {source}")
+    return payload.pretrain_payload(config, ours, normalize, f"torchaudio state dict {source}")
 
 
 def write_torchaudio(ckpt: dict[str, Any], out: Path) -> list[Path]:
