@@ -369,3 +369,33 @@ def test_continued_pretraining_and_fine_tuning_start_from_an_hf_model(tmp_path: 
     assert torch.equal(pretrainer.project_q.weight, hf.project_q.weight.detach())
     model, _, _ = initial_model(FinetuneConfig(init=str(tmp_path / "hf")), ctc_vocab())
     assert torch.equal(model.mask_embedding, hf.wav2vec2.masked_spec_embed.detach())  # used by fine-tuning's masking
+
+
+def test_a_users_hf_model_through_both_stages_and_transcription(tmp_path: Path, capsys) -> None:
+    """The README's "bring your checkpoint" commands, with a small model standing in for facebook/wav2vec2-base."""
+    from cssl.cli import main as cssl
+    from cssl.config import load_config
+    from cssl.synth.corpus import synthesize_corpus
+    from finetune.config import FinetuneConfig
+    from finetune.train import main as finetune
+    from pretrain.config import PretrainConfig
+    from pretrain.train import main as pretrain
+
+    corpus = tmp_path / "corpus"
+    synthesize_corpus(corpus, num_utterances=60, seed=3, vocab_size=60, progress=False)
+    torch.manual_seed(0)
+    transformers.Wav2Vec2ForPreTraining(hf_config(SMALL)).save_pretrained(tmp_path / "hf")
+    run = ["mixed_precision=no", "data.num_workers=0", "log_every=1", "valid_every=100", "save_every=100"]
+    continued = pretrain(load_config(PretrainConfig, None, [
+        f"init={tmp_path / 'hf'}", f"data.manifest={corpus / 'unlabeled.tsv'}", "optim.max_steps=2",
+        "loss.num_distractors=5", "data.crop_samples=16000", f"out_dir={tmp_path / 'pt'}", *run]))
+    asr = finetune(load_config(FinetuneConfig, None, [
+        f"init={continued}", f"data.manifest={corpus / 'train.tsv'}", f"data.valid_manifest={corpus / 'dev.tsv'}",
+        "optim.max_steps=2", "calibrate=false", f"out_dir={tmp_path / 'ft'}", *run]))
+    assert cssl(["convert", str(asr), str(tmp_path / "hf-asr"), "--to", "hf"]) == 0
+    assert "fine-tuned (CTC head" in capsys.readouterr().out
+    clip = corpus / "test" / sorted(p.name for p in (corpus / "test").iterdir())[0]
+    for model in (asr, tmp_path / "hf-asr"):  # ours, and the transformers folder written from it
+        assert cssl(["transcribe", str(model), str(clip)]) == 0
+    first, second = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert first.split("\t")[-1] == second.split("\t")[-1]  # the same transcript from either file
