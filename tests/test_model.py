@@ -278,3 +278,28 @@ def test_group_norm_moments_from_input_windows_equal_moments_of_the_output() -> 
         got_mean, got_var = window_moments(x, conv, frames, mask)
         torch.testing.assert_close(got_mean, want_mean.float(), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(got_var, want_var.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_activation_checkpointing_gives_the_same_gradients() -> None:
+    import dataclasses
+
+    from cssl.config import load_config, preset
+    from cssl.model import ModelConfig, build_pretrainer
+
+    cfg = load_config(ModelConfig, preset("model/tiny.yaml"))
+    grads, kept = [], []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_pretrainer(dataclasses.replace(cfg, checkpoint_activations=checkpointing), num_distractors=5)
+        model.train()  # dropout on: the recomputation must draw the same masks
+        waves = torch.randn(2, 16000, generator=torch.Generator().manual_seed(1))
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            out = model(waves, torch.tensor([16000, 12000]), seeds=[3, 4], tau=2.0)
+        (out.contrastive + out.diversity).backward()
+        kept.append(sum(saved))
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert kept[1] < 0.8 * kept[0], kept  # the layers' activations were not kept for backward
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 20
+    for name, grad in grads[0].items():
+        assert torch.allclose(grad, grads[1][name], atol=1e-6, rtol=1e-5), name

@@ -100,3 +100,5 @@ class ModelConfig:
     """Dropout on the local features before quantization. fairseq: dropout_features."""
     feature_grad_scale: NonNegative = 0.1
     """Gradient multiplier into the local tower (stabilises pretraining). fairseq: feature_grad_mult."""
+    checkpoint_activations: bool = False
+    """Recompute each Transformer layer in the backward pass instead of keeping its activations (memory for LARGE; same gradients, about a third more compute). fairseq: checkpoint_activations."""

@@ -13,6 +13,7 @@ a boolean key-padding mask broadcast over queries (no (T, T) mask is materialise
 from __future__ import annotations
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -151,6 +152,8 @@ class Transformer(nn.Module):
         self.layer_drop = layer_drop
         self.dropout = Dropout(dropout)
         self.layers = layers
+        self.checkpoint_activations = False
+        """Recompute layers in backward (set by :func:`~cssl.model.build_model`)."""
 
     def forward(self, x: Tensor, key_mask: Tensor | None, num_layers: int | None = None) -> list[Tensor]:
         """Outputs of the first ``num_layers`` layers (all by default).
@@ -166,7 +169,11 @@ class Transformer(nn.Module):
         for layer in self.layers[:num_layers]:
             # LayerDrop draws from torch's global generator, which checkpoints save and restore.
             if not (self.training and self.layer_drop > 0 and torch.rand(()) < self.layer_drop):
-                x = layer(x, key_mask)
+                if self.checkpoint_activations and self.training and torch.is_grad_enabled():
+                    # Dropout draws from torch's generator, whose state the recomputation restores.
+                    x = torch.utils.checkpoint.checkpoint(layer, x, key_mask, use_reentrant=False)
+                else:
+                    x = layer(x, key_mask)
             outputs.append(x)
         if self.layer_norm_first and (num_layers is None or num_layers >= len(self.layers)):
             outputs[-1] = self.layer_norm(outputs[-1])

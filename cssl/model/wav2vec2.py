@@ -182,6 +182,7 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None) -> Wav2Vec2Mode
     feature_extractor = build_feature_encoder(cfg.feature_encoder)
     encoder = build_context_encoder(feature_extractor.out_channels, cfg.context)
     aux = nn.Linear(cfg.context.embed_dim, vocab_size) if vocab_size else None
+    encoder.transformer.checkpoint_activations = cfg.checkpoint_activations
     return Wav2Vec2Model(feature_extractor, encoder, aux, cfg.feature_grad_scale)
 
 
