@@ -24,7 +24,8 @@ The shape of the wav2vec 2.0 paper's low-resource table, on synthetic speech:
 Prints a markdown table (mean and spread over the seeds of WER and CER per budget and model,
 relative reductions of the means, and the label-efficiency line: pretrained at the smallest
 budget against scratch at the largest) and writes it with ``label_budget.png`` and
-``results.json`` into ``--out``. Runs finished earlier (their ``result.json``) are reused, so
+``results.json`` into ``--out`` (``--publish``: also into ``cssl/assets/label_budget.json``, which
+the demo's report quotes). Runs finished earlier (their ``result.json``) are reused, so
 an interrupted run resumes, and the scratch runs, which do not depend on the checkpoint, are
 kept when only ``--pretrained`` changes.
 """
@@ -34,18 +35,15 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
 
 from cssl.data.manifest import Manifest, read_manifest, write_manifest
 from cssl.experiments import PRETRAINED, build_lm, finetune, score, synthesize
+from cssl.label_budget import FIGURES, MODELS, SHIPPED, checkpoint_tag, efficiency_line, group, mean_spread
 
 ROOT = Path(__file__).resolve().parents[1]
-
-MODELS = ("pretrained", "scratch")
-
 
 def nested_subsets(pool: Manifest, minutes: list[float], seed: int) -> dict[float, Manifest]:
     """For each budget, the shortest prefix of one seeded shuffle of ``pool`` holding that much audio."""
@@ -73,20 +71,6 @@ def labeled_pool(corpus: Path) -> Manifest:
     if not pool.labeled:
         raise ValueError(f"{corpus / 'train.tsv'}: the pool needs transcripts (train.wrd)")
     return pool
-
-
-def mean_spread(rows: list[dict], decoder: str, metric: str) -> tuple[float, float]:
-    """Mean and standard deviation (0 for one run) of a figure over runs."""
-    values = [r[decoder][metric] for r in rows]
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def group(rows: list[dict]) -> dict[tuple[float, str], list[dict]]:
-    """Runs by (minutes, model), in budget order."""
-    groups: dict[tuple[float, str], list[dict]] = {}
-    for r in sorted(rows, key=lambda r: (r["minutes"], MODELS.index(r["model"]), r["seed"])):
-        groups.setdefault((r["minutes"], r["model"]), []).append(r)
-    return groups
 
 
 def plot(rows: list[dict], png: Path) -> None:
@@ -125,18 +109,14 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {minutes:g} min | {model} | {len(runs)} | {updates} | {' | '.join(cells)} |")
     lines += ["", "| labels | relative reduction, pretrained vs scratch: WER greedy | CER greedy | WER + LM | "
               "CER + LM |", "|---:|---:|---:|---:|---:|"]
-    figures = (("greedy", "wer"), ("greedy", "cer"), ("lm", "wer"), ("lm", "cer"))
     for minutes in sorted({k[0] for k in groups}):
         pre, scratch = groups.get((minutes, "pretrained")), groups.get((minutes, "scratch"))
         if pre and scratch:
-            gains = [1 - mean_spread(pre, d, m)[0] / mean_spread(scratch, d, m)[0] for d, m in figures]
+            gains = [1 - mean_spread(pre, d, m)[0] / mean_spread(scratch, d, m)[0] for d, m in FIGURES]
             lines.append(f"| {minutes:g} min | " + " | ".join(f"{g:.1%}" for g in gains) + " |")
-    budgets = sorted({k[0] for k in groups})
-    low, high = groups.get((budgets[0], "pretrained")), groups.get((budgets[-1], "scratch"))
-    if len(budgets) > 1 and low and high:
-        lines += ["", f"Label efficiency: pretrained with {budgets[0]:g} min against scratch with {budgets[-1]:g} min: "
-                  + ", ".join(f"{d} {m.upper()} {mean_spread(low, d, m)[0]:.3f} vs {mean_spread(high, d, m)[0]:.3f}"
-                              for d, m in figures)]
+    line = efficiency_line(rows)
+    if line:
+        lines += ["", line]
     return "\n".join(lines)
 
 
@@ -174,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(MODELS), help="arms to run, comma separated")
     parser.add_argument("--pretrained", type=Path, default=PRETRAINED)
     parser.add_argument("--seed", type=int, default=0, help="seed of the labeled subsets")
+    parser.add_argument("--publish", action="store_true",
+                        help=f"also write the rows to {SHIPPED.relative_to(ROOT)} (the demo quotes them)")
     args = parser.parse_args(argv)
     budgets = [float(b) for b in args.budgets.split(",")]
     models = [m for m in args.models.split(",") if m]
@@ -193,14 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     lm = args.out / "lm.arpa"
     if not lm.exists():
         build_lm(args.demo_corpus, lm)
-    checkpoint_tag = f"{args.pretrained.stem}-{args.pretrained.stat().st_size}"  # a new checkpoint, new runs
+    tag = checkpoint_tag(args.pretrained)  # a new checkpoint, new runs
     rows = []
     for minutes, subset in subsets.items():
         train = args.out / f"labels-{minutes:g}min.tsv"
         write_manifest(subset, train)
         for model in models:
             for seed in range(1, args.seeds + 1):
-                tag = f"-{checkpoint_tag}" if model == "pretrained" else ""
+                tag = f"-{tag}" if model == "pretrained" else ""
                 run = args.out / f"{minutes:g}min-{model}{tag}-seed{seed}"
                 done = run / "result.json"
                 if done.exists():
@@ -224,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     (args.out / "table.md").write_text(text + "\n", encoding="utf-8")
+    if args.publish:
+        SHIPPED.write_text(json.dumps({"checkpoint": tag, "rows": rows}, indent=1) + "\n", encoding="utf-8")
     plot(rows, args.out / "label_budget.png")
     print(f"# Label budget: test split of the demo corpus (unseen voices)\n\n{text}\n")
     print(f"plot: {args.out / 'label_budget.png'}; wall time {(time.monotonic() - started) / 60:.1f} min")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cssl.demo import main
 
 
@@ -15,6 +17,15 @@ def test_demo_runs_end_to_end_and_reuses_the_corpus(tmp_path: Path, capsys) -> N
     assert "synthesized" in first
     report = (tmp_path / "report.md").read_text()
     assert "| unlabeled |" in report and "Updates: 3" in report
+    sections = [line for line in report.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## What pretraining buys"  # the report leads with it
+    lead = {row.split("|")[1].strip(): row.split("|")[2:5] for row in report.splitlines()
+            if row.startswith(("| WER greedy", "| CER greedy", "| WER + LM", "| CER + LM"))}
+    assert len(lead) == 4
+    for pre, scratch, gain in lead.values():
+        if float(scratch) > 0:
+            assert float(gain.strip().rstrip("%")) == pytest.approx(100 * (1 - float(pre) / float(scratch)), abs=0.06)
+    assert "Label efficiency: not measured for" in report or "Label efficiency: pretrained with" in report
     for name in ("pretrain_curves", "finetune_curves", "reliability_pretrained", "reliability_scratch",
                  "reliability_scratch-frozen"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -25,3 +36,27 @@ def test_demo_runs_end_to_end_and_reuses_the_corpus(tmp_path: Path, capsys) -> N
     assert (tmp_path / "test_pretrained_lm.jsonl").read_text().count("\n") >= 1
     assert main(args) == 0
     assert "reused the cached corpus" in capsys.readouterr().out
+
+
+def test_label_efficiency_line_and_the_shipped_figures(tmp_path: Path) -> None:
+    from cssl.label_budget import checkpoint_tag, efficiency_line, shipped_line
+
+    def row(minutes, model, seed, wer):
+        return {"minutes": minutes, "model": model, "seed": seed, "greedy": {"wer": wer, "cer": wer / 2},
+                "lm": {"wer": wer - 0.1, "cer": wer / 4}}
+
+    rows = [row(1, "pretrained", 1, 0.5), row(1, "pretrained", 2, 0.7), row(10, "scratch", 1, 0.8),
+            row(10, "scratch", 2, 0.6), row(1, "scratch", 1, 1.0), row(10, "pretrained", 1, 0.3)]
+    line = efficiency_line(rows)
+    assert line.startswith("Label efficiency: pretrained with 1 min of labels against scratch with 10 min (means of 2 and 2 seeds)")
+    assert "greedy WER 0.600 vs 0.700" in line and "lm CER 0.150 vs 0.175" in line
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"x" * 10)
+    shipped = tmp_path / "label_budget.json"
+    assert "not measured for model.pt" in shipped_line(ckpt, shipped)
+    import json
+
+    shipped.write_text(json.dumps({"checkpoint": "other-10", "rows": rows}))
+    assert "not measured" in shipped_line(ckpt, shipped)  # figures of another checkpoint are not quoted
+    shipped.write_text(json.dumps({"checkpoint": checkpoint_tag(ckpt), "rows": rows}))
+    assert shipped_line(ckpt, shipped).startswith(line)

@@ -1,0 +1,67 @@
+"""Label-budget results (``benchmarks/label_budget.py``): grouping, mean and spread over seeds,
+the relative reductions and the label-efficiency line, shared by the benchmark and the demo.
+
+A result row: ``minutes`` of labels, ``model`` (``pretrained`` / ``scratch``), ``seed``, and
+``greedy`` / ``lm`` dicts of test ``wer`` and ``cer``. The benchmark's ``--publish`` ships its
+rows as :data:`SHIPPED`, which the demo quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+MODELS = ("pretrained", "scratch")
+FIGURES = (("greedy", "wer"), ("greedy", "cer"), ("lm", "wer"), ("lm", "cer"))
+SHIPPED = Path(__file__).resolve().parent / "assets" / "label_budget.json"
+"""The benchmark's rows for the shipped checkpoint (written by ``label_budget.py --publish``)."""
+
+
+def mean_spread(rows: list[dict], decoder: str, metric: str) -> tuple[float, float]:
+    """Mean and standard deviation (0 for one run) of a figure over runs."""
+    values = [r[decoder][metric] for r in rows]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def group(rows: list[dict]) -> dict[tuple[float, str], list[dict]]:
+    """Runs by (minutes, model), in budget order."""
+    groups: dict[tuple[float, str], list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["minutes"], MODELS.index(r["model"]), r["seed"])):
+        groups.setdefault((r["minutes"], r["model"]), []).append(r)
+    return groups
+
+
+def efficiency_line(rows: list[dict]) -> str | None:
+    """Pretrained at the smallest budget against scratch at the largest, every figure (means)."""
+    groups = group(rows)
+    budgets = sorted({k[0] for k in groups})
+    if len(budgets) < 2:
+        return None
+    low, high = groups.get((budgets[0], "pretrained")), groups.get((budgets[-1], "scratch"))
+    if not (low and high):
+        return None
+    return (f"Label efficiency: pretrained with {budgets[0]:g} min of labels against scratch with {budgets[-1]:g} min "
+            f"(means of {len(low)} and {len(high)} seeds): "
+            + ", ".join(f"{d} {m.upper()} {mean_spread(low, d, m)[0]:.3f} vs {mean_spread(high, d, m)[0]:.3f}"
+                        for d, m in FIGURES) + ".")
+
+
+def checkpoint_tag(path: Path) -> str:
+    """Name and size of a checkpoint file: a new checkpoint gets new runs (and new shipped figures)."""
+    return f"{path.stem}-{path.stat().st_size}"
+
+
+def shipped_line(pretrained: Path, path: Path = SHIPPED) -> str:
+    """The label-efficiency line of the published benchmark when it measured ``pretrained``, else why not."""
+    shipped = read_shipped(path)
+    if shipped is None or not pretrained.is_file() or shipped.get("checkpoint") != checkpoint_tag(pretrained):
+        return (f"Label efficiency: not measured for {pretrained.name} yet "
+                "(python benchmarks/label_budget.py --publish measures it: 1 and 10 minutes of labels, 3 seeds).")
+    line = efficiency_line(shipped["rows"])
+    return f"{line} From benchmarks/label_budget.py on this checkpoint." if line else "Label efficiency: no rows."
+
+
+def read_shipped(path: Path = SHIPPED) -> dict | None:
+    """``{"checkpoint": ..., "rows": [...]}`` of the published benchmark, or None."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
