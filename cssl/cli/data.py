@@ -65,6 +65,16 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("manifest", type=Path)
     p.set_defaults(func=run_stats)
 
+    p = commands.add_parser("shard", help="write a manifest as tar shards (WebDataset layout) with an index",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            description="Each utterance becomes KEY.<ext> (the audio file's bytes, compressed as they "
+                                        "are) and KEY.json (text, speaker, length) in shard-NNNNNN.tar; index.json lists "
+                                        "the shards. For streaming corpora too large to list in memory.")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("out", type=Path, help="folder for the shards and index.json")
+    p.add_argument("--shard-hours", type=float, default=1.0, help="audio per shard")
+    p.set_defaults(func=run_shard)
+
 
 def run_manifest(args: argparse.Namespace) -> int:
     from cssl.data.manifest import write_manifest
@@ -131,6 +141,16 @@ def run_vocab(args: argparse.Namespace) -> int:
     if rare:
         print(f"left out (seen fewer than --min-count {args.min_count} times, encoded as <unk>): "
               + ", ".join(f"{ch!r} x{n}" for ch, n in rare.most_common()))
+    return 0
+
+
+def run_shard(args: argparse.Namespace) -> int:
+    from cssl.data.manifest import read_manifest
+    from cssl.data.shards import write_shards
+
+    index = write_shards(read_manifest(args.manifest), args.out, args.shard_hours)
+    size = sum(s.bytes for s in index.shards) / 2**20
+    print(f"{args.out}: {len(index.shards)} shards, {index.entries} utterances, {index.hours:.2f} h, {size:.1f} MiB")
     return 0
 
 

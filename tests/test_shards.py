@@ -1,0 +1,143 @@
+"""Sharded corpora: WebDataset layout, streaming without overlap, exact resume across world sizes."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cssl.data.manifest import Entry, Manifest
+from cssl.data.shards import read_index, write_shards
+from cssl.data.stream import EpochProgress, ShardStream, StreamBatch, StreamConfig, decode, plan
+from cssl.errors import DataError
+from tests.conftest import tone, write
+
+COUNT = 60
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Manifest, Path]:
+    root = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(COUNT):
+        seconds = float(rng.uniform(0.5, 3.0))
+        ext = ".flac" if i % 2 else ".wav"
+        write(root / f"u{i:03d}{ext}", tone(seconds, 200 + 10 * i))
+        entries.append(Entry(f"u{i:03d}{ext}", int(round(seconds * 16000)), text=f"WORD {i}", speaker=f"s{i % 5}"))
+    manifest = Manifest(root, entries)
+    index = write_shards(manifest, root / "shards", shard_hours=8 / 3600)  # about 8 s per shard
+    return manifest, index.root
+
+
+def consume(stream: ShardStream, batches: int | None = None) -> tuple[list[tuple[str, int]], list[StreamBatch]]:
+    items, seen = [], []
+    for i, batch in enumerate(stream):
+        if batches is not None and i >= batches:
+            break
+        items += batch.items
+        seen.append(batch)
+    return items, seen
+
+
+def test_shards_hold_the_source_bytes_in_webdataset_layout(corpus) -> None:
+    manifest, root = corpus
+    index = read_index(root)
+    assert index.entries == COUNT and index.labeled and len(index.shards) > 5
+    assert abs(index.hours * 3600 - sum(e.duration for e in manifest)) < 0.01
+    with tarfile.open(index.path(index.shards[0])) as tar:
+        names = tar.getnames()
+        first = json.loads(tar.extractfile(names[1]).read())
+        audio = tar.extractfile(names[0]).read()
+    assert names[0].split(".")[0] == names[1].split(".")[0] and names[1].endswith(".json")  # KEY.ext, KEY.json
+    entry = manifest[0]
+    assert first == {"text": entry.text, "speaker": entry.speaker, "num_samples": entry.num_samples, "source": entry.path}
+    assert audio == manifest.audio_path(entry).read_bytes()  # kept as it was (FLAC stays FLAC)
+    flac = next(e for e in manifest if e.path.endswith(".flac"))
+    assert decode(manifest.audio_path(flac).read_bytes(), flac.path).numel() == flac.num_samples
+
+
+def test_four_readers_see_every_utterance_once_with_little_padding(corpus) -> None:
+    _, root = corpus
+    index = read_index(root)
+    cfg = StreamConfig(max_batch_samples=120_000, shuffle_buffer=8, window=30, seed=1)
+    items = []
+    for rank in range(4):
+        got, batches = consume(ShardStream(index, cfg, epoch=0, rank=rank, world=4))
+        items += got
+        assert all(b.waves.numel() <= cfg.max_batch_samples for b in batches)
+    assert len(items) == COUNT and len(set(items)) == COUNT
+    _, batches = consume(ShardStream(index, StreamConfig(max_batch_samples=120_000, shuffle_buffer=8, window=60)))
+    padded, real = sum(b.waves.numel() for b in batches), sum(int(b.lengths.sum()) for b in batches)
+    assert padded / real - 1 < 0.10  # length bucketing inside the window
+    shards = [{s.name for s in plan(index, 0, 1, r, 4)} for r in range(4)]
+    assert sum(len(s) for s in shards) == len(index.shards) and not set.intersection(*shards)
+    assert plan(index, 1, 1, 0, 4) != plan(index, 0, 1, 0, 4)  # each epoch its own order
+
+
+def test_killed_with_four_readers_and_resumed_with_two_sees_each_once(corpus) -> None:
+    _, root = corpus
+    index = read_index(root)
+    cfg = StreamConfig(max_batch_samples=80_000, shuffle_buffer=6, window=8, seed=2)
+    progress, first = EpochProgress(3), []
+    for rank in range(4):  # each rank used a few batches, then the job died; ranks' progress merged
+        mine = EpochProgress(3)
+        got, _ = consume(ShardStream(index, cfg, epoch=3, rank=rank, world=4), batches=2)
+        mine.mark(got)
+        first += got
+        progress = progress.merge(mine)
+    saved = json.loads(json.dumps(progress.state_dict()))  # through a checkpoint
+    resumed = EpochProgress.from_state(saved)
+    assert resumed.used == progress.used and 0 < len(first) < COUNT
+    second = []
+    for rank in range(2):
+        got, _ = consume(ShardStream(index, cfg, epoch=3, rank=rank, world=2, progress=resumed))
+        second += got
+    counts = Counter(first + second)
+    assert len(counts) == COUNT and set(counts.values()) == {1}
+
+
+def test_dataloader_workers_split_a_ranks_shards_without_overlap(corpus) -> None:
+    _, root = corpus
+    cfg = StreamConfig(max_batch_samples=100_000, shuffle_buffer=4, window=8)
+    items = []
+    for rank in range(2):  # 2 ranks x 2 workers: 4 readers
+        stream = ShardStream(read_index(root), cfg, rank=rank, world=2)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2, collate_fn=lambda b: b)
+        items += [item for batch in loader for item in batch.items]
+    counts = Counter(items)
+    assert len(counts) == COUNT and set(counts.values()) == {1}
+
+
+def test_a_corrupt_shard_is_skipped_and_named_a_missing_one_stops_before_start(corpus, tmp_path: Path) -> None:
+    import shutil
+
+    _, root = corpus
+    copy = tmp_path / "shards"
+    shutil.copytree(root, copy)
+    index = read_index(copy)
+    victim = index.path(index.shards[2])
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # cut off mid-write
+    bad, items = [], []
+    for batch in ShardStream(index, StreamConfig(max_batch_samples=200_000, shuffle_buffer=2, window=4)):
+        bad += batch.bad
+        items += batch.items
+    assert [name for name, _ in bad] == [victim.name]
+    assert COUNT - index.shards[2].entries <= len(items) < COUNT  # the rest went on
+    victim.unlink()
+    with pytest.raises(DataError, match=r"1 of \d+ shards are missing \(first: shard-000002.tar\)"):
+        ShardStream(read_index(copy), StreamConfig())
+
+
+def test_progress_state_is_ranges() -> None:
+    p = EpochProgress(2)
+    p.mark([("a", i) for i in (0, 1, 2, 5, 7, 8)])
+    assert p.state_dict() == {"epoch": 2, "used": {"a": [[0, 3], [5, 6], [7, 9]]}}
+    assert EpochProgress.from_state(p.state_dict()).used == p.used
+    with pytest.raises(ValueError, match="epochs 2 and 3"):
+        p.merge(EpochProgress(3))
