@@ -60,7 +60,6 @@ def measured(fn):
 def opening(folder: Path, entries: int, per_shard: int = 1000) -> list[str]:
     manifest = Manifest(folder, [Entry(f"audio/{i // 1000:05d}/{i:09d}.flac", 16000 + i % 32000) for i in range(entries)])
     w_manifest = measured(lambda: write_manifest(manifest, folder / "big.tsv"))
-    del manifest
     shards = [{"name": f"shard-{i:06d}.tar", "entries": per_shard, "seconds": per_shard * 2.0, "bytes": per_shard * 40_000}
               for i in range(entries // per_shard)]
     w_index = measured(lambda: (folder / INDEX).write_text(json.dumps({"format": FORMAT, "labeled": False,
