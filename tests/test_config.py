@@ -156,3 +156,19 @@ def test_model_file_over_a_tiny_preset_gives_that_model_alone() -> None:
         for section, value in full.items():
             if isinstance(value, dict):
                 assert set(written[section]) == set(value), (name, section)
+
+
+def test_accelerate_launch_configs_parse_and_name_our_layer_class() -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from cssl.config import preset
+    from cssl.model import context
+
+    seen = {}
+    for name in ("1node-8gpu", "2node-16gpu", "fsdp-large"):
+        cfg = load_config_from_file(str(preset(f"accelerate/{name}.yaml")))
+        assert cfg.mixed_precision == "bf16" and cfg.num_processes == 8 * cfg.num_machines
+        seen[name] = cfg
+    assert seen["2node-16gpu"].num_machines == 2 and seen["2node-16gpu"].main_process_port
+    wrap = seen["fsdp-large"].fsdp_config["fsdp_transformer_layer_cls_to_wrap"]
+    assert isinstance(getattr(context, wrap), type)  # the class FSDP wraps exists under that name
