@@ -19,6 +19,8 @@ from cssl.convert import read_checkpoint
 from cssl.convert.payload import has_heads
 from cssl.data.alignment import alignment_path
 from cssl.data.dataset import Batch, build_loader
+from cssl.data.shards import INDEX, read_index
+from cssl.data.stream import StreamConfig
 from cssl.errors import DataError
 from cssl.loading import load_model, load_pretrainer
 from cssl.model import Wav2Vec2Pretrainer, build_pretrainer, gumbel_temperature
@@ -28,6 +30,7 @@ from cssl.train.health import Health
 from cssl.train.loop import Stage, open_run, resume_run, train
 from cssl.train.plots import plot_pretraining
 from cssl.train.runtime import build_optimizer, global_sum
+from cssl.train.shard_stream import ShardBatchStream
 from cssl.train.stream import BatchStream
 from pretrain.config import PretrainConfig
 
@@ -124,22 +127,37 @@ def main(cfg: PretrainConfig) -> Path:
     model, source = initial_pretrainer(cfg)
     o = cfg.optim
     optimizer = build_optimizer(model.parameters(), o.lr, o.betas, o.eps, o.weight_decay)
-    loader = build_loader(cfg.data, cfg.data.manifest, train=True, seed=cfg.seed,
-                          num_replicas=accel.num_processes, rank=accel.process_index)
+    stream, size = training_stream(cfg, accel, run.rejects_path)
     valid = None
     if cfg.data.valid_manifest:
         valid = build_loader(cfg.data, cfg.data.valid_manifest, train=False, seed=cfg.seed,
                              num_replicas=accel.num_processes, rank=accel.process_index)
-    stream, health = BatchStream(loader, cfg.data.manifest, run.rejects_path), Health(cfg.max_nonfinite)
+    health = Health(cfg.max_nonfinite)
     stage = Pretraining(cfg, accel, valid, health, validation_probe(cfg, accel.is_main_process))
     resume_run(run, stage, model, optimizer, stream, health)
     last = train(run, stage, model, optimizer, stream, health,
-                 f"pretraining from {source}, {len(loader.dataset)} utterances ({loader.dropped} outside the length filters), "
+                 f"pretraining from {source}, {size}, "
                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     run.progress.message(f"done at step {run.step}; data: {stream.rejects.summary()}; "
                          f"non-finite updates skipped: {health.nonfinite_total}")
     run.progress.close()
     return last or run.out_dir / "last.pt"
+
+
+def training_stream(cfg: PretrainConfig, accel, rejects_path: Path):
+    """Batches of ``data.manifest``: a manifest, or a sharded corpus (its folder or ``index.json``); and a size line."""
+    path = Path(cfg.data.manifest)
+    if (path / INDEX).is_file() or path.name == INDEX:
+        index = read_index(path)
+        d = cfg.data
+        stream = ShardBatchStream(index, StreamConfig(d.max_batch_samples, crop_samples=d.crop_samples, seed=cfg.seed,
+                                                      normalize=d.normalize),
+                                  accel.process_index, accel.num_processes, d.num_workers, rejects_path)
+        return stream, f"{index.entries} utterances in {len(index.shards)} shards ({index.hours:.1f} h)"
+    loader = build_loader(cfg.data, cfg.data.manifest, train=True, seed=cfg.seed,
+                          num_replicas=accel.num_processes, rank=accel.process_index)
+    return (BatchStream(loader, cfg.data.manifest, rejects_path),
+            f"{len(loader.dataset)} utterances ({loader.dropped} outside the length filters)")
 
 
 def initial_pretrainer(cfg: PretrainConfig) -> tuple[Wav2Vec2Pretrainer, str]:

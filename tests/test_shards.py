@@ -141,3 +141,30 @@ def test_progress_state_is_ranges() -> None:
     assert EpochProgress.from_state(p.state_dict()).used == p.used
     with pytest.raises(ValueError, match="epochs 2 and 3"):
         p.merge(EpochProgress(3))
+
+
+def test_pretraining_streams_shards_and_resumes_where_it_stopped(corpus, tmp_path: Path) -> None:
+    from cssl.config import load_config, preset
+    from cssl.train.checkpoint import load_checkpoint
+    from pretrain.config import PretrainConfig
+    from pretrain.train import main
+
+    _, root = corpus
+    args = [f"data.manifest={root}", "mixed_precision=no", "data.num_workers=0", "log_every=1",
+            "data.max_batch_samples=64000", "data.crop_samples=16000", "optim.schedule.warmup_steps=2",
+            "loss.num_distractors=5", "save_every=3", "valid_every=100"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    main(load_config(PretrainConfig, preset("pretrain/tiny.yaml"), [*args, "optim.max_steps=6", f"out_dir={full}"]))
+    main(load_config(PretrainConfig, preset("pretrain/tiny.yaml"), [*args, "optim.max_steps=6", "stop_after=3", f"out_dir={part}"]))
+    main(load_config(PretrainConfig, preset("pretrain/tiny.yaml"), [*args, "optim.max_steps=6", f"out_dir={part}",
+                                                                   "resume=auto"]))
+    a3, b3 = load_checkpoint(full / "checkpoint_3.pt"), load_checkpoint(part / "checkpoint_3.pt")
+    assert a3["stream"] == b3["stream"]  # the same utterances in the first updates: the stream is seeded
+    assert all(torch.equal(v, b3["model"][k]) for k, v in a3["model"].items())
+
+    def used(ckpt) -> set[tuple[str, int]]:
+        return {(shard, p) for shard, ranges in ckpt["stream"]["progress"]["0"]["used"].items()
+                for start, end in ranges for p in range(start, end)}
+
+    before, after = used(b3), used(load_checkpoint(part / "last.pt"))
+    assert before < after and len(after) <= COUNT  # resumed: went on with utterances not used before the kill

@@ -36,7 +36,7 @@ class DataConfig:
     """Where a stage's audio comes from and how it is batched."""
 
     manifest: str = ""
-    """Training manifest (.tsv with optional .wrd/.ltr, or NeMo .jsonl)."""
+    """Training manifest (.tsv with optional .wrd/.ltr, or NeMo .jsonl); for pretraining also a sharded corpus (its folder or index.json, from cssl data shard), streamed."""
     valid_manifest: str | None = None
     """Validation manifest, same formats; None skips validation."""
     normalize: bool = False

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from cssl import SAMPLE_RATE
-from cssl.data.audio import resample
+from cssl.data.audio import normalize_wave, resample
 from cssl.data.shards import ShardIndex, ShardInfo
 from cssl.seeding import mix_seed
 
@@ -89,6 +89,8 @@ class StreamConfig:
     """Longer utterances are cut to this many samples (random offset)."""
     seed: int = 0
     """Seed of the epoch plans, buffers and crops."""
+    normalize: bool = False
+    """Zero mean, unit variance per utterance (after cropping)."""
 
 
 def plan(index: ShardIndex, epoch: int, seed: int, reader: int, readers: int,
@@ -110,6 +112,8 @@ class StreamBatch:
     """(B,) valid samples."""
     items: list[tuple[str, int]]
     """(shard, position) per row: what to mark as used."""
+    keys: list[int]
+    """The rows' keys (their position in the manifest the shards were written from): per-utterance seeds."""
     texts: list[str | None]
     """Transcripts per row."""
     bad: list[tuple[str, str]] = field(default_factory=list)
@@ -160,6 +164,8 @@ class ShardStream(IterableDataset):
             if crop and wave.numel() > crop:
                 start = rng.randrange(wave.numel() - crop + 1)
                 wave = wave[start:start + crop]
+            if self.cfg.normalize:
+                wave = normalize_wave(wave)
             decoded.append((entry, wave))
         decoded.sort(key=lambda item: item[1].numel())
         groups, current = [], []
@@ -172,7 +178,7 @@ class ShardStream(IterableDataset):
             groups.append(current)
         rng.shuffle(groups)
         if not groups and bad:
-            yield StreamBatch(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), [], [], list(bad))
+            yield StreamBatch(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), [], [], [], list(bad))
             bad.clear()
         for rows in groups:
             lengths = torch.tensor([w.numel() for _, w in rows])
@@ -180,7 +186,7 @@ class ShardStream(IterableDataset):
             for i, (_, w) in enumerate(rows):
                 waves[i, : w.numel()] = w
             yield StreamBatch(waves, lengths, [(e["shard"], e["position"]) for e, _ in rows],
-                              [e["meta"].get("text") for e, _ in rows], list(bad))
+                              [int(e["key"]) for e, _ in rows], [e["meta"].get("text") for e, _ in rows], list(bad))
             bad.clear()
 
 
@@ -203,7 +209,7 @@ def read_shard(path: Path, bad: list[tuple[str, str]]) -> Iterator[dict]:
                     part["audio"], part["name"] = data, member.name
                 if "meta" in part and "audio" in part:
                     del pending[key]
-                    yield {"shard": path.name, "position": position, **part}
+                    yield {"shard": path.name, "position": position, "key": key, **part}
                     position += 1
     except (tarfile.TarError, EOFError, OSError, ValueError) as err:
         bad.append((path.name, f"{type(err).__name__}: {err} (after {position} entries)"))

@@ -32,6 +32,7 @@ def save_training(accel: Accelerator, path: Path, kind: str, cfg: Any, model, op
     """Writes the run's state from the main process; a ``checkpoint_<step>.pt`` also refreshes
     ``last.pt`` and prunes old step checkpoints. Every process must call it (RNG states are gathered)."""
     rngs = gather_rng_states(accel)
+    position = stream.gathered_state(accel)
     if accel.is_main_process:
         payload = {
             "kind": kind,
@@ -39,7 +40,7 @@ def save_training(accel: Accelerator, path: Path, kind: str, cfg: Any, model, op
             "model": accel.unwrap_model(model).state_dict(),
             "optimizer": optimizer.state_dict(),
             "step": step,
-            "stream": stream.state_dict(),
+            "stream": position,
             "rng": rngs,
             "health": health.state_dict(),
             **extra,

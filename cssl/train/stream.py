@@ -40,6 +40,10 @@ class BatchStream:
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "consumed": self.consumed}
 
+    def gathered_state(self, accel) -> dict[str, int]:
+        """The checkpoint's position: every process consumed the same number of batches."""
+        return self.state_dict()
+
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch = int(state["epoch"])
         self.consumed = int(state["consumed"])
