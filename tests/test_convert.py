@@ -311,6 +311,7 @@ def test_fairseq_namespace_checkpoint_and_ctc_dictionary(tmp_path: Path) -> None
     assert torch.equal(loaded.model.aux.weight, state["w2v_encoder.proj.weight"][peer_rows])
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
 
