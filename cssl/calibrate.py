@@ -27,7 +27,8 @@ from cssl.evaluation import word_correctness
 from cssl.loading import load_model
 from cssl.model.ctc import ctc_loss
 from cssl.text.vocab import Vocabulary
-from cssl.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cssl.convert import read_checkpoint
+from cssl.train.checkpoint import CheckpointError, save_checkpoint
 
 
 @dataclass
@@ -47,7 +48,7 @@ def collect(ckpt: dict, manifest: str | Path, device: torch.device | str = "cpu"
     """Runs the checkpoint's model over a labeled manifest (on ``device``; outputs on the CPU)."""
     loaded = load_model(ckpt)
     vocab, model = loaded.vocab, loaded.model.to(device).eval()
-    data = DataConfig(crop_samples=None, min_samples=0, max_batch_samples=ckpt["config"]["data"]["max_batch_samples"],
+    data = DataConfig(crop_samples=None, min_samples=0, max_batch_samples=ckpt["config"]["data"].get("max_batch_samples", 1_600_000),
                       num_workers=0, normalize=loaded.normalize)
     loader = build_loader(data, manifest, vocab, train=False, filter_lengths=False)
     out = Outputs([], [], [])
@@ -165,22 +166,25 @@ def reliability_diagram(before: tuple[list[float], list[bool]], after: tuple[lis
 
 def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | None = None,
               device: torch.device | str = "cpu", objective: str = "word") -> dict[str, float]:
-    """Fits, stores and reports the temperature; returns the figures."""
+    """Fits, stores (:func:`store_temperature`) and reports the temperature; returns the figures.
+
+    ``checkpoint`` is any fine-tuned model :func:`cssl.convert.read_checkpoint` reads (a
+    transformers ``Wav2Vec2ForCTC`` folder, a fairseq CTC checkpoint...)."""
     if objective not in OBJECTIVES:
         raise UsageError(f"calibration objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
     checkpoint = Path(checkpoint)
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
     if ckpt.get("kind") != "finetune":
-        raise CheckpointError(f"{checkpoint}: not a fine-tuning checkpoint; calibrate the best.pt of a fine-tuning run")
+        raise CheckpointError(f"{checkpoint}: not a fine-tuned (CTC) model; calibrate the best.pt of a fine-tuning run")
     vocab = Vocabulary(tuple(ckpt["vocab"]["symbols"]))
     dev_out = collect(ckpt, dev, device)
     tau = fit_temperature(word_nll_fn(dev_out, vocab) if objective == "word" else lambda t: nll(dev_out, t),
                           *TEMPERATURE_RANGE)
     ckpt["temperature"] = tau
-    save_checkpoint(checkpoint, ckpt)
+    stored = store_temperature(checkpoint, ckpt, tau)
     test_out = collect(ckpt, eval_manifest, device) if eval_manifest else dev_out
     before, after = confidences(test_out, vocab, 1.0), confidences(test_out, vocab, tau)
-    png = checkpoint.with_name(checkpoint.stem + "_reliability.png")
+    png = checkpoint / "reliability.png" if checkpoint.is_dir() else checkpoint.with_name(checkpoint.stem + "_reliability.png")
     reliability_diagram(before, after, (1.0, tau), png)
     return {
         "temperature": tau,
@@ -191,4 +195,25 @@ def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | Non
         "ece_before": expected_calibration_error(*before),
         "ece_after": expected_calibration_error(*after),
         "words": float(len(before[0])),
+        "stored_in": str(stored),
     }
+
+
+def store_temperature(checkpoint: Path, ckpt: dict, tau: float) -> Path:
+    """Keeps ``tau`` with the model: in a cssl checkpoint itself, in a transformers folder's
+    ``config.json`` (``cssl_temperature``, which transformers ignores), otherwise (a fairseq or
+    torchaudio file, which cssl does not rewrite) in a cssl checkpoint ``NAME.calibrated.pt``
+    beside it. Returns where."""
+    if checkpoint.is_dir():
+        import json
+
+        from cssl.io import atomic_write
+
+        config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+        config["cssl_temperature"] = tau
+        text = json.dumps(config, indent=2) + "\n"
+        atomic_write(checkpoint / "config.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return checkpoint / "config.json"
+    target = checkpoint if "imported_from" not in ckpt else checkpoint.with_name(checkpoint.stem + ".calibrated.pt")
+    save_checkpoint(target, ckpt)
+    return target

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     figures = calibrate(args.checkpoint, args.dev, args.eval, objective=args.objective)
-    print(f"temperature {figures['temperature']:.3f} stored in {args.checkpoint}")
+    print(f"temperature {figures['temperature']:.3f} stored in {figures['stored_in']}")
     print(f"CTC NLL per utterance {figures['nll_before']:.3f} -> {figures['nll_after']:.3f}; "
           f"word NLL {figures['word_nll_before']:.3f} -> {figures['word_nll_after']:.3f}; "
           f"ECE {figures['ece_before']:.4f} -> {figures['ece_after']:.4f} over {int(figures['words'])} words")

@@ -400,3 +400,9 @@ def test_a_users_hf_model_through_both_stages_and_transcription(tmp_path: Path, 
         assert cssl(["transcribe", str(model), str(clip)]) == 0
     first, second = capsys.readouterr().out.strip().splitlines()[-2:]
     assert first.split("\t")[-1] == second.split("\t")[-1]  # the same transcript from either file
+    from cssl.calibrate import calibrate
+
+    figures = calibrate(tmp_path / "hf-asr", corpus / "dev.tsv")  # a transformers folder, calibrated as it is
+    assert figures["stored_in"] == str(tmp_path / "hf-asr" / "config.json")
+    assert load_model(tmp_path / "hf-asr").temperature == pytest.approx(figures["temperature"])
+    assert transformers.Wav2Vec2ForCTC.from_pretrained(tmp_path / "hf-asr") is not None  # still a transformers folder
