@@ -168,3 +168,46 @@ def test_pretraining_streams_shards_and_resumes_where_it_stopped(corpus, tmp_pat
 
     before, after = used(b3), used(load_checkpoint(part / "last.pt"))
     assert before < after and len(after) <= COUNT  # resumed: went on with utterances not used before the kill
+
+
+@pytest.mark.slow
+def test_four_processes_over_shards_then_two_use_each_utterance_once(corpus, tmp_path: Path) -> None:
+    """accelerate launch (gloo on CPU): 4 processes stop after 2 updates, 2 processes resume the epoch."""
+    import os
+    import subprocess
+    import sys
+
+    from cssl.config import preset
+    from cssl.train.checkpoint import load_checkpoint
+
+    _, root = corpus
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    args = [f"data.manifest={root}", "mixed_precision=no", "data.num_workers=0", "data.max_batch_samples=64000",
+            "data.crop_samples=16000", "optim.accumulation=4", "optim.max_steps=40", "loss.num_distractors=5",
+            "save_every=1", "valid_every=1000", "threads=1", f"out_dir={tmp_path / 'run'}", "resume=auto"]
+
+    def launch(processes: int, stop_after: int) -> None:
+        proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                               str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
+                               "no", "-m", "pretrain", str(preset("pretrain/tiny.yaml")), *args,
+                               f"stop_after={stop_after}"], env=env, cwd=repo, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def used(ckpt) -> dict[int, set]:
+        return {int(e): {(s, p) for s, ranges in prog["used"].items() for a, b in ranges for p in range(a, b)}
+                for e, prog in ckpt["stream"]["progress"].items()}
+
+    launch(4, 2)
+    first = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert first["step"] == 2
+    launch(2, 3)  # one more update with half the processes: still inside epoch 0
+    mid = load_checkpoint(tmp_path / "run" / "last.pt")
+    before, now = used(first)[0], used(mid)[0]
+    assert before < now < set().union(*[{(s.name, p) for p in range(s.entries)} for s in read_index(root).shards])
+    assert mid["stream"]["marked"]["0"] == len(now)  # no utterance twice, over both launches
+    launch(2, 6)  # on into epoch 1
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["step"] == 6 and max(used(last)) == 1
+    for epoch, entries in used(last).items():
+        assert last["stream"]["marked"][str(epoch)] == len(entries), epoch

@@ -37,6 +37,8 @@ class ShardBatchStream:
         self.source = str(index.root)
         self.epoch = 0
         self.progress: dict[int, EpochProgress] = {}
+        self.marked: dict[int, int] = {}
+        """Entries marked per epoch, repeats included: equal to the progress's size unless an entry came twice."""
         self.rejects = Rejects()
         self.rejects_path = None if rejects_path is None else Path(rejects_path)
         self._iter = None
@@ -44,7 +46,8 @@ class ShardBatchStream:
 
     def state_dict(self) -> dict[str, Any]:
         """This process's position (see :meth:`gathered_state` for the checkpoint's)."""
-        return {"epoch": self.epoch, "progress": {str(e): p.state_dict() for e, p in self.progress.items()}}
+        return {"epoch": self.epoch, "progress": {str(e): p.state_dict() for e, p in self.progress.items()},
+                "marked": {str(e): n for e, n in self.marked.items()}}
 
     def gathered_state(self, accel) -> dict[str, Any]:
         """Every process's progress merged (a collective call: all processes make it)."""
@@ -53,20 +56,28 @@ class ShardBatchStream:
         states = gather_object([self.state_dict()]) if accel.num_processes > 1 else [self.state_dict()]
         low = min(s["epoch"] for s in states)
         merged: dict[int, EpochProgress] = {}
+        marked: dict[int, int] = {}
         for state in states:
+            for epoch, count in state.get("marked", {}).items():
+                if int(epoch) >= low:
+                    marked[int(epoch)] = marked.get(int(epoch), 0) + count
             for epoch, progress in state["progress"].items():
                 if int(epoch) >= low:
                     got = EpochProgress.from_state(progress)
                     merged[int(epoch)] = merged[int(epoch)].merge(got) if int(epoch) in merged else got
         for epoch in [e for e in self.progress if e < low]:
             del self.progress[epoch]  # every process is past it
-        return {"epoch": low, "progress": {str(e): p.state_dict() for e, p in sorted(merged.items())}}
+            self.marked.pop(epoch, None)
+        return {"epoch": low, "progress": {str(e): p.state_dict() for e, p in sorted(merged.items())},
+                "marked": {str(e): n for e, n in sorted(marked.items())}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "progress" not in state:
             raise DataError(f"{self.source}: the checkpoint was written by a run over a manifest, not over shards; "
                             "resume with the same data.manifest, or start a new run with init=")
         self.progress = {int(e): EpochProgress.from_state(p) for e, p in state["progress"].items()}
+        # The merged count goes to rank 0 alone, so that the next merge sums it once.
+        self.marked = {int(e): n for e, n in state.get("marked", {}).items()} if self.rank == 0 else {}
         self.epoch = int(state["epoch"])
         self._iter = None
 
@@ -91,6 +102,7 @@ class ShardBatchStream:
             if not batch.items:
                 continue
             self.progress[self.epoch].mark(batch.items)
+            self.marked[self.epoch] = self.marked.get(self.epoch, 0) + len(batch.items)
             self._usable += 1
             return Batch(batch.waves, batch.lengths, batch.keys)
 
