@@ -67,19 +67,21 @@ def test_bad_files_are_skipped_and_reported(corpus: Path, tmp_path: Path) -> Non
     assert "broken.flac\tcannot decode" in rejects and "missing.flac\tmissing" in rejects
 
 
-def test_two_processes_match_one_with_the_same_global_batch(corpus: Path, tmp_path: Path) -> None:
-    """The same config (2 batches per update) on one process and on two under accelerate launch:
-    one process accumulates both batches, each of two processes takes one."""
+@pytest.mark.parametrize("processes", [2, pytest.param(4, marks=pytest.mark.slow)])
+def test_several_processes_match_one_with_the_same_global_batch(corpus: Path, tmp_path: Path, processes: int) -> None:
+    """The same config (N batches per update) on one process and on N under accelerate launch:
+    one process accumulates all N batches, each of N processes takes one."""
     common = [f"data.manifest={corpus}", "data.num_workers=0", "data.max_batch_size=2", "data.bucket=false",
               "data.crop_samples=16000", "data.min_samples=16000", "optim.max_steps=3", "save_every=3",
               "model.context.dropout=0.0", "model.context.attention_dropout=0.0", "model.context.dropout_input=0.0",
-              "model.dropout_features=0.0", "threads=1", "log_every=1", "mixed_precision=no", "optim.accumulation=2"]
+              "model.dropout_features=0.0", "threads=1", "log_every=1", "mixed_precision=no",
+              f"optim.accumulation={processes}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "pretrain", str(TINY), *common, f"out_dir={one}"],
                    check=True, env=env, cwd=ROOT, capture_output=True)
     # On a CPU-only machine "--multi_gpu" starts the processes with torchrun and they meet over gloo.
-    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                            "-m", "pretrain", str(TINY), *common, f"out_dir={two}"],
                           env=env, cwd=ROOT, capture_output=True, text=True)
