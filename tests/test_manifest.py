@@ -93,3 +93,40 @@ def test_length_filter(tmp_path: Path) -> None:
     assert [e.path for e in kept] == ["b/two.wav"] and dropped == 1
     kept, dropped = m.filter_length(max_samples=20000)
     assert [e.path for e in kept] == ["a/one.flac"] and dropped == 1
+
+
+def test_lhotse_cutset_whole_recording_cuts_read_as_entries(tmp_path: Path, monkeypatch) -> None:
+    import gzip
+    import json
+
+    from cssl.data.audio import load_audio
+    from tests.conftest import tone, write
+
+    monkeypatch.chdir(tmp_path)  # lhotse keeps relative sources relative to the working folder
+    write(tmp_path / "a.flac", tone(1.0))
+    write(tmp_path / "b.wav", tone(0.5, rate=8000), rate=8000)
+
+    def cut(name: str, source: str, duration: float, rate: int, start: float = 0.0, rec_duration: float | None = None,
+            kind: str = "file", text: str | None = "HELLO") -> dict:
+        rec = {"id": f"rec-{name}", "sources": [{"type": kind, "channels": [0], "source": source}],
+               "sampling_rate": rate, "num_samples": int((rec_duration or duration) * rate),
+               "duration": rec_duration or duration}
+        sups = [{"id": f"sup-{name}", "recording_id": rec["id"], "start": 0.0, "duration": duration, "channel": 0,
+                 "text": text, "speaker": "spk1"}]
+        return {"id": name, "start": start, "duration": duration, "channel": 0, "supervisions": sups,
+                "recording": rec, "type": "MonoCut"}
+
+    def save(name: str, cuts: list[dict]) -> Path:
+        path = tmp_path / name
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps(c) + "\n" for c in cuts)
+        return path
+
+    manifest = read_manifest(save("cuts.jsonl.gz", [cut("a", "a.flac", 1.0, 16000), cut("b", "b.wav", 0.5, 8000)]))
+    assert [(e.path, e.num_samples, e.text, e.speaker) for e in manifest] == [
+        ("a.flac", 16000, "HELLO", "spk1"), ("b.wav", 8000, "HELLO", "spk1")]
+    assert load_audio(manifest.audio_path(manifest[1])).numel() == 8000  # resampled to 16 kHz: length as listed
+    with pytest.raises(ManifestError, match=r"cuts2.jsonl.gz:1: cut s is a segment \(0.20\+0.50 s\) of recording rec-s"):
+        read_manifest(save("cuts2.jsonl.gz", [cut("s", "a.flac", 0.5, 16000, start=0.2, rec_duration=1.0)]))
+    with pytest.raises(ManifestError, match=r"cut u: audio sources \['url'\]"):
+        read_manifest(save("cuts3.jsonl.gz", [cut("u", "http://x/a.flac", 1.0, 16000, kind="url")]))

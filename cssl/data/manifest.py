@@ -101,15 +101,19 @@ class Manifest:
 
 
 def read_manifest(path: str | Path) -> Manifest:
-    """Reads a ``.tsv`` (with its ``.wrd``/``.ltr``) or a JSON-lines manifest."""
+    """Reads a ``.tsv`` (with its ``.wrd``/``.ltr``), a JSON-lines manifest, or a lhotse CutSet (``.jsonl.gz``)."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
+    from cssl.data.lhotse_cuts import is_cuts_file, read_cuts
+
+    if is_cuts_file(path):
+        return read_cuts(path)
     if path.suffix == TSV_SUFFIX:
         return _read_tsv(path)
     if path.suffix in JSON_SUFFIXES:
         return _read_jsonl(path)
-    raise ManifestError(f"{path}: unknown manifest format; use .tsv (fairseq) or .jsonl (NeMo)")
+    raise ManifestError(f"{path}: unknown manifest format; use .tsv (fairseq), .jsonl (NeMo) or .jsonl.gz (lhotse cuts)")
 
 
 def write_manifest(manifest: Manifest, path: str | Path) -> None:
