@@ -33,22 +33,12 @@ PRESETS = {"tiny": preset("pretrain/tiny.yaml"), "base": preset("pretrain/base.y
 
 
 def hf_model(cfg: ModelConfig, num_negatives: int, temperature: float, diversity: float):
-    from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
+    from transformers import Wav2Vec2ForPreTraining
 
-    fe, ctx, q = cfg.feature_encoder, cfg.context, cfg.quantizer
-    config = Wav2Vec2Config(
-        conv_dim=[c for c, _, _ in fe.conv_layers], conv_kernel=[k for _, k, _ in fe.conv_layers],
-        conv_stride=[s for _, _, s in fe.conv_layers], conv_bias=fe.bias, feat_extract_norm=fe.norm.split("_")[0],
-        hidden_size=ctx.embed_dim, num_hidden_layers=ctx.num_layers, num_attention_heads=ctx.num_heads,
-        intermediate_size=ctx.ffn_dim, do_stable_layer_norm=ctx.layer_norm_first,
-        num_conv_pos_embeddings=ctx.pos_conv_kernel, num_conv_pos_embedding_groups=ctx.pos_conv_groups,
-        hidden_dropout=ctx.dropout, attention_dropout=ctx.attention_dropout, activation_dropout=ctx.activation_dropout,
-        feat_proj_dropout=ctx.dropout_input, feat_quantizer_dropout=cfg.dropout_features, layerdrop=ctx.layer_drop,
-        num_codevector_groups=q.groups, num_codevectors_per_group=q.entries, codevector_dim=q.dim,
-        proj_codevector_dim=cfg.final_dim, num_negatives=num_negatives, contrastive_logits_temperature=temperature,
-        diversity_loss_weight=diversity, mask_time_prob=cfg.mask.prob, mask_time_length=cfg.mask.span,
-        mask_time_min_masks=cfg.mask.min_spans,
-    )
+    from cssl.convert.hf import transformers_config
+
+    config = transformers_config(cfg, loss={"num_distractors": num_negatives, "logit_temperature": temperature,
+                                            "diversity_weight": diversity})
     model = Wav2Vec2ForPreTraining(config)
     model.config._attn_implementation = "sdpa"
     return model

@@ -207,12 +207,11 @@ def store_temperature(checkpoint: Path, ckpt: dict, tau: float) -> Path:
     if checkpoint.is_dir():
         import json
 
-        from cssl.io import atomic_write
+        from cssl.io import atomic_write_json
 
         config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
         config["cssl_temperature"] = tau
-        text = json.dumps(config, indent=2) + "\n"
-        atomic_write(checkpoint / "config.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write_json(checkpoint / "config.json", config)
         return checkpoint / "config.json"
     target = checkpoint if "imported_from" not in ckpt else checkpoint.with_name(checkpoint.stem + ".calibrated.pt")
     save_checkpoint(target, ckpt)

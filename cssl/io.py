@@ -12,6 +12,7 @@ needed and free). A process killed mid-write can leave a temporary file behind:
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -51,10 +52,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], size_hint: i
         tmp.unlink(missing_ok=True)
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Writes UTF-8 text atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), size_hint=len(text.encode()))
+
+
+def atomic_write_json(path: str | Path, data: object) -> None:
+    """Writes ``data`` as indented JSON (one trailing newline) atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
 def atomic_write_lines(path: str | Path, lines: Iterable[str]) -> None:
     """Writes UTF-8 text, one item per line, atomically."""
-    text = "".join(line + "\n" for line in lines)
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), size_hint=len(text.encode()))
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def check_writable(folder: str | Path) -> None:

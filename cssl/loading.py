@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from cssl.convert import read_checkpoint
-from cssl.convert.payload import model_config, normalize_of, vocabulary
+from cssl.convert.payload import float32, model_config, normalize_of, vocabulary
 from cssl.model import ModelConfig, Wav2Vec2Model, Wav2Vec2Pretrainer, build_model, build_pretrainer
 from cssl.convert.hints import mismatch_hint
 from cssl.text.vocab import Vocabulary
@@ -69,8 +69,7 @@ def load_pretrainer(ckpt: dict[str, Any], name: str, num_distractors: int = 100,
     with torch.random.fork_rng(devices=[]):
         model = build_pretrainer(model_cfg, num_distractors, cross_distractors, logit_temperature)
     _check_shapes(model, ckpt["model"], name)
-    missing, unexpected = model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                                 for k, v in ckpt["model"].items()}, strict=False)
+    missing, unexpected = model.load_state_dict(float32(ckpt["model"]), strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{name}: does not match its model config: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model, model_cfg
@@ -106,8 +105,7 @@ def _load(model: Wav2Vec2Model, state: dict[str, torch.Tensor], name: str) -> No
     """Loads ``state``; a mismatch names the first differing key, both shapes and the setting
     that would fit (not torch's raw error). Only a torchaudio file may lack the mask embedding."""
     _check_shapes(model, state, name)
-    missing, unexpected = model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                                 for k, v in state.items()}, strict=False)
+    missing, unexpected = model.load_state_dict(float32(state), strict=False)
     missing = [k for k in missing if k != "mask_embedding"]
     if missing or unexpected:
         hint = mismatch_hint(missing, unexpected)

@@ -19,7 +19,7 @@ from cssl.convert import read_checkpoint
 from cssl.convert.payload import has_heads
 from cssl.data.alignment import alignment_path
 from cssl.data.dataset import Batch, build_loader
-from cssl.data.shards import INDEX, read_index
+from cssl.data.shards import is_sharded, read_index
 from cssl.data.stream import StreamConfig
 from cssl.errors import DataError
 from cssl.loading import load_model, load_pretrainer
@@ -146,9 +146,8 @@ def main(cfg: PretrainConfig) -> Path:
 
 def training_stream(cfg: PretrainConfig, accel, rejects_path: Path):
     """Batches of ``data.manifest``: a manifest, or a sharded corpus (its folder or ``index.json``); and a size line."""
-    path = Path(cfg.data.manifest)
-    if (path / INDEX).is_file() or path.name == INDEX:
-        index = read_index(path)
+    if is_sharded(cfg.data.manifest):
+        index = read_index(cfg.data.manifest)
         d = cfg.data
         stream = ShardBatchStream(index, StreamConfig(d.max_batch_samples, crop_samples=d.crop_samples, seed=cfg.seed,
                                                       normalize=d.normalize),

@@ -44,11 +44,9 @@ LARGE_LIKE = ModelConfig(
 
 
 def hf_config(cfg: ModelConfig, vocab_size: int = 32):
-    from cssl.convert.hf import config_to_hf
+    from cssl.convert.hf import transformers_config
 
-    data = config_to_hf(cfg, "Wav2Vec2ForPreTraining", vocab_size, 0)
-    data.pop("architectures"), data.pop("model_type"), data.pop("cssl_model")
-    return transformers.Wav2Vec2Config(**data)
+    return transformers_config(cfg, vocab_size=vocab_size)
 
 
 def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

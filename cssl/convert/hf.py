@@ -21,7 +21,7 @@ from cssl import SAMPLE_RATE
 from cssl.convert import payload
 from cssl.convert.keymaps import HF, rename
 from cssl.convert.vocab import export_symbols, import_vocab, reorder_rows
-from cssl.io import atomic_write
+from cssl.io import atomic_write, atomic_write_json
 from cssl.model import ModelConfig
 from cssl.model.config import ContextConfig, FeatureEncoderConfig, MaskConfig, QuantizerConfig
 from cssl.train.checkpoint import CheckpointError
@@ -106,6 +106,17 @@ def config_to_hf(cfg: ModelConfig, architecture: str, vocab_size: int, pad_token
     }
 
 
+def transformers_config(cfg: ModelConfig, architecture: str = "Wav2Vec2ForPreTraining", vocab_size: int = 32,
+                        pad_token_id: int = 0, loss: dict[str, Any] | None = None):
+    """A transformers ``Wav2Vec2Config`` object for our architecture (imports transformers)."""
+    from transformers import Wav2Vec2Config
+
+    data = config_to_hf(cfg, architecture, vocab_size, pad_token_id, loss)
+    for key in ("architectures", "model_type", "cssl_model"):
+        data.pop(key)
+    return Wav2Vec2Config(**data)
+
+
 def read_hf(path: Path) -> dict[str, Any]:
     """The cssl checkpoint dict of a transformers wav2vec 2.0 directory."""
     source = str(path)
@@ -158,10 +169,10 @@ def write_hf(ckpt: dict[str, Any], out: Path) -> list[Path]:
         theirs = {k[len("wav2vec2."):]: v for k, v in theirs.items()}
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "config.json", out / "model.safetensors", out / "preprocessor_config.json"]
-    _write_json(written[0], config)
+    atomic_write_json(written[0], config)
     tensors = {k: v.contiguous() for k, v in theirs.items()}
     atomic_write(written[1], lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    _write_json(written[2], {
+    atomic_write_json(written[2], {
         "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": SAMPLE_RATE,
         "padding_value": 0.0, "padding_side": "right", "do_normalize": payload.normalize_of(ckpt),
         "return_attention_mask": cfg.feature_encoder.norm == "layer_norm",
@@ -170,11 +181,11 @@ def write_hf(ckpt: dict[str, Any], out: Path) -> list[Path]:
     if vocab is not None:
         symbols = export_symbols(vocab)
         written += [out / "vocab.json", out / "tokenizer_config.json", out / "special_tokens_map.json"]
-        _write_json(written[3], {s: i for i, s in enumerate(symbols)})
+        atomic_write_json(written[3], {s: i for i, s in enumerate(symbols)})
         specials = {"unk_token": symbols[vocab.unk], "pad_token": symbols[vocab.blank], "bos_token": None, "eos_token": None}
-        _write_json(written[4], {"tokenizer_class": "Wav2Vec2CTCTokenizer", "word_delimiter_token": symbols[vocab.word_sep],
+        atomic_write_json(written[4], {"tokenizer_class": "Wav2Vec2CTCTokenizer", "word_delimiter_token": symbols[vocab.word_sep],
                                  "do_lower_case": False, "processor_class": "Wav2Vec2Processor", **specials})
-        _write_json(written[5], {**{k: v for k, v in specials.items() if v is not None}})
+        atomic_write_json(written[5], {**{k: v for k, v in specials.items() if v is not None}})
     return written
 
 
@@ -196,10 +207,6 @@ def _json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not readable JSON ({err})") from err
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
 def _token(tok: dict[str, Any], key: str, default: str) -> str:

@@ -47,6 +47,11 @@ def has_heads(ckpt: dict[str, Any]) -> bool:
 def pretrainer_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The state of a cssl checkpoint dict under pretrainer names (head under ``model.aux``), float32."""
     state = ckpt["model"] if ckpt["kind"] == "pretrain" else {f"model.{k}": v for k, v in ckpt["model"].items()}
+    return float32(state)
+
+
+def float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with its floating-point tensors in float32 (a release is float16)."""
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 

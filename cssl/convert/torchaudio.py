@@ -18,7 +18,7 @@ import torch
 
 from cssl.convert import payload
 from cssl.convert.keymaps import TORCHAUDIO, rename
-from cssl.io import atomic_write
+from cssl.io import atomic_write_json
 from cssl.model import ModelConfig
 from cssl.model.config import ContextConfig, FeatureEncoderConfig
 from cssl.text.vocab import Vocabulary
@@ -93,6 +93,5 @@ def write_torchaudio(ckpt: dict[str, Any], out: Path) -> list[Path]:
     meta = {"wav2vec2_model": kwargs_of(cfg, len(vocab) if vocab else None),
             "labels": list(vocab.symbols) if vocab else None, "normalize": payload.normalize_of(ckpt)}
     save_checkpoint(out, theirs)
-    text = json.dumps(meta, indent=2) + "\n"
-    atomic_write(sidecar(out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_json(sidecar(out), meta)
     return [out, sidecar(out)]

@@ -20,7 +20,7 @@ from pathlib import Path
 from cssl import SAMPLE_RATE
 from cssl.data.manifest import Manifest
 from cssl.errors import DataError
-from cssl.io import atomic_write
+from cssl.io import atomic_write, atomic_write_text
 
 INDEX = "index.json"
 FORMAT = "cssl-shards/webdataset-1"
@@ -88,9 +88,15 @@ def write_shards(manifest: Manifest, out: str | Path, shard_hours: float = 1.0) 
     if batch:
         shards.append(_write_shard(manifest, batch, out / f"shard-{len(shards):06d}.tar"))
     index = ShardIndex(out, tuple(shards), manifest.labeled)
-    text = json.dumps({"format": FORMAT, "labeled": manifest.labeled, "shards": [asdict(s) for s in shards]}) + "\n"
-    atomic_write(out / INDEX, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(out / INDEX, json.dumps({"format": FORMAT, "labeled": manifest.labeled,
+                                               "shards": [asdict(s) for s in shards]}) + "\n")
     return index
+
+
+def is_sharded(path: str | Path) -> bool:
+    """Whether ``path`` names a sharded corpus (its folder or its ``index.json``)."""
+    path = Path(path)
+    return (path / INDEX).is_file() or (path.name == INDEX and path.is_file())
 
 
 def read_index(path: str | Path) -> ShardIndex:

@@ -32,8 +32,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from cssl import SAMPLE_RATE
-from cssl.data.audio import normalize_wave, resample
+from cssl.data.audio import AudioError, normalize_wave, prepare
 from cssl.data.shards import ShardIndex, ShardInfo
 from cssl.seeding import mix_seed
 
@@ -156,9 +155,9 @@ class ShardStream(IterableDataset):
         decoded = []
         for entry in window:
             try:
-                wave = decode(entry["audio"], entry["name"])
-            except (RuntimeError, ValueError, sf.LibsndfileError) as err:
-                bad.append((f"{entry['shard']}:{entry['name']}", str(err)))
+                wave = decode(entry["audio"], f"{entry['shard']}:{entry['name']}")
+            except AudioError as err:
+                bad.append((str(err.path), f"{err.reason}: {err.detail}" if err.detail else err.reason))
                 continue
             crop = self.cfg.crop_samples
             if crop and wave.numel() > crop:
@@ -216,10 +215,12 @@ def read_shard(path: Path, bad: list[tuple[str, str]]) -> Iterator[dict]:
 
 
 def decode(data: bytes, name: str) -> torch.Tensor:
-    """Mono float32 at 16 kHz from an audio file's bytes."""
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    wave = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1)))
-    return resample(wave, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else wave
+    """Mono float32 at 16 kHz from an audio file's bytes (checked and resampled by :func:`~cssl.data.audio.prepare`)."""
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(name, "cannot decode", str(err)) from None
+    return prepare(torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1))), rate, name)
 
 
 def _shuffled(items: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:

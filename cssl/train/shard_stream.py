@@ -21,6 +21,7 @@ from cssl.data.rejects import Reject, Rejects
 from cssl.data.shards import ShardIndex
 from cssl.data.stream import EpochProgress, ShardStream, StreamConfig
 from cssl.errors import DataError
+from cssl.train.stream import no_usable_data
 
 
 class ShardBatchStream:
@@ -110,9 +111,5 @@ class ShardBatchStream:
         return self
 
     def _no_usable_data(self) -> None:
-        where = ""
-        if self.rejects_path is not None:
-            self.rejects.write(self.rejects_path)
-            where = f"; each and its reason: {self.rejects_path}"
-        raise DataError(f"{self.source}: a whole epoch of {self.index.entries} utterances gave no usable audio "
-                        f"({self.rejects.summary()}){where}")
+        raise no_usable_data(f"{self.source}: a whole epoch ({self.index.entries} utterances)", self.rejects,
+                             self.rejects_path, "Rewrite the shards (cssl data shard).")

@@ -74,13 +74,17 @@ class BatchStream:
                 return batch
 
     def _no_usable_data(self) -> None:
-        where = ""
-        if self.rejects_path is not None:
-            self.rejects.write(self.rejects_path)
-            where = f"; each file and its reason: {self.rejects_path}"
-        raise DataError(f"{self.source}: a whole epoch ({len(self.loader.dataset)} utterances) "
-                        f"gave no usable audio ({self.rejects.summary()}){where}. Fix or rebuild the manifest "
-                        "(cssl data manifest).")
+        raise no_usable_data(f"{self.source}: a whole epoch ({len(self.loader.dataset)} utterances)", self.rejects,
+                             self.rejects_path, "Fix or rebuild the manifest (cssl data manifest).")
 
     def __iter__(self) -> BatchStream:
         return self
+
+
+def no_usable_data(what: str, rejects: Rejects, rejects_path: Path | None, advice: str = "") -> DataError:
+    """The error of an epoch without one usable utterance; writes the rejects file first."""
+    where = ""
+    if rejects_path is not None:
+        rejects.write(rejects_path)
+        where = f"; each file and its reason: {rejects_path}"
+    return DataError(f"{what} gave no usable audio ({rejects.summary()}){where}." + (f" {advice}" if advice else ""))
