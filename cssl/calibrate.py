@@ -165,8 +165,9 @@ def reliability_diagram(before: tuple[list[float], list[bool]], after: tuple[lis
 
 
 def calibrate(checkpoint: Path, dev: str | Path, eval_manifest: str | Path | None = None,
-              device: torch.device | str = "cpu", objective: str = "word") -> dict[str, float]:
-    """Fits, stores (:func:`store_temperature`) and reports the temperature; returns the figures.
+              device: torch.device | str = "cpu", objective: str = "word") -> dict[str, float | str]:
+    """Fits, stores (:func:`store_temperature`) and reports the temperature; returns the figures
+    (floats) and ``stored_in``, the file that now holds the temperature.
 
     ``checkpoint`` is any fine-tuned model :func:`cssl.convert.read_checkpoint` reads (a
     transformers ``Wav2Vec2ForCTC`` folder, a fairseq CTC checkpoint...)."""

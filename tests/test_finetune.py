@@ -133,6 +133,7 @@ def test_calibrate_stores_temperature_and_draws_reliability(corpus: Path, tmp_pa
     assert figures["word_nll_after"] <= figures["word_nll_before"] + 1e-4  # default objective: word NLL
     ctc = calibrate(best, corpus / "dev.tsv", objective="ctc")
     assert ctc["nll_after"] <= ctc["nll_before"] + 1e-4
+    assert figures.pop("stored_in") == str(best)  # a cssl checkpoint keeps its own temperature
     assert all(math.isfinite(v) for v in figures.values())
     assert (out / "best_reliability.png").read_bytes()[:4] == b"\x89PNG"
 
