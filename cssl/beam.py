@@ -1,7 +1,11 @@
 """Beam-search CTC decoding over a lexicon, with or without a word n-gram LM (torchaudio's flashlight decoder).
 
 The decoder spells every word it may output: each word as its letters followed by the
-word boundary ``|``. Without a word list those are the ARPA model's unigrams that the
+word boundary ``|``. Models learn targets from :meth:`Vocabulary.encode`, which puts ``|``
+only between words, so the last word of an utterance has none to end on: :meth:`BeamDecoder.decode`
+appends one certain ``|`` frame, without which the decoder drops the last word or trades it for a
+word it can end (spelling words without ``|`` instead would make a repeated last letter, ``DOWNN``,
+cost a whole frame's probability). Without a word list those are the ARPA model's unigrams that the
 character vocabulary can spell, generated next to the ARPA file on first use
 (``<name>.lexicon.txt``). With a word list (``lexicon=``, one or more words per line:
 command-and-control, digits) the output is restricted to its words, with the LM or,
@@ -26,6 +30,8 @@ from cssl.text.normalize import normalize_text
 from cssl.text.vocab import BLANK, UNK, Vocabulary
 
 WORD_SEP = "|"
+_IMPOSSIBLE = -1e4
+"""Log-probability of the tokens other than ``|`` in the appended boundary frame (finite: no NaN)."""
 
 
 def arpa_words(path: str | Path) -> list[str]:
@@ -72,6 +78,7 @@ class BeamDecoder:
 
         if lm is None and lexicon is None:
             raise UsageError("beam search needs an LM (--lm), a word list (--lexicon) or both")
+        self.boundary = vocab.symbols.index(WORD_SEP)
         with contextlib.ExitStack() as stack:
             if lexicon is not None:
                 words = read_word_list(lexicon)
@@ -97,7 +104,12 @@ class BeamDecoder:
 
     def decode(self, log_probs: Tensor) -> str:
         """The best word sequence for one utterance's (T, V) log-probabilities."""
-        hyps = self.decoder(log_probs.float().contiguous()[None].cpu())
+        import torch
+
+        log_probs = log_probs.float().cpu()
+        end = torch.full((1, log_probs.shape[1]), _IMPOSSIBLE)  # (1, V): the word boundary, certainly
+        end[0, self.boundary] = 0.0
+        hyps = self.decoder(torch.cat([log_probs, end]).contiguous()[None])  # (1, T + 1, V)
         return " ".join(w for w in hyps[0][0].words if w) if hyps and hyps[0] else ""
 
     def decode_batch(self, log_probs: list[Tensor]) -> list[str]:

@@ -53,13 +53,13 @@ def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
 
 
 def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretrained: Path,
-             extra: list[str] | None = None) -> Path:
-    """Fine-tunes the tiny preset as ``name`` (pretrained, scratch, scratch-frozen) on ``train``;
-    returns its best checkpoint by ``dev`` WER (not calibrated: callers calibrate and report).
-    ``extra`` overrides come last (a seed, early stopping)."""
+             extra: list[str] | None = None, config: Path = FINETUNE_PRESET) -> Path:
+    """Fine-tunes ``config`` (the tiny preset) as ``name`` (pretrained, scratch, scratch-frozen) on
+    ``train``; returns its best checkpoint by ``dev`` WER (not calibrated: callers calibrate and
+    report). ``extra`` overrides come last (a seed, early stopping)."""
     if out.exists():
         shutil.rmtree(out)
-    run_stage("finetune", FINETUNE_PRESET, [
+    run_stage("finetune", config, [
         f"data.manifest={train}",
         f"data.valid_manifest={dev}",
         f"out_dir={out}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,12 @@ VOCAB = Vocabulary.build(["abcdefghijklmnopqrstuvwxyz"])
 
 
 def emissions(frames: list[dict[str, float]]) -> torch.Tensor:
-    """(T, V) log-probabilities over the A-Z vocabulary."""
-    return ctc_emissions(VOCAB.symbols, frames)
+    """(T, V) log-probabilities over the A-Z vocabulary. As in a trained model, the word boundary
+    ``|`` is all but impossible (1e-12) on the frames that do not spell it."""
+    lp = ctc_emissions(VOCAB.symbols, frames)
+    bar = VOCAB.symbols.index("|")
+    lp[lp[:, bar] < -1.0, bar] = math.log(1e-12)
+    return lp.log_softmax(-1)
 
 
 def test_lexicon_alone_snaps_to_the_nearest_listed_word(tmp_path: Path) -> None:
@@ -27,9 +32,15 @@ def test_lexicon_alone_snaps_to_the_nearest_listed_word(tmp_path: Path) -> None:
     decoder = BeamDecoder(VOCAB, lexicon=words, beam_size=20)
     assert decoder.words == ["YES", "NO", "UP", "DOWN"]
     # "DOWX": greedy would spell a word outside the list; the lexicon allows only DOWN here.
-    almost = emissions(spell("DOW") + [{"X": 0.6, "N": 0.4}] + spell("|"))
+    # Emissions end as the models' targets do (Vocabulary.encode): no "|" after the last word.
+    almost = emissions(spell("DOW") + [{"X": 0.6, "N": 0.4}])
     assert decoder.decode(almost) == "DOWN"
-    assert decoder.decode(emissions(spell("UP|NO|"))) == "UP NO"  # several words, none collapsed
+    assert decoder.decode(emissions(spell("UP|NO"))) == "UP NO"  # several words, none collapsed, the last kept
+    assert decoder.decode(emissions(spell("|UP|NO|"))) == "UP NO"  # boundaries at the ends are silence
+    assert VOCAB.decode(VOCAB.encode("up no")) == "UP NO" and VOCAB.encode("up no")[-1] != VOCAB.symbols.index("|")
+    # A last letter held over frames without blanks (D O W N N N) is one N, not a frame to explain away.
+    held = emissions(spell("DOW") + [{"N": 1.0}])[:-1]  # (T, V): D _ O _ W _ N, its closing blank cut
+    assert decoder.decode(torch.cat([held, held[-1:], held[-1:]])) == "DOWN"
 
 
 def test_lexicon_with_an_lm_keeps_to_the_list(tmp_path: Path) -> None:
@@ -38,8 +49,8 @@ def test_lexicon_with_an_lm_keeps_to_the_list(tmp_path: Path) -> None:
     words = tmp_path / "words.txt"
     words.write_text("go\nleft\nright\nstop\n")
     decoder = BeamDecoder(VOCAB, arpa, lexicon=words, beam_size=20, lm_weight=1.0)
-    assert decoder.decode(emissions(spell("GO|LEFT|"))) == "GO LEFT"
-    assert decoder.decode(emissions(spell("STOX|"))) == "STOP"
+    assert decoder.decode(emissions(spell("GO|LEFT"))) == "GO LEFT"
+    assert decoder.decode(emissions(spell("STOX"))) == "STOP"
 
 
 def test_unusable_word_lists_are_named(tmp_path: Path) -> None:

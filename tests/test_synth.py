@@ -343,3 +343,17 @@ def test_config_is_checked() -> None:
         CorpusConfig()
     with pytest.raises(ValueError, match="test variant"):
         CorpusConfig(num_utterances=1, test_variants=("m1",))
+
+
+def test_keyword_corpus_says_one_listed_word_per_clip(tmp_path: Path) -> None:
+    words = ("yes", "no", "stop")
+    summary = synthesize_corpus(tmp_path, num_utterances=30, seed=4, workers=1, keywords=words, progress=False)
+    labeled = [e for split in ("train", "dev", "test") for e in read_manifest(summary.manifest(split, ".jsonl"))]
+    assert len(labeled) == 30 and summary.splits["unlabeled"].utterances == 0  # every clip is labeled
+    assert {e.text for e in labeled} <= {w.upper() for w in words}
+    assert len({e.text for e in labeled}) == len(words)  # 30 uniform draws of 3 words hit each
+    assert all(0.1 < e.duration < 2.0 for e in labeled)  # one word and its padding, not a sentence
+    # A sentence corpus's cache key does not mention keywords: corpora written before them stay valid.
+    assert "keywords" not in corpus_module._config_json(CorpusConfig(num_utterances=1))
+    with pytest.raises(ValueError, match="single lower-case words"):
+        CorpusConfig(num_utterances=1, keywords=("turn left",))

@@ -52,6 +52,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, default=None, help="use only the N most common lexicon words")
     p.add_argument("--speakers", type=int, default=48, help="speakers of the unlabeled, train and dev splits")
+    p.add_argument("--keywords", type=Path, default=None, metavar="WORDS.txt",
+                   help="every utterance says one word of this list (one or more per line): a keyword corpus")
     p.add_argument("--workers", type=int, default=SCAN_WORKERS)
     p.set_defaults(func=run_synth)
 
@@ -116,9 +118,16 @@ def run_split(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     from cssl.synth.corpus import synthesize_corpus
 
+    keywords: list[str] = []
+    if args.keywords is not None:
+        if not args.keywords.is_file():
+            raise UsageError(f"--keywords {args.keywords}: no such file (give a word list, one or more per line)")
+        keywords = list(dict.fromkeys(args.keywords.read_text(encoding="utf-8").lower().split()))
+        if not keywords:
+            raise UsageError(f"--keywords {args.keywords}: the file lists no word")
     summary = synthesize_corpus(
         args.out, hours=args.hours, num_utterances=args.utterances, seed=args.seed,
-        workers=args.workers, vocab_size=args.vocab_size, num_speakers=args.speakers,
+        workers=args.workers, vocab_size=args.vocab_size, num_speakers=args.speakers, keywords=keywords,
     )
     print(summary.table())
     return 0

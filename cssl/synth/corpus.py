@@ -71,6 +71,9 @@ CORPUS_FILE = "corpus.json"
 FORMAT_VERSION = 2
 """Bumped when the same parameters would give a different corpus."""
 
+KEYWORD_SHARES = {"unlabeled": 0.0, "train": 0.8, "dev": 0.1, "test": 0.1}
+"""Split shares of a keyword corpus: its point is labeled clips, so none is left unlabeled."""
+
 SEEN_VARIANTS = tuple(
     """m1 m2 m3 m5 m6 m7 m8 f1 f2 f4 f5 klatt klatt2 klatt4 klatt5 Andy Annie Andrea Alex Gene Lee Mike
     adam antonio belinda david edward grandma grandpa iven max michel paul quincy rob robert steph travis
@@ -127,6 +130,9 @@ class CorpusConfig:
     """Fewest words in a sentence."""
     max_words: int = 16
     """Most words in a sentence."""
+    keywords: tuple[str, ...] = ()
+    """When given, every utterance says one of these words (drawn uniformly) instead of a sentence:
+    a keyword corpus for command-and-control vocabularies."""
 
     def __post_init__(self) -> None:
         if self.hours is None and self.num_utterances is None:
@@ -143,6 +149,9 @@ class CorpusConfig:
             raise ValueError("a test variant is also a seen variant: test speakers would not be unseen")
         if self.num_speakers < 1 or self.num_test_speakers < 1:
             raise ValueError("num_speakers and num_test_speakers must be at least 1")
+        bad = [w for w in self.keywords if not w.strip() or len(w.split()) != 1 or w != w.strip().lower()]
+        if bad:
+            raise ValueError(f"keywords must be single lower-case words, got {bad}")
         if self.vocab_size is not None and self.vocab_size < MIN_VOCAB_SIZE:
             raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE}, got {self.vocab_size}")
 
@@ -270,16 +279,19 @@ def synthesize_corpus(
     vocab_size: int | None = None,
     progress: bool = True,
     num_speakers: int = CorpusConfig.num_speakers,
+    keywords: Sequence[str] = (),
 ) -> CorpusSummary:
     """Synthesises a corpus into ``out_dir`` (or reuses the one already there).
 
     Give ``hours`` (total audio), ``num_utterances``, or both (whichever is reached
     first). ``workers`` processes synthesise in parallel; ``workers <= 1`` runs in this
     process. ``num_speakers`` counts the speakers of the unlabeled, train and dev splits.
-    The result does not depend on ``workers`` or ``progress``.
+    ``keywords``: every utterance says one of these words (a keyword corpus, all of it labeled:
+    :data:`KEYWORD_SHARES`). The result does not depend on ``workers`` or ``progress``.
     """
     config = CorpusConfig(
-        hours=hours, num_utterances=num_utterances, seed=seed, vocab_size=vocab_size, num_speakers=num_speakers
+        hours=hours, num_utterances=num_utterances, seed=seed, vocab_size=vocab_size, num_speakers=num_speakers,
+        keywords=tuple(keywords), **({"shares": dict(KEYWORD_SHARES)} if keywords else {}),
     )
     return build_corpus(config, out_dir, workers=workers, progress=progress)
 
@@ -386,10 +398,15 @@ def plan_utterances(config: CorpusConfig, speakers: Sequence[Speaker]) -> Iterat
         order = block[:]
         random.Random(f"{config.seed}:block:{index // len(block)}").shuffle(order)
         for split in order:
-            sentence = sentences.sample()
             rng = random.Random(f"{config.seed}:utterance:{index}")
             speaker = rng.choice(test if split == "test" else seen)
-            yield _plan(config, rng, index, split, speaker, sentence.text, sentence.spoken)
+            if config.keywords:
+                word = rng.choice(config.keywords)
+                text, spoken = word, word + "."
+            else:
+                sentence = sentences.sample()
+                text, spoken = sentence.text, sentence.spoken
+            yield _plan(config, rng, index, split, speaker, text, spoken)
             index += 1
 
 
@@ -690,8 +707,12 @@ def _clear_previous(out_dir: Path) -> None:
 
 
 def _config_json(config: CorpusConfig) -> dict[str, object]:
-    # Through JSON once so tuples compare equal to the lists read back from the file.
-    return json.loads(json.dumps(asdict(config)))
+    # Through JSON once so tuples compare equal to the lists read back from the file. No keywords
+    # (sentences) is left out, so corpora written before keyword corpora existed stay valid.
+    fields = asdict(config)
+    if not fields["keywords"]:
+        del fields["keywords"]
+    return json.loads(json.dumps(fields))
 
 
 def _summary_json(summary: CorpusSummary) -> dict[str, object]:

@@ -1,0 +1,275 @@
+"""Real speech: single spoken words from speakers never heard in training, against PocketSphinx.
+
+    python benchmarks/real_speech.py [--data ../shared/data] [--out runs/real-speech] [--steps 3000]
+                                     [--corpora sc,fsdd] [--arms scratch,shipped,real] [--threads 2]
+
+Runs only where the development recordings are (``--data``: ``fsdd/`` and ``speechcommands-a/``);
+otherwise it says so and exits 0. Two corpora:
+
+- ``sc``: Speech Commands v0.02, speaker half A (10 command words). The speakers are split three
+  ways by a seeded shuffle (``--seed``): train, dev (early stopping) and test (reported). Every clip
+  of a speaker, ``_unknown_`` words included, goes with that speaker, so no test speaker is heard
+  in training or in the continued pretraining below; the labeled sets hold the 10 commands only.
+- ``fsdd``: the Free Spoken Digit Dataset, 4 speakers for training (every tenth take held out for
+  dev) and the 2 others (``theo``, ``yweweler``) for test, as in docs/own-audio.md.
+
+Arms, each fine-tuned with the keyword preset (``--preset``, configs/finetune/tiny-words.yaml) for
+the same number of updates (``--steps``; the best dev checkpoint is scored):
+
+- ``scratch``: the same model, randomly initialised, everything trained;
+- ``shipped``: from the shipped checkpoint (pretrained on synthetic speech only);
+- ``real``: the shipped checkpoint, pretrained further (``--pretrain-steps``, tiny preset, fresh
+  optimizer) on all the real audio that is not test audio, unlabeled: both corpora's train and dev
+  speakers, ``_unknown_`` words included;
+- ``--init NAME=CKPT``: any other starting point (a transformers folder, a fairseq checkpoint...).
+
+Scoring on the test split: greedy, and beam search restricted to the corpus's words
+(``--lexicon``: a closed-vocabulary decoder). The peer, PocketSphinx 5.1.1 with a JSGF grammar of
+the same words, is measured on the same clips in the same run when it is installed (``pip install
+-e .[bench]``). CPU minutes are counted per arm (user + system time of the training process).
+
+Writes ``results.json``, ``table.md`` and ``real_speech.png`` into ``--out``. Runs finished earlier
+(their ``result.json``) are reused, so an interrupted benchmark resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pocketsphinx_peer  # noqa: E402
+
+from cssl.config import preset  # noqa: E402
+from cssl.data.manifest import Entry, Manifest, write_manifest  # noqa: E402
+from cssl.data.scan import ScanConfig, scan_folder  # noqa: E402
+from cssl.data.split import split_manifest  # noqa: E402
+from cssl.experiments import PRETRAINED, finetune, run_stage  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPORA = ("sc", "fsdd")
+ARMS = ("scratch", "shipped", "real")
+COMMANDS = "yes no up down left right on off stop go".split()
+DIGITS = "zero one two three four five six seven eight nine".split()
+FSDD_TEST_SPEAKERS = ("theo", "yweweler")
+UNKNOWN = "_unknown_"
+MIN_SAMPLES = 3200
+"""0.2 s: the shortest FSDD takes are a little longer; shorter clips are dropped by both stages."""
+
+
+def cpu_minutes_of_children() -> float:
+    """User + system CPU time of the finished child processes so far, in minutes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) / 60
+
+
+def scan(folder: Path, labels: str, speaker_pattern: str) -> Manifest:
+    manifest, rejects = scan_folder(folder, ScanConfig(labels=labels, speaker_pattern=speaker_pattern))
+    print(f"{folder}: {len(manifest)} files, {manifest.hours:.2f} h; {rejects.summary()}", flush=True)
+    return manifest
+
+
+def speech_commands(folder: Path, seed: int) -> tuple[dict[str, Manifest], Manifest]:
+    """Speaker-disjoint train/dev/test of the 10 commands, and the unlabeled non-test audio."""
+    every = scan(folder, "folder", r"^(?P<speaker>[^_]+)_nohash_")
+    parts = split_manifest(every, dev=0.1, test=0.2, by="speaker", seed=seed, source=str(folder))
+    labeled = {name: Manifest(part.root, [e for e in part if e.text in COMMANDS]) for name, part in parts.items()}
+    unlabeled = [Entry(e.path, e.num_samples) for name in ("train", "dev") for e in parts[name]]
+    return labeled, Manifest(every.root, unlabeled)
+
+
+def fsdd(folder: Path) -> tuple[dict[str, Manifest], Manifest]:
+    """4 training speakers (every tenth take for dev) and 2 test speakers; the unlabeled non-test audio."""
+    every = scan(folder, "none", r"^\d_(?P<speaker>[a-z]+)_")
+    splits: dict[str, list[Entry]] = {"train": [], "dev": [], "test": []}
+    for e in every:
+        digit, speaker, take = Path(e.path).stem.split("_")  # {digit}_{speaker}_{take}.wav
+        split = "test" if speaker in FSDD_TEST_SPEAKERS else "dev" if int(take) % 10 == 0 else "train"
+        splits[split].append(Entry(e.path, e.num_samples, DIGITS[int(digit)], speaker))
+    labeled = {name: Manifest(every.root, entries) for name, entries in splits.items()}
+    unlabeled = [Entry(e.path, e.num_samples) for name in ("train", "dev") for e in splits[name]]
+    return labeled, Manifest(every.root, unlabeled)
+
+
+def continued_pretraining(unlabeled: Path, dev: Path, out: Path, steps: int, threads: int) -> tuple[Path, float]:
+    """The shipped checkpoint pretrained further on ``unlabeled``; its ``last.pt`` and CPU minutes."""
+    last = out / "last.pt"
+    meta = out / "cpu_min.json"
+    if last.exists() and meta.exists():
+        return last, json.loads(meta.read_text())["cpu_min"]
+    if out.exists():
+        shutil.rmtree(out)
+    cpu = cpu_minutes_of_children()
+    run_stage("pretrain", preset("pretrain/tiny.yaml"), [
+        f"init={PRETRAINED}", f"data.manifest={unlabeled}", f"data.valid_manifest={dev}",
+        f"data.min_samples={MIN_SAMPLES}", f"optim.max_steps={steps}", f"out_dir={out}", f"threads={threads}",
+    ])
+    minutes = cpu_minutes_of_children() - cpu
+    meta.write_text(json.dumps({"cpu_min": minutes}), encoding="utf-8")
+    return last, minutes
+
+
+def score(best: Path, test: Path, lexicon: Path, out: Path) -> dict:
+    """Greedy and lexicon-constrained WER/CER of ``best`` on ``test``, with the empty-hypothesis count."""
+    from cssl.evaluation import evaluate_manifest
+    from cssl.recognizer import Recognizer
+
+    figures = {}
+    for decoder, kwargs in (("greedy", {}), ("lexicon", {"lexicon": str(lexicon)})):
+        rec = Recognizer.from_checkpoint(best, **kwargs)
+        per_utt = out / f"test_{decoder}.jsonl"
+        ev = evaluate_manifest(rec, test, per_utt, progress=False)
+        empty = sum(not json.loads(line)["hypothesis"].strip() for line in per_utt.read_text().splitlines())
+        figures[decoder] = {"wer": ev.wer, "cer": ev.cer, "empty": empty, "utterances": ev.utterances}
+        print(f"  {decoder:>8}: WER {ev.wer:.3f} CER {ev.cer:.3f} ({empty} empty of {ev.utterances})", flush=True)
+    return figures
+
+
+def best_step(run: Path) -> int | None:
+    valid = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"valid"' in line]
+    return min(valid, key=lambda r: (r["wer"], r["step"]))["step"] if valid else None
+
+
+def table(rows: list[dict], peers: dict[str, dict]) -> str:
+    lines = ["| corpus | arm | updates (best at) | train CPU min | WER greedy | CER greedy | WER lexicon | "
+             "CER lexicon | empty (greedy) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        g, x = r["greedy"], r["lexicon"]
+        lines.append(f"| {r['corpus']} | {r['arm']} | {r['steps']} ({r['best_step']}) | {r['cpu_min']:.1f} | "
+                     f"{g['wer']:.3f} | {g['cer']:.3f} | {x['wer']:.3f} | {x['cer']:.3f} | {g['empty']} |")
+    for corpus, p in peers.items():
+        lines.append(f"| {corpus} | PocketSphinx + grammar | - | {p['cpu_min']:.1f} (decoding) | - | - | "
+                     f"{p['wer']:.3f} | {p['cer']:.3f} | {p['empty']} |")
+    lines += ["", "| corpus | arm | WER lexicon, relative to scratch | relative to PocketSphinx |", "|---|---|---:|---:|"]
+    for r in rows:
+        scratch = next((s for s in rows if s["corpus"] == r["corpus"] and s["arm"] == "scratch"), None)
+        if r["arm"] == "scratch" or scratch is None:
+            continue
+        peer = peers.get(r["corpus"])
+        vs_peer = f"{r['lexicon']['wer'] / peer['wer']:.2f}x" if peer else "not measured"
+        lines.append(f"| {r['corpus']} | {r['arm']} | {1 - r['lexicon']['wer'] / scratch['lexicon']['wer']:+.1%} "
+                     f"reduction | {vs_peer} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], peers: dict[str, dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corpora = [c for c in CORPORA if any(r["corpus"] == c for r in rows)]
+    fig, axes = plt.subplots(1, len(corpora), figsize=(5.5 * len(corpora), 4), squeeze=False)
+    for ax, corpus in zip(axes[0], corpora):
+        runs = [r for r in rows if r["corpus"] == corpus]
+        xs = range(len(runs))
+        for shift, decoder in ((-0.2, "greedy"), (0.2, "lexicon")):
+            ax.bar([x + shift for x in xs], [r[decoder]["wer"] for r in runs], width=0.4, label=decoder)
+        if corpus in peers:
+            ax.axhline(peers[corpus]["wer"], color="k", linestyle="--", label="PocketSphinx + grammar")
+        ax.set_xticks(list(xs), [r["arm"] for r in runs])
+        ax.set(ylim=(0, 1.05), ylabel="test WER (unseen speakers)", title=f"{corpus}: {runs[0]['test_utterances']} "
+               f"test clips, {runs[0]['steps']} updates")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "real-speech")
+    parser.add_argument("--corpora", default=",".join(CORPORA))
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--init", action="append", default=[], metavar="NAME=CKPT", help="another arm")
+    parser.add_argument("--preset", type=Path, default=preset("finetune/tiny-words.yaml"))
+    parser.add_argument("--steps", type=int, default=3000, help="fine-tuning updates of every arm")
+    parser.add_argument("--pretrain-steps", type=int, default=2000, help="continued pretraining on real audio")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the Speech Commands speaker split")
+    parser.add_argument("--no-peer", action="store_true", help="leave PocketSphinx out")
+    args = parser.parse_args(argv)
+    corpora = [c for c in args.corpora.split(",") if c]
+    arms = {a: None for a in args.arms.split(",") if a}
+    if not set(corpora) <= set(CORPORA) or not set(arms) <= set(ARMS):
+        parser.error(f"--corpora among {CORPORA}, --arms among {ARMS}")
+    for spec in args.init:
+        name, _, path = spec.partition("=")
+        if not name or not path:
+            parser.error(f"--init {spec!r}: give NAME=CKPT")
+        arms[name] = Path(path)
+    folders = {"sc": args.data / "speechcommands-a", "fsdd": args.data / "fsdd"}
+    missing = [str(folders[c]) for c in corpora if not folders[c].is_dir()]
+    if missing:
+        print(f"real_speech: skipped, the recordings are not here: {', '.join(missing)}")
+        return 0
+    started = time.monotonic()
+    args.out.mkdir(parents=True, exist_ok=True)
+    splits, unlabeled, words = {}, [], {}
+    for corpus in corpora:
+        labeled, audio = speech_commands(folders[corpus], args.seed) if corpus == "sc" else fsdd(folders[corpus])
+        words[corpus] = COMMANDS if corpus == "sc" else DIGITS
+        splits[corpus] = {}
+        for name, part in labeled.items():
+            path = args.out / corpus / f"{name}.jsonl"
+            write_manifest(part, path)
+            splits[corpus][name] = path
+            print(f"{corpus} {name}: {len(part)} clips, {len({e.speaker for e in part})} speakers", flush=True)
+        (args.out / corpus / "words.txt").write_text("\n".join(words[corpus]) + "\n", encoding="utf-8")
+        unlabeled += [Entry(str(audio.audio_path(e)), e.num_samples) for e in audio]
+    if "real" in arms:
+        pool = args.out / "real-unlabeled.jsonl"
+        write_manifest(Manifest(args.out, unlabeled), pool)
+        print(f"continued pretraining on {len(unlabeled)} clips of real audio (no test speaker)", flush=True)
+        arms["real"], pretrain_cpu = continued_pretraining(pool, splits[corpora[0]]["dev"], args.out / "pretrain-real",
+                                                           args.pretrain_steps, args.threads)
+    rows = []
+    for corpus in corpora:
+        for arm, init in arms.items():
+            run = args.out / corpus / arm
+            done = run / "result.json"
+            if done.exists():
+                rows.append(json.loads(done.read_text()))
+                continue
+            print(f"== {corpus}, {arm}: {args.steps} updates", flush=True)
+            cpu = cpu_minutes_of_children()
+            start = PRETRAINED if arm == "shipped" else init
+            best = finetune("scratch" if start is None else "pretrained", splits[corpus]["train"],
+                            splits[corpus]["dev"], run, args.steps, start,
+                            [f"data.min_samples={MIN_SAMPLES}", f"threads={args.threads}", "save_every=100000",
+                             *(["freeze.encoder_steps=0"] if start is None else [])],  # no head-only warm-up on random towers
+                            config=args.preset)
+            row = {"corpus": corpus, "arm": arm, "init": str(start) if start else None, "steps": args.steps,
+                   "best_step": best_step(run), "cpu_min": cpu_minutes_of_children() - cpu,
+                   "test_utterances": sum(1 for _ in splits[corpus]["test"].open())}
+            if arm == "real":
+                row["pretrain_cpu_min"] = pretrain_cpu
+            row.update(score(best, splits[corpus]["test"], args.out / corpus / "words.txt", run))
+            done.write_text(json.dumps(row), encoding="utf-8")
+            rows.append(row)
+    peers = {}
+    if not args.no_peer and pocketsphinx_peer.available():
+        for corpus in corpora:
+            peers[corpus] = pocketsphinx_peer.recognize_manifest(splits[corpus]["test"], words[corpus])
+            print(f"PocketSphinx on {corpus}: WER {peers[corpus]['wer']:.3f}", flush=True)
+    elif not args.no_peer:
+        print("PocketSphinx is not installed (pip install -e .[bench]): the peer is not measured", flush=True)
+    text = table(rows, peers)
+    (args.out / "results.json").write_text(json.dumps({"arms": rows, "peers": peers}, indent=1), encoding="utf-8")
+    (args.out / "table.md").write_text(text + "\n", encoding="utf-8")
+    plot(rows, peers, args.out / "real_speech.png")
+    print(f"\n# Real speech: test WER on unseen speakers\n\n{text}\n")
+    print(f"plot: {args.out / 'real_speech.png'}; wall time {(time.monotonic() - started) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
