@@ -78,7 +78,7 @@ def scan(folder: Path, labels: str, speaker_pattern: str) -> Manifest:
 
 def speech_commands(folder: Path, seed: int) -> tuple[dict[str, Manifest], Manifest]:
     """Speaker-disjoint train/dev/test of the 10 commands, and the unlabeled non-test audio."""
-    every = scan(folder, "folder", r"^(?P<speaker>[^_]+)_nohash_")
+    every = scan(folder, "folder", r"(?P<speaker>[0-9a-f]{8})_nohash_")  # _unknown_/WORD_SPEAKER_nohash_N too
     parts = split_manifest(every, dev=0.1, test=0.2, by="speaker", seed=seed, source=str(folder))
     labeled = {name: Manifest(part.root, [e for e in part if e.text in COMMANDS]) for name, part in parts.items()}
     unlabeled = [Entry(e.path, e.num_samples) for name in ("train", "dev") for e in parts[name]]
