@@ -48,7 +48,7 @@ test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -m "gpu"
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "transformers==5.24.0"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "transformers==5.24.0" "pocketsphinx==5.1.1"
 	$(BIN)/python benchmarks/run_all.py --out runs/bench/summary.md
 
 clean:

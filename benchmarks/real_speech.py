@@ -21,12 +21,15 @@ the same number of updates (``--steps``; the best dev checkpoint is scored):
 - ``real``: the shipped checkpoint, pretrained further (``--pretrain-steps``, tiny preset, fresh
   optimizer) on all the real audio that is not test audio, unlabeled: both corpora's train and dev
   speakers, ``_unknown_`` words included;
+- ``synth``: from scratch, with ``--synthetic`` clips of the corpus's words spoken by 200 eSpeak NG
+  voices (``cssl data synth --keywords``; their train split) added to the training set;
 - ``--init NAME=CKPT``: any other starting point (a transformers folder, a fairseq checkpoint...).
 
 Scoring on the test split: greedy, and beam search restricted to the corpus's words
-(``--lexicon``: a closed-vocabulary decoder). The peer, PocketSphinx 5.1.1 with a JSGF grammar of
-the same words, is measured on the same clips in the same run when it is installed (``pip install
--e .[bench]``). CPU minutes are counted per arm (user + system time of the training process).
+(``--lexicon``: a closed-vocabulary decoder) at the word score chosen on dev. The peer,
+PocketSphinx 5.1.1 with a JSGF grammar of the same words, is measured on the same clips in the
+same run when it is installed (``pip install -e .[bench]``). CPU minutes are counted per arm
+(user + system time of the training process).
 
 Writes ``results.json``, ``table.md`` and ``real_speech.png`` into ``--out``. Runs finished earlier
 (their ``result.json``) are reused, so an interrupted benchmark resumes.
@@ -55,7 +58,7 @@ from cssl.experiments import PRETRAINED, finetune, run_stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ("sc", "fsdd")
-ARMS = ("scratch", "shipped", "real")
+ARMS = ("scratch", "synth", "shipped", "real")
 COMMANDS = "yes no up down left right on off stop go".split()
 DIGITS = "zero one two three four five six seven eight nine".split()
 FSDD_TEST_SPEAKERS = ("theo", "yweweler")
@@ -116,13 +119,16 @@ def continued_pretraining(unlabeled: Path, dev: Path, out: Path, steps: int, thr
     return last, minutes
 
 
-def score(best: Path, test: Path, lexicon: Path, out: Path) -> dict:
-    """Greedy and lexicon-constrained WER/CER of ``best`` on ``test``, with the empty-hypothesis count."""
+def score(best: Path, dev: Path, test: Path, lexicon: Path, out: Path) -> dict:
+    """Greedy and lexicon-constrained WER/CER of ``best`` on ``test``, with the empty-hypothesis count;
+    the word score of the lexicon search is chosen on ``dev`` (``cssl lm tune --lexicon``)."""
     from cssl.evaluation import evaluate_manifest
+    from cssl.lm_tuning import tune_lm
     from cssl.recognizer import Recognizer
 
-    figures = {}
-    for decoder, kwargs in (("greedy", {}), ("lexicon", {"lexicon": str(lexicon)})):
+    tuning = tune_lm(Recognizer.from_checkpoint(best), dev, None, lexicon=lexicon, progress=False)
+    figures: dict = {"word_score": tuning.word_score}
+    for decoder, kwargs in (("greedy", {}), ("lexicon", {"lexicon": str(lexicon), "word_score": tuning.word_score})):
         rec = Recognizer.from_checkpoint(best, **kwargs)
         per_utt = out / f"test_{decoder}.jsonl"
         ev = evaluate_manifest(rec, test, per_utt, progress=False)
@@ -130,6 +136,19 @@ def score(best: Path, test: Path, lexicon: Path, out: Path) -> dict:
         figures[decoder] = {"wer": ev.wer, "cer": ev.cer, "empty": empty, "utterances": ev.utterances}
         print(f"  {decoder:>8}: WER {ev.wer:.3f} CER {ev.cer:.3f} ({empty} empty of {ev.utterances})", flush=True)
     return figures
+
+
+def with_synthetic(train: Path, words: list[str], count: int, out: Path, seed: int) -> Path:
+    """``train`` plus the train split of a synthetic keyword corpus of ``count`` clips of ``words``."""
+    from cssl.data.manifest import read_manifest
+    from cssl.synth.corpus import synthesize_corpus
+
+    summary = synthesize_corpus(out / "corpus", num_utterances=count, seed=seed, num_speakers=200, keywords=words)
+    real, synthetic = read_manifest(train), read_manifest(summary.manifest("train", ".jsonl"))
+    merged = [Entry(str(m.audio_path(e)), e.num_samples, e.text, e.speaker) for m in (real, synthetic) for e in m]
+    path = out / "train+synthetic.jsonl"
+    write_manifest(Manifest(out, merged), path)
+    return path
 
 
 def best_step(run: Path) -> int | None:
@@ -193,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", type=Path, default=preset("finetune/tiny-words.yaml"))
     parser.add_argument("--steps", type=int, default=3000, help="fine-tuning updates of every arm")
     parser.add_argument("--pretrain-steps", type=int, default=2000, help="continued pretraining on real audio")
+    parser.add_argument("--synthetic", type=int, default=5000, help="synthetic keyword clips of the synth arm "
+                        "(80%% of them are its train split)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seeds the Speech Commands speaker split")
     parser.add_argument("--no-peer", action="store_true", help="leave PocketSphinx out")
@@ -242,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {corpus}, {arm}: {args.steps} updates", flush=True)
             cpu = cpu_minutes_of_children()
             start = PRETRAINED if arm == "shipped" else init
-            best = finetune("scratch" if start is None else "pretrained", splits[corpus]["train"],
+            train = splits[corpus]["train"]
+            if arm == "synth":
+                train = with_synthetic(train, words[corpus], args.synthetic, args.out / corpus / "synthetic", 5)
+            best = finetune("scratch" if start is None else "pretrained", train,
                             splits[corpus]["dev"], run, args.steps, start,
                             [f"data.min_samples={MIN_SAMPLES}", f"threads={args.threads}", "save_every=100000",
                              *(["freeze.encoder_steps=0"] if start is None else [])],  # no head-only warm-up on random towers
@@ -252,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                    "test_utterances": sum(1 for _ in splits[corpus]["test"].open())}
             if arm == "real":
                 row["pretrain_cpu_min"] = pretrain_cpu
-            row.update(score(best, splits[corpus]["test"], args.out / corpus / "words.txt", run))
+            row.update(score(best, splits[corpus]["dev"], splits[corpus]["test"], args.out / corpus / "words.txt", run))
             done.write_text(json.dumps(row), encoding="utf-8")
             rows.append(row)
     peers = {}

@@ -5,8 +5,9 @@
 Each benchmark prints its own markdown; this script collects the outputs in order, with
 the command line and wall time of each, under a header naming the CPU, cores, GPU and
 library versions. Benchmarks that need the ``bench`` extra (transformers) are reported
-as skipped when it is missing. ``--quick`` leaves out the label-budget benchmark (about an
-hour on 2 CPU cores; its finished runs are reused, so a second ``make bench`` is quick).
+as skipped when it is missing. ``--quick`` leaves out the label-budget and real-speech benchmarks (about
+an hour each on 2 CPU cores; their finished runs are reused, so a second ``make bench`` is quick;
+real speech runs only where ../shared/data holds its recordings).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ BENCHMARKS = [
     (["pretrain_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3", "--bf16"], True, False),
     (["inference.py", "--size", "base", "--seconds", "10", "--threads", "2"], True, False),
     (["label_budget.py"], False, True),
+    (["real_speech.py"], False, True),
 ]
 """Script and arguments, whether it needs transformers, and whether ``--quick`` leaves it out."""
 

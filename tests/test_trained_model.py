@@ -90,12 +90,12 @@ def test_lm_tuning_picks_the_grid_pair_with_the_lowest_dev_wer(trained: dict[str
     from cssl.lm_tuning import tune_lm
 
     rec = Recognizer.from_checkpoint(trained["best"])
-    tuning = tune_lm(rec, trained["dev"], trained["lm"], lm_weights=(0.5, 2.0), word_scores=(-50.0, 0.0, 2.0))
+    tuning = tune_lm(rec, trained["dev"], trained["lm"], lm_weights=(0.5, 2.0), word_scores=(-1000.0, 0.0, 2.0))
     assert tuning.utterances == 60 and tuning.skipped == 0
-    assert [(p.lm_weight, p.word_score) for p in tuning.grid] == [(w, s) for w in (0.5, 2.0) for s in (-50.0, 0.0, 2.0)]
+    assert [(p.lm_weight, p.word_score) for p in tuning.grid] == [(w, s) for w in (0.5, 2.0) for s in (-1000.0, 0.0, 2.0)]
     by_pair = {(p.lm_weight, p.word_score): p for p in tuning.grid}
     assert tuning.wer == min(p.wer for p in tuning.grid)
-    assert by_pair[0.5, -50.0].wer > tuning.wer  # 50 nats per word: the search drops words it heard
+    assert by_pair[0.5, -1000.0].wer > tuning.wer  # 1,000 nats per word: the search drops words it heard
     # The grid reuses one pass of the model per utterance; full decoding with the chosen pair agrees.
     chosen = Recognizer.from_checkpoint(trained["best"], lm=str(trained["lm"]), lm_weight=tuning.lm_weight,
                                         word_score=tuning.word_score)
