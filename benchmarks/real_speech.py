@@ -268,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                 train = with_synthetic(train, words[corpus], args.synthetic, args.out / corpus / "synthetic", 5)
             best = finetune("scratch" if start is None else "pretrained", train,
                             splits[corpus]["dev"], run, args.steps, start,
-                            [f"data.min_samples={MIN_SAMPLES}", f"threads={args.threads}", "save_every=100000",
-                             *(["freeze.encoder_steps=0"] if start is None else [])],  # no head-only warm-up on random towers
+                            # The preset's 50 head-only updates stay on from scratch too: without them a scratch
+                            # run stayed at the all-blank plateau for all 2,000 updates (docs/real-speech.md).
+                            [f"data.min_samples={MIN_SAMPLES}", f"threads={args.threads}", "save_every=100000"],
                             config=args.preset)
             row = {"corpus": corpus, "arm": arm, "init": str(start) if start else None, "steps": args.steps,
                    "best_step": best_step(run), "cpu_min": cpu_minutes_of_children() - cpu,
