@@ -268,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                 train = with_synthetic(train, words[corpus], args.synthetic, args.out / corpus / "synthetic", 5)
             best = finetune("scratch" if start is None else "pretrained", train,
                             splits[corpus]["dev"], run, args.steps, start,
-                            # The preset's 50 head-only updates stay on from scratch too: without them a scratch
-                            # run stayed at the all-blank plateau for all 2,000 updates (docs/real-speech.md).
+                            # The preset's 50 head-only updates stay on from scratch, as in the recipe run of
+                            # docs/real-speech.md; one scratch run here without them stayed all-blank for 2,000
+                            # updates (the split differed too: the cause is not isolated).
                             [f"data.min_samples={MIN_SAMPLES}", f"threads={args.threads}", "save_every=100000"],
                             config=args.preset)
             row = {"corpus": corpus, "arm": arm, "init": str(start) if start else None, "steps": args.steps,
