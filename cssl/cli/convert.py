@@ -1,4 +1,4 @@
-"""``cssl convert SRC DST --to hf|torchaudio|cssl``: a wav2vec 2.0 checkpoint in another format."""
+"""``cssl convert SRC DST --to hf|fairseq2|torchaudio|cssl``: a wav2vec 2.0 checkpoint in another format."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ def register(groups: argparse._SubParsersAction) -> None:
 
     p = groups.add_parser(
         "convert", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="convert a wav2vec 2.0 checkpoint between cssl, transformers, fairseq and torchaudio",
+        help="convert a wav2vec 2.0 checkpoint between cssl, transformers, fairseq, fairseq2 and torchaudio",
         description=f"Reads SRC in any of {', '.join(FORMATS)} (detected; nothing in the file is executed) and "
                     f"writes DST as --to ({', '.join(WRITABLE)}). Pretrained models keep their quantizer and "
                     "projections where the target format has them; fine-tuned models keep their CTC head and "
-                    "vocabulary. A transformers DST is a folder that from_pretrained loads.")
+                    "vocabulary. A transformers DST is a folder that from_pretrained loads; a fairseq2 DST is "
+                    "NAME.pt with its asset card NAME.yaml beside it (pretrained models).")
     p.add_argument("src", type=Path, help="checkpoint file, or transformers folder")
-    p.add_argument("dst", type=Path, help="file (cssl, torchaudio) or folder (hf) to write")
+    p.add_argument("dst", type=Path, help="file (cssl, torchaudio, fairseq2) or folder (hf) to write")
     p.add_argument("--to", choices=WRITABLE, required=True, help="format of DST")
     p.add_argument("--model", type=Path, default=None,
-                   help="architecture (model YAML) of a bare torchaudio state dict without its NAME.json")
+                   help="architecture (model YAML) of a bare state dict without its NAME.json (torchaudio) or NAME.yaml (fairseq2)")
     p.set_defaults(func=run_convert)
 
 

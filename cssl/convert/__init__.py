@@ -1,4 +1,4 @@
-"""Checkpoints in and out: cssl, transformers, fairseq and torchaudio wav2vec 2.0 models.
+"""Checkpoints in and out: cssl, transformers, fairseq, fairseq2 and torchaudio wav2vec 2.0 models.
 
 :func:`read_checkpoint` turns any supported file or folder into a cssl checkpoint dict
 (:mod:`cssl.convert.payload`), which the loaders, both stages' ``init`` and ``cssl
@@ -12,6 +12,7 @@ cssl         ``kind: pretrain`` / ``finetune`` files      ``torch.save`` of the 
 hf           folder: Wav2Vec2ForPreTraining, -Model,      folder ``from_pretrained`` loads
              -ForCTC (+ vocab.json)
 fairseq      wav2vec2 / wav2vec_ctc ``.pt`` (safe load)   (not written)
+fairseq2     wav2vec2 family ``NAME.pt`` + card NAME.yaml  the same (pretraining models)
 torchaudio   ``Wav2Vec2Model.state_dict()`` (+ NAME.json) state dict + NAME.json
 ===========  ==========================================  =======================================
 """
@@ -26,8 +27,8 @@ from cssl.errors import UserError
 if TYPE_CHECKING:  # torch is imported by the functions that need it: ``cssl --help`` stays quick
     from cssl.model import ModelConfig
 
-FORMATS = ("cssl", "hf", "fairseq", "torchaudio")
-WRITABLE = ("cssl", "hf", "torchaudio")
+FORMATS = ("cssl", "hf", "fairseq", "fairseq2", "torchaudio")
+WRITABLE = ("cssl", "hf", "fairseq2", "torchaudio")
 
 
 def detect(path: str | Path, raw: dict[str, Any] | None = None) -> str:
@@ -35,8 +36,9 @@ def detect(path: str | Path, raw: dict[str, Any] | None = None) -> str:
     import torch
 
     from cssl.convert.fairseq import is_fairseq
-    from cssl.train.checkpoint import CheckpointError
+    from cssl.convert.fairseq2 import is_fairseq2
     from cssl.convert.hf import is_hf_dir
+    from cssl.train.checkpoint import CheckpointError
 
     path = Path(path)
     if path.is_dir():
@@ -50,6 +52,8 @@ def detect(path: str | Path, raw: dict[str, Any] | None = None) -> str:
         return "cssl"
     if is_fairseq(raw):
         return "fairseq"
+    if is_fairseq2(raw):
+        return "fairseq2"
     if raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
         return "torchaudio"
     raise CheckpointError(f"{path}: not a checkpoint cssl knows (keys {sorted(raw)[:6]}); "
@@ -59,6 +63,7 @@ def detect(path: str | Path, raw: dict[str, Any] | None = None) -> str:
 def read_checkpoint(path: str | Path, config: ModelConfig | None = None) -> dict[str, Any]:
     """Any supported checkpoint as a cssl checkpoint dict; ``config``: the architecture of a bare state dict."""
     from cssl.convert.fairseq import read_fairseq
+    from cssl.convert.fairseq2 import read_fairseq2
     from cssl.convert.hf import read_hf
     from cssl.convert.torchaudio import read_torchaudio
 
@@ -74,11 +79,14 @@ def read_checkpoint(path: str | Path, config: ModelConfig | None = None) -> dict
         return raw
     if kind == "fairseq":
         return read_fairseq(path, raw)
+    if kind == "fairseq2":
+        return read_fairseq2(path, raw, config)
     return read_torchaudio(path, raw, config)
 
 
 def write_checkpoint(ckpt: dict[str, Any], out: str | Path, to: str) -> list[Path]:
     """Writes a cssl checkpoint dict as ``to``; returns the files written."""
+    from cssl.convert.fairseq2 import write_fairseq2
     from cssl.convert.hf import write_hf
     from cssl.convert.torchaudio import write_torchaudio
     from cssl.train.checkpoint import save_checkpoint
@@ -88,6 +96,8 @@ def write_checkpoint(ckpt: dict[str, Any], out: str | Path, to: str) -> list[Pat
         return write_hf(ckpt, out)
     if to == "torchaudio":
         return write_torchaudio(ckpt, out)
+    if to == "fairseq2":
+        return write_fairseq2(ckpt, out)
     if to == "cssl":
         save_checkpoint(out, ckpt)
         return [out]

@@ -53,12 +53,54 @@ FAIRSEQ: tuple[Rule, ...] = (
 )
 """fairseq ``Wav2Vec2Model`` (a CTC model's ``w2v_encoder.`` prefix is taken off first: ``w2v_model.*``, ``proj``)."""
 
+FAIRSEQ2: tuple[Rule, ...] = (
+    ("model.mask_embedding", "masker.temporal_mask_embed"),
+    ("model.feature_extractor.conv_layers.{n}.conv.{p}", "encoder_frontend.feature_extractor.layers.{n}.conv.{p}"),
+    ("model.feature_extractor.conv_layers.{n}.layer_norm.{p}", "encoder_frontend.feature_extractor.layers.{n}.layer_norm.{p}"),
+    ("model.encoder.feature_projection.layer_norm.{p}", "encoder_frontend.post_extract_layer_norm.{p}"),
+    ("model.encoder.feature_projection.projection.{p}", "encoder_frontend.model_dim_proj.{p}"),
+    ("model.encoder.transformer.pos_conv_embed.conv.{x}", "encoder_frontend.pos_encoder.conv.{x}"),
+    ("model.encoder.transformer.layers.{n}.attention.out_proj.{p}", "encoder.layers.{n}.self_attn.output_proj.{p}"),
+    ("model.encoder.transformer.layers.{n}.attention.{x}", "encoder.layers.{n}.self_attn.{x}"),
+    ("model.encoder.transformer.layers.{n}.layer_norm.{p}", "encoder.layers.{n}.self_attn_layer_norm.{p}"),
+    ("model.encoder.transformer.layers.{n}.feed_forward.intermediate_dense.{p}", "encoder.layers.{n}.ffn.inner_proj.{p}"),
+    ("model.encoder.transformer.layers.{n}.feed_forward.output_dense.{p}", "encoder.layers.{n}.ffn.output_proj.{p}"),
+    ("model.encoder.transformer.layers.{n}.final_layer_norm.{p}", "encoder.layers.{n}.ffn_layer_norm.{p}"),
+    ("model.encoder.transformer.layer_norm.{p}", "encoder.layer_norm.{p}"),  # pre-norm: after the layers
+    ("quantizer.codebook", "quantizer.entries"),
+    ("quantizer.weight_proj.{p}", "quantizer.entry_proj.{p}"),
+    ("project_q.{p}", "final_target_proj.{p}"),
+    ("final_proj.{p}", "final_proj.{p}"),
+)
+"""fairseq2 ``wav2vec2`` models (``Wav2Vec2Model``); the two variants below go first where they apply."""
+
+FAIRSEQ2_GROUP_NORM: tuple[Rule, ...] = (
+    ("model.feature_extractor.conv_layers.0.layer_norm.{p}", "encoder_frontend.feature_extractor.layers.0.group_norm.{p}"),
+)
+"""fairseq2 with the group-normed first convolution (``feature_extractor_layer_norm_convs: false``)."""
+
+FAIRSEQ2_POST_NORM: tuple[Rule, ...] = (
+    ("model.encoder.transformer.layer_norm.{p}", "encoder_frontend.layer_norm.{p}"),
+)
+"""fairseq2 post-norm Transformers: the encoder's layer norm sits in the frontend, before the layers."""
+
 TORCHAUDIO: tuple[Rule, ...] = (("model.{x}", "{x}"),)
 """torchaudio ``Wav2Vec2Model.state_dict()``: our tower names without the prefix (no mask embedding there)."""
 
 LEGACY_WEIGHT_NORM = {".weight_g": ".parametrizations.weight.original0",
                       ".weight_v": ".parametrizations.weight.original1"}
 """Older files store the position convolution's weight norm as ``weight_g``/``weight_v``."""
+
+def to_legacy_weight_norm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with weight norms stored as ``weight_g``/``weight_v`` (for peers that keep the old names)."""
+    out = {}
+    for name, value in state.items():
+        for old, new in LEGACY_WEIGHT_NORM.items():
+            if name.endswith(new):
+                name = name[: -len(new)] + old
+        out[name] = value
+    return out
+
 
 _TOKENS = {"n": r"(?P<n>\d+)", "p": r"(?P<p>weight|bias)", "x": r"(?P<x>[\w.]+)"}
 
