@@ -1,4 +1,4 @@
-"""Pretraining step: cssl vs HF transformers' Wav2Vec2ForPreTraining, same config, same batch.
+"""Pretraining step: cssl vs HF transformers' Wav2Vec2ForPreTraining (and fairseq2), same config, same batch.
 
     pip install -e '.[bench]'      # transformers, only for this benchmark
     python benchmarks/pretrain_step.py --size tiny --batch 8 --seconds 4 --steps 5
@@ -10,6 +10,12 @@ backward, AdamW step), interleaved in one process on the same waveforms; medians
 process: on CPU the peak resident set above the level after building the model
 (sampled every millisecond), on CUDA ``max_memory_allocated``. Both run in fp32
 unless ``--bf16`` is given (autocast for both).
+
+fairseq2 0.8.1 runs in its own environment (``make test-interop`` makes ``.venv-fairseq2``;
+``--fairseq2 PYTHON`` names another, ``--fairseq2 none`` leaves it out): the cssl model is
+written with ``cssl convert``'s fairseq2 writer (same weights and configuration) and
+benchmarks/fairseq2_step_peer.py times fairseq2's full step there on the same waveforms,
+after the other two (a separate process, so not interleaved with them; no memory figure).
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ import multiprocessing as mp
 import platform
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -30,6 +39,8 @@ from cssl.model import ModelConfig, build_pretrainer
 from pretrain.config import PretrainConfig
 
 PRESETS = {"tiny": preset("pretrain/tiny.yaml"), "base": preset("pretrain/base.yaml")}
+ROOT = Path(__file__).resolve().parents[1]
+FAIRSEQ2_PYTHON = ROOT / ".venv-fairseq2" / "bin" / "python"
 
 
 def hf_model(cfg: ModelConfig, num_negatives: int, temperature: float, diversity: float):
@@ -116,6 +127,27 @@ def time_both(args: argparse.Namespace, cfg: PretrainConfig, device: torch.devic
     return times
 
 
+def time_fairseq2(python: str, args: argparse.Namespace, cfg: PretrainConfig, device: torch.device) -> list[float]:
+    """fairseq2's step times, in its environment, on the cssl model's weights and the same waveforms."""
+    from cssl.convert import write_checkpoint
+    from cssl.convert.payload import pretrain_payload
+
+    model = build("cssl", cfg, torch.device("cpu")).model
+    loss = {"num_distractors": cfg.loss.num_distractors, "logit_temperature": cfg.loss.logit_temperature}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_checkpoint(pretrain_payload(cfg.model, model.state_dict(), False, "benchmark", loss), folder / "bench.pt",
+                         "fairseq2")
+        torch.save(batch(args, torch.device("cpu"))[0], folder / "waves.pt")
+        command = [python, str(ROOT / "benchmarks" / "fairseq2_step_peer.py"), str(folder), "bench",
+                   "--steps", str(args.steps), "--threads", str(args.threads), "--device", args.device,
+                   "--diversity", str(cfg.loss.diversity_weight), "--penalty", str(cfg.loss.penalty_weight)]
+        done = subprocess.run(command + (["--bf16"] if args.bf16 else []), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"fairseq2 step failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["fairseq2"]
+
+
 def peak_memory(kind: str, args: argparse.Namespace, cfg_dict: dict, queue) -> None:
     from cssl.config import from_dict
 
@@ -171,11 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true", help="autocast both models to bf16")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    parser.add_argument("--fairseq2", default=str(FAIRSEQ2_PYTHON) if FAIRSEQ2_PYTHON.exists() else "none",
+                        help="python of the fairseq2 environment, or none")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cfg = load_config(PretrainConfig, PRESETS[args.size])
     times = time_both(args, cfg, device)
+    if args.fairseq2 != "none":
+        times["fairseq2"] = time_fairseq2(args.fairseq2, args, cfg, device)
     memory = {}
     if not args.no_memory:
         ctx = mp.get_context("spawn")
@@ -194,10 +230,14 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__}\n")
     print("| implementation | step (s, median) | audio s / s | peak memory (MiB) |")
     print("|---|---:|---:|---:|")
-    for name, label in (("hf", "HF Wav2Vec2ForPreTraining"), ("cssl", "cssl")):
-        mem = f"{memory[name]:,.0f}" if name in memory else "-"
-        print(f"| {label} | {med[name]:.3f} | {audio / med[name]:.1f} | {mem} |")
+    labels = {"hf": "HF Wav2Vec2ForPreTraining", "fairseq2": "fairseq2 0.8.1 Wav2Vec2Model", "cssl": "cssl"}
+    for name, label in labels.items():
+        if name in med:
+            mem = f"{memory[name]:,.0f}" if name in memory else "-"
+            print(f"| {label} | {med[name]:.3f} | {audio / med[name]:.1f} | {mem} |")
     print(f"\nspeed-up (HF step / cssl step): {med['hf'] / med['cssl']:.2f}x")
+    if "fairseq2" in med:
+        print(f"speed-up (fairseq2 step / cssl step): {med['fairseq2'] / med['cssl']:.2f}x")
     if memory and memory["hf"] > 0:
         print(f"memory ratio (cssl / HF): {memory['cssl'] / memory['hf']:.2f}")
     print(json.dumps({"size": args.size, "step_s": med, "memory_mib": memory}))
