@@ -21,3 +21,13 @@ def test_an_update_is_shared_evenly_by_the_processes() -> None:
     assert local_accumulation(64, 8) == 8 and local_accumulation(2, 2) == 1 and local_accumulation(3, 1) == 3
     with pytest.raises(ConfigError, match="cannot be shared evenly by 2 processes; set it to a multiple of 2"):
         local_accumulation(1, 2)
+
+
+def test_fsdp_without_a_gpu_is_a_clear_error(monkeypatch) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: FSDP can run")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what accelerate launch sets for distributed_type: FSDP
+    with pytest.raises(ConfigError, match="FSDP, which accelerate runs on GPUs only"):
+        make_accelerator("no")

@@ -53,6 +53,9 @@ def cpu_has_bf16() -> bool:
 def make_accelerator(mixed_precision: str, find_unused: bool = False) -> Accelerator:
     """An Accelerator with ``auto`` precision resolved by :func:`resolve_precision`."""
     mixed_precision = resolve_precision(mixed_precision)
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") and not torch.cuda.is_available():
+        raise ConfigError("the accelerate configuration asks for FSDP, which accelerate runs on GPUs only and this "
+                          "machine has none; on CPUs launch with a DDP configuration (--multi_gpu --cpu)")
     _forget_accelerator_settings()
     kwargs = DistributedDataParallelKwargs(find_unused_parameters=find_unused)
     # Without CUDA, cpu=True lets processes started by torchrun (accelerate launch --multi_gpu)
