@@ -128,6 +128,11 @@ def test_missing_card_unknown_fields_and_other_families_are_clear_errors(tmp_pat
         (tmp_path / "m.yaml").write_text(yaml.safe_dump({**card, **change}))
         with pytest.raises(CheckpointError, match=message):
             read_checkpoint(tmp_path / "m.pt")
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(card))
+    state = torch.load(tmp_path / "m.pt", weights_only=True)["model"]
+    torch.save({"model": {k: v for k, v in state.items() if not k.startswith("quantizer.")}}, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="without a quantizer"):  # what a wav2vec2_asr model looks like
+        read_checkpoint(tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="needs a pretraining model with its quantizer"):
         ckpt = payload_of(SMALL)
         ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("quantizer.")}
