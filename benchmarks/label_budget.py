@@ -41,7 +41,7 @@ from pathlib import Path
 
 from cssl.data.manifest import Manifest, read_manifest, write_manifest
 from cssl.experiments import PRETRAINED, build_lm, finetune, score, synthesize
-from cssl.label_budget import FIGURES, MODELS, SHIPPED, checkpoint_tag, efficiency_line, group, mean_spread
+from cssl.label_budget import FIGURES, MODELS, SHIPPED, checkpoint_tag, efficiency_line, group, mean_spread, run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(MODELS), help="arms to run, comma separated")
     parser.add_argument("--pretrained", type=Path, default=PRETRAINED)
     parser.add_argument("--seed", type=int, default=0, help="seed of the labeled subsets")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of training and scoring "
+                        "(default: torch's)")
     parser.add_argument("--publish", action="store_true",
                         help=f"also write the rows to {SHIPPED.relative_to(ROOT)} (the demo quotes them)")
     args = parser.parse_args(argv)
@@ -161,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     models = [m for m in args.models.split(",") if m]
     if not set(models) <= set(MODELS):
         parser.error(f"--models: choose among {', '.join(MODELS)}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     synthesize(args.demo_corpus, hours=1.0, seed=0)  # the demo's corpus (reused when there)
@@ -182,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest(subset, train)
         for model in models:
             for seed in range(1, args.seeds + 1):
-                tag = f"-{tag}" if model == "pretrained" else ""
-                run = args.out / f"{minutes:g}min-{model}{tag}-seed{seed}"
+                run = args.out / run_name(minutes, model, seed, tag)
                 done = run / "result.json"
                 if done.exists():
                     rows.append(json.loads(done.read_text()))
@@ -193,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 clock = time.monotonic()
                 best = finetune(model, train, args.demo_corpus / "dev.tsv", run, args.max_steps, args.pretrained,
                                 [f"seed={seed}", f"early_stop.patience={args.patience}",
-                                 f"early_stop.min_steps={args.min_steps}", "save_every=100000"])
+                                 f"early_stop.min_steps={args.min_steps}", "save_every=100000",
+                                 *([f"threads={args.threads}"] if args.threads else [])])
                 minutes_trained = (time.monotonic() - clock) / 60
                 greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
                 row = {"minutes": minutes, "utterances": len(subset), "model": model, "seed": seed,

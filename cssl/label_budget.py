@@ -52,6 +52,15 @@ def checkpoint_tag(path: Path) -> str:
     return f"{path.stem}-{path.stat().st_size}"
 
 
+def run_name(minutes: float, model: str, seed: int, tag: str) -> str:
+    """A run's folder name: budget, model, seed, and for pretrained runs the checkpoint's tag, so that
+    scratch runs are shared by every checkpoint and a new checkpoint gets new pretrained runs."""
+    if model not in MODELS:
+        raise ValueError(f"model {model!r}: one of {', '.join(MODELS)}")
+    suffix = f"-{tag}" if model == "pretrained" else ""
+    return f"{minutes:g}min-{model}{suffix}-seed{seed}"
+
+
 def shipped_line(pretrained: Path, path: Path = SHIPPED) -> str:
     """The label-efficiency line of the published benchmark when it measured ``pretrained``, else why not."""
     shipped = read_shipped(path)

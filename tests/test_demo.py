@@ -60,3 +60,19 @@ def test_label_efficiency_line_and_the_shipped_figures(tmp_path: Path) -> None:
     assert "not measured" in shipped_line(ckpt, shipped)  # figures of another checkpoint are not quoted
     shipped.write_text(json.dumps({"checkpoint": checkpoint_tag(ckpt), "rows": rows}))
     assert shipped_line(ckpt, shipped).startswith(line)
+
+
+def test_run_names_share_scratch_runs_and_separate_checkpoints() -> None:
+    from cssl.label_budget import run_name
+
+    names = [run_name(m, model, seed, tag) for tag in ("a-1", "b-2") for m in (1, 10)
+             for model in ("pretrained", "scratch") for seed in (1, 2, 3)]
+    # Every (budget, model, seed) of one checkpoint has its own folder, scratch folders are the same
+    # for both checkpoints, pretrained folders differ, and the tag never repeats within a name.
+    assert len(set(names[:12])) == 12
+    assert {n for n in names if "scratch" in n} == {f"{m}min-scratch-seed{s}" for m in (1, 10) for s in (1, 2, 3)}
+    assert "1min-pretrained-a-1-seed2" in names and "1min-pretrained-b-2-seed2" in names
+    assert all(n.count("a-1") + n.count("b-2") <= 1 for n in names)
+    assert run_name(0.5, "scratch", 1, "a-1") == "0.5min-scratch-seed1"
+    with pytest.raises(ValueError, match="model 'frozen'"):
+        run_name(1, "frozen", 1, "a-1")
