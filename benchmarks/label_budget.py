@@ -41,7 +41,8 @@ from pathlib import Path
 
 from cssl.data.manifest import Manifest, read_manifest, write_manifest
 from cssl.experiments import PRETRAINED, build_lm, finetune, score, synthesize
-from cssl.label_budget import FIGURES, MODELS, SHIPPED, checkpoint_tag, efficiency_line, group, mean_spread, run_name
+from cssl.label_budget import (FIGURES, MODELS, SHIPPED, checkpoint_tag, efficiency_line, group, mean_cell,
+                               mean_spread, run_name)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,10 +102,7 @@ def table(rows: list[dict]) -> str:
     lines = ["| labels | model | seeds | updates (best at) | WER greedy | CER greedy | WER + LM | CER + LM |",
              "|---:|---|---:|---|---:|---:|---:|---:|"]
     for (minutes, model), runs in groups.items():
-        cells = []
-        for decoder, metric in (("greedy", "wer"), ("greedy", "cer"), ("lm", "wer"), ("lm", "cer")):
-            mean, sd = mean_spread(runs, decoder, metric)
-            cells.append(f"{mean:.3f} ± {sd:.3f}")
+        cells = [mean_cell(runs, decoder, metric) for decoder, metric in FIGURES]
         updates = ", ".join(f"{r['steps']} ({r.get('best_step', '?')})" for r in runs)
         lines.append(f"| {minutes:g} min | {model} | {len(runs)} | {updates} | {' | '.join(cells)} |")
     lines += ["", "| labels | relative reduction, pretrained vs scratch: WER greedy | CER greedy | WER + LM | "

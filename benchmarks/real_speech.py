@@ -58,7 +58,7 @@ from cssl.data.manifest import Entry, Manifest, write_manifest  # noqa: E402
 from cssl.data.scan import ScanConfig, scan_folder  # noqa: E402
 from cssl.data.split import split_manifest  # noqa: E402
 from cssl.experiments import PRETRAINED, finetune, run_stage  # noqa: E402
-from cssl.label_budget import mean_spread  # noqa: E402
+from cssl.label_budget import checkpoint_tag, mean_cell, mean_spread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ("sc", "fsdd")
@@ -168,11 +168,6 @@ def by_arm(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return groups
 
 
-def cell(runs: list[dict], decoder: str, metric: str) -> str:
-    mean, sd = mean_spread(runs, decoder, metric)
-    return f"{mean:.3f}" if len(runs) == 1 else f"{mean:.3f} ± {sd:.3f}"
-
-
 def table(rows: list[dict], peers: dict[str, dict]) -> str:
     groups = by_arm(rows)
     lines = ["| corpus | arm | seeds | updates (best at) | train CPU min (mean) | WER greedy | CER greedy | "
@@ -181,9 +176,8 @@ def table(rows: list[dict], peers: dict[str, dict]) -> str:
         updates = ", ".join(f"{r['steps']} ({r['best_step']})" for r in runs)
         cpu = sum(r["cpu_min"] for r in runs) / len(runs)
         empty = sum(r["greedy"]["empty"] for r in runs) / len(runs)
-        lines.append(f"| {corpus} | {arm} | {len(runs)} | {updates} | {cpu:.1f} | {cell(runs, 'greedy', 'wer')} | "
-                     f"{cell(runs, 'greedy', 'cer')} | {cell(runs, 'lexicon', 'wer')} | {cell(runs, 'lexicon', 'cer')} | "
-                     f"{empty:g} |")
+        cells = " | ".join(mean_cell(runs, d, m) for d in ("greedy", "lexicon") for m in ("wer", "cer"))
+        lines.append(f"| {corpus} | {arm} | {len(runs)} | {updates} | {cpu:.1f} | {cells} | {empty:g} |")
     for corpus, p in peers.items():
         lines.append(f"| {corpus} | PocketSphinx + grammar | - | - | {p['cpu_min']:.1f} (decoding) | - | - | "
                      f"{p['wer']:.3f} | {p['cer']:.3f} | {p['empty']} |")
@@ -232,13 +226,14 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
             splits: dict[str, Path], words: list[str], pretrain_cpu: float | None) -> dict:
     """One arm fine-tuned and scored once, with training seed ``seed``; its result row (reused when
     ``result.json`` is there)."""
-    run = args.out / corpus / f"{arm}-seed{seed}"
+    start = PRETRAINED if arm == "shipped" else init
+    # A checkpoint's tag in the folder name: a new checkpoint gets new runs, not the old one's results.
+    run = args.out / corpus / (f"{arm}-{checkpoint_tag(start)}-seed{seed}" if start else f"{arm}-seed{seed}")
     done = run / "result.json"
     if done.exists():
         return json.loads(done.read_text())
     print(f"== {corpus}, {arm}, seed {seed}: {args.steps} updates", flush=True)
     cpu = cpu_minutes_of_children()
-    start = PRETRAINED if arm == "shipped" else init
     train = splits["train"]
     if arm == "synth":  # the synthetic clips are the same for every seed
         train = with_synthetic(train, words, args.synthetic, args.out / corpus / "synthetic", 5)

@@ -24,6 +24,12 @@ def mean_spread(rows: list[dict], decoder: str, metric: str) -> tuple[float, flo
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def mean_cell(rows: list[dict], decoder: str, metric: str) -> str:
+    """A table cell: the mean of a figure over runs, with its standard deviation when there are several."""
+    mean, sd = mean_spread(rows, decoder, metric)
+    return f"{mean:.3f}" if len(rows) == 1 else f"{mean:.3f} ± {sd:.3f}"
+
+
 def group(rows: list[dict]) -> dict[tuple[float, str], list[dict]]:
     """Runs by (minutes, model), in budget order."""
     groups: dict[tuple[float, str], list[dict]] = {}
