@@ -20,8 +20,8 @@ seed (``--seeds``: initial weights, batches, masks, augmentation; the split stay
 
 - ``scratch``: the same model, randomly initialised, everything trained;
 - ``shipped``: from the shipped checkpoint (pretrained on synthetic speech only);
-- ``real``: the shipped checkpoint, pretrained further (``--pretrain-steps``, tiny preset, fresh
-  optimizer) on all the real audio that is not test audio, unlabeled: both corpora's train and dev
+- ``real``: the shipped checkpoint, pretrained further (``--pretrain-steps``, the tiny-continue
+  preset: fresh optimizer, lower learning rate, feature penalty) on all the real audio that is not test audio, unlabeled: both corpora's train and dev
   speakers, ``_unknown_`` words included;
 - ``synth``: from scratch, with ``--synthetic`` clips of the corpus's words spoken by 200 eSpeak NG
   voices (``cssl data synth --keywords``; their train split) added to the training set;
@@ -114,7 +114,7 @@ def continued_pretraining(unlabeled: Path, dev: Path, out: Path, steps: int, thr
     if out.exists():
         shutil.rmtree(out)
     cpu = cpu_minutes_of_children()
-    run_stage("pretrain", preset("pretrain/tiny.yaml"), [
+    run_stage("pretrain", preset("pretrain/tiny-continue.yaml"), [
         f"init={PRETRAINED}", f"data.manifest={unlabeled}", f"data.valid_manifest={dev}",
         f"data.min_samples={MIN_SAMPLES}", f"optim.max_steps={steps}", f"out_dir={out}", f"threads={threads}",
     ])

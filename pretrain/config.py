@@ -44,7 +44,7 @@ class PretrainConfig(RunConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     """Towers, quantizer and masking (replaced by the architecture of ``init`` when it is given)."""
     init: str | None = None
-    """Start from these weights with a fresh optimizer and schedule (continued pretraining): a pretraining checkpoint or release of ours, a transformers Wav2Vec2ForPreTraining folder or a fairseq wav2vec2 checkpoint (quantizer and projections included), or a fine-tuned model, transformers Wav2Vec2Model or torchaudio state dict (towers and mask embedding; new quantizer). Masking stays this config's. Ignored when resuming."""
+    """Start from these weights with a fresh optimizer and schedule (continued pretraining): a pretraining checkpoint or release of ours, a transformers Wav2Vec2ForPreTraining folder or a fairseq wav2vec2 checkpoint (quantizer and projections included), or a fine-tuned model, transformers Wav2Vec2Model or torchaudio state dict (towers and mask embedding; new quantizer). Masking and the Gumbel temperature schedule stay this config's. Ignored when resuming."""
     data: DataConfig = field(default_factory=DataConfig)
     """Unlabeled training (and optional validation) audio."""
     loss: LossConfig = field(default_factory=LossConfig)

@@ -172,16 +172,22 @@ def initial_pretrainer(cfg: PretrainConfig) -> tuple[Wav2Vec2Pretrainer, str]:
     if not cfg.init:
         return build(), "random init"
     ckpt = read_checkpoint(cfg.init, cfg.model)
-    mask = cfg.model.mask  # masking is this run's choice; the architecture is the file's
+    # Masking and the Gumbel temperature schedule are this run's choices; the architecture is the file's.
+    mask, temperature = cfg.model.mask, cfg.model.quantizer.temperature
+
+    def ours(model_cfg):
+        return dataclasses.replace(model_cfg, mask=mask,
+                                   quantizer=dataclasses.replace(model_cfg.quantizer, temperature=temperature))
+
     if has_heads(ckpt):
         model, cfg.model = load_pretrainer(ckpt, cfg.init, cfg.loss.num_distractors, cfg.loss.cross_distractors,
                                            cfg.loss.logit_temperature)
-        cfg.model = dataclasses.replace(cfg.model, mask=mask)
+        cfg.model = ours(cfg.model)
         model.mask_cfg = mask
         what = ckpt.get("imported_from") or f"pretraining checkpoint {cfg.init} (step {ckpt['step']})"
         return model, f"{what}, quantizer included"
     loaded = load_model(ckpt, cfg.model, name=cfg.init)
-    cfg.model = dataclasses.replace(loaded.config, mask=mask)
+    cfg.model = ours(loaded.config)
     model = build()
     towers = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("aux.")}
     model.model.load_state_dict(towers)

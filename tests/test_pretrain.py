@@ -125,9 +125,11 @@ def test_continued_pretraining_starts_from_a_release_with_a_fresh_optimizer(corp
     # a different architecture asked for: init's own wins, as its weights need it
     main(load_config(PretrainConfig, TINY, [f"data.manifest={corpus}", *FAST, "optim.max_steps=1", "optim.lr=1e-12",
                                             f"init={tmp_path / 'release.pt'}", "model.quantizer.entries=16",
-                                            f"out_dir={again}"]))
+                                            "model.quantizer.temperature=[0.5,0.5,0.999]", f"out_dir={again}"]))
     ckpt = load_checkpoint(again / "last.pt")
     assert ckpt["step"] == 1 and ckpt["config"]["model"]["quantizer"]["entries"] == 32
+    # ...while the Gumbel temperature is a schedule, this run's: a continued run need not restart it hot
+    assert list(ckpt["config"]["model"]["quantizer"]["temperature"]) == [0.5, 0.5, 0.999]
     for key, value in slim["model"].items():  # quantizer and projections too; an lr of 1e-12 moves nothing
         assert torch.allclose(ckpt["model"][key], value.float(), atol=1e-6), key
     assert all(s["step"] == 1 for s in ckpt["optimizer"]["state"].values())  # a fresh optimizer
