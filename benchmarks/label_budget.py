@@ -42,7 +42,7 @@ from pathlib import Path
 from cssl.data.manifest import Manifest, read_manifest, write_manifest
 from cssl.experiments import PRETRAINED, build_lm, finetune, score, synthesize
 from cssl.label_budget import (FIGURES, MODELS, SHIPPED, checkpoint_tag, efficiency_line, group, mean_cell,
-                               mean_spread, run_name)
+                               mean_spread, reductions, run_name)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,11 +107,8 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {minutes:g} min | {model} | {len(runs)} | {updates} | {' | '.join(cells)} |")
     lines += ["", "| labels | relative reduction, pretrained vs scratch: WER greedy | CER greedy | WER + LM | "
               "CER + LM |", "|---:|---:|---:|---:|---:|"]
-    for minutes in sorted({k[0] for k in groups}):
-        pre, scratch = groups.get((minutes, "pretrained")), groups.get((minutes, "scratch"))
-        if pre and scratch:
-            gains = [1 - mean_spread(pre, d, m)[0] / mean_spread(scratch, d, m)[0] for d, m in FIGURES]
-            lines.append(f"| {minutes:g} min | " + " | ".join(f"{g:.1%}" for g in gains) + " |")
+    for minutes, gains in reductions(rows).items():
+        lines.append(f"| {minutes:g} min | " + " | ".join(f"{g:.1%}" for g in gains) + " |")
     line = efficiency_line(rows)
     if line:
         lines += ["", line]

@@ -38,6 +38,30 @@ def group(rows: list[dict]) -> dict[tuple[float, str], list[dict]]:
     return groups
 
 
+def reductions(rows: list[dict]) -> dict[float, list[float]]:
+    """Per budget with both models: 1 - pretrained / scratch of each of :data:`FIGURES` (means over seeds)."""
+    groups = group(rows)
+    out = {}
+    for minutes in sorted({k[0] for k in groups}):
+        pre, scratch = groups.get((minutes, "pretrained")), groups.get((minutes, "scratch"))
+        if pre and scratch:
+            out[minutes] = [1 - mean_spread(pre, d, m)[0] / mean_spread(scratch, d, m)[0] for d, m in FIGURES]
+    return out
+
+
+def reduction_line(rows: list[dict]) -> str | None:
+    """The relative reductions at the largest budget, in words (None when it lacks a model)."""
+    found = reductions(rows)
+    if not found:
+        return None
+    minutes, gains = max(found.items())
+    seeds = len(group(rows)[(minutes, "pretrained")])
+    runs = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    return (f"With {minutes:g} min of labels, each model fine-tuned until dev early stopping ends it ({runs}), "
+            "pretraining lowers " + ", ".join(f"{d} {m.upper()} by {g:.1%}" for (d, m), g in zip(FIGURES, gains))
+            + " relative to scratch.")
+
+
 def efficiency_line(rows: list[dict]) -> str | None:
     """Pretrained at the smallest budget against scratch at the largest, every figure (means)."""
     groups = group(rows)
@@ -73,8 +97,8 @@ def shipped_line(pretrained: Path, path: Path = SHIPPED) -> str:
     if shipped is None or not pretrained.is_file() or shipped.get("checkpoint") != checkpoint_tag(pretrained):
         return (f"Label efficiency: not measured for {pretrained.name} yet "
                 "(python benchmarks/label_budget.py --publish measures it: 1 and 10 minutes of labels, 3 seeds).")
-    line = efficiency_line(shipped["rows"])
-    return f"{line} From benchmarks/label_budget.py on this checkpoint." if line else "Label efficiency: no rows."
+    lines = [line for line in (reduction_line(shipped["rows"]), efficiency_line(shipped["rows"])) if line]
+    return " ".join(lines) + " From benchmarks/label_budget.py on this checkpoint." if lines else "Label efficiency: no rows."
 
 
 def read_shipped(path: Path = SHIPPED) -> dict | None:

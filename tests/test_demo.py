@@ -59,7 +59,11 @@ def test_label_efficiency_line_and_the_shipped_figures(tmp_path: Path) -> None:
     shipped.write_text(json.dumps({"checkpoint": "other-10", "rows": rows}))
     assert "not measured" in shipped_line(ckpt, shipped)  # figures of another checkpoint are not quoted
     shipped.write_text(json.dumps({"checkpoint": checkpoint_tag(ckpt), "rows": rows}))
-    assert shipped_line(ckpt, shipped).startswith(line)
+    quoted = shipped_line(ckpt, shipped)
+    # 10 min: pretrained 0.3 vs scratch mean 0.7 greedy WER -> 57.1%; CER halves both -> the same 57.1%;
+    # WER + LM 0.2 vs 0.6 -> 66.7%
+    assert quoted.startswith("With 10 min of labels") and "greedy WER by 57.1%" in quoted, quoted
+    assert "lm WER by 66.7%" in quoted and "(1 seed)" in quoted and line in quoted
 
 
 def test_run_names_share_scratch_runs_and_separate_checkpoints() -> None:
