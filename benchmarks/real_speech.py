@@ -21,8 +21,8 @@ seed (``--seeds``: initial weights, batches, masks, augmentation; the split stay
 - ``scratch``: the same model, randomly initialised, everything trained;
 - ``shipped``: from the shipped checkpoint (pretrained on synthetic speech only);
 - ``real``: the shipped checkpoint, pretrained further (``--pretrain-steps``, the tiny-continue
-  preset: fresh optimizer, lower learning rate, feature penalty) on all the real audio that is not test audio, unlabeled: both corpora's train and dev
-  speakers, ``_unknown_`` words included;
+  preset: fresh optimizer, lower learning rate, feature penalty) on all the real audio that is not
+  test audio, unlabeled: the chosen corpora's train and dev speakers, ``_unknown_`` words included;
 - ``synth``: from scratch, with ``--synthetic`` clips of the corpus's words spoken by 200 eSpeak NG
   voices (``cssl data synth --keywords``; their train split) added to the training set;
 - ``--init NAME=CKPT``: any other starting point (a transformers folder, a fairseq checkpoint...).

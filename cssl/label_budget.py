@@ -98,7 +98,9 @@ def shipped_line(pretrained: Path, path: Path = SHIPPED) -> str:
         return (f"Label efficiency: not measured for {pretrained.name} yet "
                 "(python benchmarks/label_budget.py --publish measures it: 1 and 10 minutes of labels, 3 seeds).")
     lines = [line for line in (reduction_line(shipped["rows"]), efficiency_line(shipped["rows"])) if line]
-    return " ".join(lines) + " From benchmarks/label_budget.py on this checkpoint." if lines else "Label efficiency: no rows."
+    if not lines:
+        return "Label efficiency: no rows."
+    return " ".join(lines) + " From benchmarks/label_budget.py on this checkpoint."
 
 
 def read_shipped(path: Path = SHIPPED) -> dict | None:
