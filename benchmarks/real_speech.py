@@ -67,6 +67,8 @@ COMMANDS = "yes no up down left right on off stop go".split()
 DIGITS = "zero one two three four five six seven eight nine".split()
 FSDD_TEST_SPEAKERS = ("theo", "yweweler")
 UNKNOWN = "_unknown_"
+CONTINUE_PRESET = "pretrain/tiny-continue.yaml"
+"""The recipe of the ``real`` arm's continued pretraining."""
 MIN_SAMPLES = 3200
 """0.2 s: the shortest FSDD takes are a little longer; shorter clips are dropped by both stages."""
 
@@ -106,20 +108,23 @@ def fsdd(folder: Path) -> tuple[dict[str, Manifest], Manifest]:
 
 
 def continued_pretraining(unlabeled: Path, dev: Path, out: Path, steps: int, threads: int) -> tuple[Path, float]:
-    """The shipped checkpoint pretrained further on ``unlabeled``; its ``last.pt`` and CPU minutes."""
-    last = out / "last.pt"
-    meta = out / "cpu_min.json"
+    """The shipped checkpoint pretrained further on ``unlabeled``; its ``last.pt`` and CPU minutes.
+    A finished run is reused only when it had the same recipe and length."""
+    last, meta = out / "last.pt", out / "cpu_min.json"
+    recipe = {"preset": CONTINUE_PRESET, "steps": steps}
     if last.exists() and meta.exists():
-        return last, json.loads(meta.read_text())["cpu_min"]
+        done = json.loads(meta.read_text())
+        if all(done.get(k) == v for k, v in recipe.items()):
+            return last, done["cpu_min"]
     if out.exists():
         shutil.rmtree(out)
     cpu = cpu_minutes_of_children()
-    run_stage("pretrain", preset("pretrain/tiny-continue.yaml"), [
+    run_stage("pretrain", preset(CONTINUE_PRESET), [
         f"init={PRETRAINED}", f"data.manifest={unlabeled}", f"data.valid_manifest={dev}",
         f"data.min_samples={MIN_SAMPLES}", f"optim.max_steps={steps}", f"out_dir={out}", f"threads={threads}",
     ])
     minutes = cpu_minutes_of_children() - cpu
-    meta.write_text(json.dumps({"cpu_min": minutes}), encoding="utf-8")
+    meta.write_text(json.dumps({"cpu_min": minutes, **recipe}), encoding="utf-8")
     return last, minutes
 
 
