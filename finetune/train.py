@@ -82,6 +82,10 @@ class FineTuning(Stage):
             if self.accel.is_main_process:
                 self.dev_rejects.write(self.out_dir / "dev_rejects.tsv")
         stop = _early_stop(self.cfg, self.best, step, metrics["wer"], metrics["cer"], progress)
+        warning = stuck_warning(step, self.cfg.optim.max_steps, self.best["best_wer"], self.best["bad"])
+        if warning and "blank_plateau" not in self.health.warned:
+            self.health.warned.add("blank_plateau")
+            progress.message(f"warning: {warning}")
         return self.best["bad"] == 0, stop
 
     def checkpoint_extra(self) -> dict:
@@ -223,6 +227,22 @@ def evaluate(accel, model, loader, vocab: Vocabulary, rejects: Rejects | None = 
     rates = error_rates(refs, hyps)
     model.train()
     return {"wer": rates.wer, "cer": rates.cer, "utterances": float(len(refs))}
+
+
+STUCK_WER = 0.98
+"""A best dev WER this high means the model still writes (almost) nothing but blanks."""
+STUCK_VALIDATIONS = 5
+"""Validations in a row without a better dev score (WER, then CER) before a stuck run is reported."""
+
+
+def stuck_warning(step: int, max_steps: int, best_wer: float, bad: int) -> str | None:
+    """What to say when a run a quarter through still sits at CTC's all-blank start and its dev CER
+    has stopped moving too (a pretrained model leaving the plateau late keeps lowering CER); else None."""
+    if best_wer < STUCK_WER or bad < STUCK_VALIDATIONS or 4 * step < max_steps:
+        return None
+    return (f"best dev WER {best_wer:.3f} at update {step} of {max_steps}, and no better dev WER or CER in {bad} "
+            "validations: the model looks stuck at CTC's all-blank start. Runs like it rarely recover; restart "
+            "with a longer warm-up (optim.schedule.warmup_steps) or a lower optim.lr")
 
 
 def _early_stop(cfg: FinetuneConfig, state: dict, step: int, wer: float, cer: float, progress: Progress) -> bool:

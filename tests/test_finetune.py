@@ -14,7 +14,7 @@ from cssl.synth.corpus import synthesize_corpus
 from cssl.train.checkpoint import load_checkpoint
 from finetune.config import FinetuneConfig
 from cssl.model.wav2vec2 import build_model
-from finetune.train import initial_model, main
+from finetune.train import STUCK_VALIDATIONS, STUCK_WER, initial_model, main, stuck_warning
 from cssl.text.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +157,13 @@ def test_early_stopping_waits_for_min_steps() -> None:
     cfg.early_stop.min_steps = 0
     state = {"best_wer": math.inf, "bad": 0}
     assert [_early_stop(cfg, state, step, 1.0, 1.0, Quiet()) for step in (50, 100, 150)] == [False, False, True]
+
+
+def test_stuck_warning_only_for_a_run_flat_at_the_blank_plateau():
+    """Silent while the run is early, while dev WER is below the plateau, or while dev keeps improving."""
+    assert stuck_warning(400, 1600, STUCK_WER, STUCK_VALIDATIONS) is not None  # a quarter through, flat
+    assert stuck_warning(399, 1600, 1.0, 30) is None  # before a quarter of the run
+    assert stuck_warning(1000, 1600, STUCK_WER - 0.01, 30) is None  # words come out
+    assert stuck_warning(1000, 1600, 1.0, STUCK_VALIDATIONS - 1) is None  # CER still falling lately
+    message = stuck_warning(1000, 4000, 1.0, 7)
+    assert "update 1000 of 4000" in message and "7 validations" in message and "warmup_steps" in message
