@@ -23,6 +23,11 @@ seed (``--seeds``: initial weights, batches, masks, augmentation; the split stay
 - ``real``: the shipped checkpoint, pretrained further (``--pretrain-steps``, the tiny-continue
   preset: fresh optimizer, lower learning rate, feature penalty) on all the real audio that is not
   test audio, unlabeled: the chosen corpora's train and dev speakers, ``_unknown_`` words included;
+- ``pooled``: from scratch, on every labeled real clip at hand that no test or dev speaker of the
+  corpus says: its own training clips, the other words its train speakers say (Speech Commands'
+  ``_unknown_`` clips, named by their file names), and the other corpus's train and dev clips (so
+  Speech Commands' digits and commands join FSDD's four speakers, and FSDD's digits join Speech
+  Commands); needs both corpora in ``--corpora`` to pool across them;
 - ``synth``: from scratch, with ``--synthetic`` clips of the corpus's words spoken by 200 eSpeak NG
   voices (``cssl data synth --keywords``; their train split) added to the training set;
 - ``--init NAME=CKPT``: any other starting point (a transformers folder, a fairseq checkpoint...).
@@ -62,7 +67,7 @@ from cssl.label_budget import checkpoint_tag, mean_cell, mean_spread  # noqa: E4
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ("sc", "fsdd")
-ARMS = ("scratch", "synth", "shipped", "real")
+ARMS = ("scratch", "pooled", "synth", "shipped", "real")
 COMMANDS = "yes no up down left right on off stop go".split()
 DIGITS = "zero one two three four five six seven eight nine".split()
 FSDD_TEST_SPEAKERS = ("theo", "yweweler")
@@ -85,17 +90,22 @@ def scan(folder: Path, labels: str, speaker_pattern: str) -> Manifest:
     return manifest
 
 
-def speech_commands(folder: Path, seed: int) -> tuple[dict[str, Manifest], Manifest]:
-    """Speaker-disjoint train/dev/test of the 10 commands, and the unlabeled non-test audio."""
+def speech_commands(folder: Path, seed: int) -> tuple[dict[str, Manifest], Manifest, dict[str, list[Entry]]]:
+    """Speaker-disjoint train/dev/test of the 10 commands, the unlabeled non-test audio, and every word
+    the train and dev speakers say (``_unknown_`` clips named by their file name: ``WORD_SPEAKER_nohash_N``)."""
     every = scan(folder, "folder", r"(?P<speaker>[0-9a-f]{8})_nohash_")  # _unknown_/WORD_SPEAKER_nohash_N too
     parts = split_manifest(every, dev=0.1, test=0.2, by="speaker", seed=seed, source=str(folder))
     labeled = {name: Manifest(part.root, [e for e in part if e.text in COMMANDS]) for name, part in parts.items()}
     unlabeled = [Entry(e.path, e.num_samples) for name in ("train", "dev") for e in parts[name]]
-    return labeled, Manifest(every.root, unlabeled)
+    spoken = {name: [Entry(str(parts[name].audio_path(e)), e.num_samples,
+                           Path(e.path).name.split("_")[0] if Path(e.path).parent.name == UNKNOWN else e.text, e.speaker)
+                     for e in parts[name]] for name in ("train", "dev")}
+    return labeled, Manifest(every.root, unlabeled), spoken
 
 
-def fsdd(folder: Path) -> tuple[dict[str, Manifest], Manifest]:
-    """4 training speakers (every tenth take for dev) and 2 test speakers; the unlabeled non-test audio."""
+def fsdd(folder: Path) -> tuple[dict[str, Manifest], Manifest, dict[str, list[Entry]]]:
+    """4 training speakers (every tenth take for dev) and 2 test speakers; the unlabeled non-test audio;
+    the labeled train and dev clips."""
     every = scan(folder, "none", r"^\d_(?P<speaker>[a-z]+)_")
     splits: dict[str, list[Entry]] = {"train": [], "dev": [], "test": []}
     for e in every:
@@ -104,7 +114,21 @@ def fsdd(folder: Path) -> tuple[dict[str, Manifest], Manifest]:
         splits[split].append(Entry(e.path, e.num_samples, DIGITS[int(digit)], speaker))
     labeled = {name: Manifest(every.root, entries) for name, entries in splits.items()}
     unlabeled = [Entry(e.path, e.num_samples) for name in ("train", "dev") for e in splits[name]]
-    return labeled, Manifest(every.root, unlabeled)
+    spoken = {name: [Entry(str(every.audio_path(e)), e.num_samples, e.text, e.speaker) for e in splits[name]]
+              for name in ("train", "dev")}
+    return labeled, Manifest(every.root, unlabeled), spoken
+
+
+def pooled_train(corpus: str, spoken: dict[str, dict[str, list[Entry]]], out: Path) -> Path:
+    """The ``pooled`` arm's training set for ``corpus``: every word its train speakers say (Speech
+    Commands' ``_unknown_`` words too) and every labeled clip of the other corpora's non-test speakers."""
+    entries = list(spoken[corpus]["train"])
+    entries += [e for other, parts in spoken.items() if other != corpus for part in parts.values() for e in part]
+    path = out / "train-pooled.jsonl"
+    write_manifest(Manifest(out, entries), path)
+    print(f"{corpus} pooled train: {len(entries)} clips, {len({e.speaker for e in entries})} speakers, "
+          f"{len({e.text for e in entries})} words", flush=True)
+    return path
 
 
 def continued_pretraining(unlabeled: Path, dev: Path, out: Path, steps: int, threads: int) -> tuple[Path, float]:
@@ -233,7 +257,8 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
     ``result.json`` is there)."""
     start = PRETRAINED if arm == "shipped" else init
     # A checkpoint's tag in the folder name: a new checkpoint gets new runs, not the old one's results.
-    run = args.out / corpus / (f"{arm}-{checkpoint_tag(start)}-seed{seed}" if start else f"{arm}-seed{seed}")
+    tag = f"{arm}-{checkpoint_tag(start)}" if start else arm
+    run = args.out / corpus / (f"{tag}-{args.tag}-seed{seed}" if args.tag else f"{tag}-seed{seed}")
     done = run / "result.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -242,13 +267,16 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
     train = splits["train"]
     if arm == "synth":  # the synthetic clips are the same for every seed
         train = with_synthetic(train, words, args.synthetic, args.out / corpus / "synthetic", 5)
+    elif arm == "pooled":
+        train = splits["pooled"]
     best = finetune("scratch" if start is None else "pretrained", train, splits["dev"], run, args.steps, start,
                     # The preset's 50 head-only updates stay on from scratch, as in the recipe run of
                     # docs/real-speech.md; one scratch run here without them stayed all-blank for 2,000
                     # updates (the split differed too: the cause is not isolated).
                     [f"seed={seed}", f"data.min_samples={MIN_SAMPLES}", f"threads={args.threads}",
-                     "save_every=100000"], config=args.preset)
-    row = {"corpus": corpus, "arm": arm, "seed": seed, "init": str(start) if start else None, "steps": args.steps,
+                     "save_every=100000", *args.set], config=args.preset)
+    row = {"corpus": corpus, "arm": f"{arm} ({args.tag})" if args.tag else arm, "seed": seed,
+           "init": str(start) if start else None, "steps": args.steps,
            "best_step": best_step(run), "cpu_min": cpu_minutes_of_children() - cpu,
            "test_utterances": sum(1 for _ in splits["test"].open())}
     if pretrain_cpu is not None:
@@ -270,11 +298,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-steps", type=int, default=2000, help="continued pretraining on real audio")
     parser.add_argument("--synthetic", type=int, default=5000, help="synthetic keyword clips of the synth arm "
                         "(80%% of them are its train split)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a fine-tuning override for every arm (after the preset's and the arm's own); needs --tag")
+    parser.add_argument("--tag", default="", help="names the runs made with --set (folders and table rows)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per arm")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seeds the Speech Commands speaker split")
     parser.add_argument("--no-peer", action="store_true", help="leave PocketSphinx out")
     args = parser.parse_args(argv)
+    if args.set and not args.tag:
+        parser.error("--set needs --tag (a name for these runs, so that they are not mistaken for the preset's)")
     corpora = [c for c in args.corpora.split(",") if c]
     arms = {a: None for a in args.arms.split(",") if a}
     if not set(corpora) <= set(CORPORA) or not set(arms) <= set(ARMS):
@@ -291,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
-    splits, unlabeled, words = {}, [], {}
+    splits, unlabeled, words, spoken = {}, [], {}, {}
     for corpus in corpora:
-        labeled, audio = speech_commands(folders[corpus], args.seed) if corpus == "sc" else fsdd(folders[corpus])
+        labeled, audio, spoken[corpus] = (speech_commands(folders[corpus], args.seed) if corpus == "sc"
+                                          else fsdd(folders[corpus]))
         words[corpus] = COMMANDS if corpus == "sc" else DIGITS
         splits[corpus] = {}
         for name, part in labeled.items():
@@ -303,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{corpus} {name}: {len(part)} clips, {len({e.speaker for e in part})} speakers", flush=True)
         (args.out / corpus / "words.txt").write_text("\n".join(words[corpus]) + "\n", encoding="utf-8")
         unlabeled += [Entry(str(audio.audio_path(e)), e.num_samples) for e in audio]
+    if "pooled" in arms:
+        for corpus in corpora:
+            splits[corpus]["pooled"] = pooled_train(corpus, spoken, args.out / corpus)
     if "real" in arms:
         pool = args.out / "real-unlabeled.jsonl"
         write_manifest(Manifest(args.out, unlabeled), pool)
