@@ -32,9 +32,10 @@ seed (``--seeds``: initial weights, batches, masks, augmentation; the split stay
   voices (``cssl data synth --keywords``; their train split) added to the training set;
 - ``--init NAME=CKPT``: any other starting point (a transformers folder, a fairseq checkpoint...).
 
-Scoring on the test split: greedy, and beam search restricted to the corpus's words
-(``--lexicon``: a closed-vocabulary decoder) at the word score chosen on dev. The peer,
-PocketSphinx 5.1.1 with a JSGF grammar of the same words, is measured on the same clips in the
+Scoring on the test split: greedy; beam search restricted to the corpus's words (``--lexicon``:
+any number of them, at the word score chosen on dev); and the grammar of exactly one of them per
+clip (``--grammar``, the exact CTC likelihood of each word). The peer, PocketSphinx 5.1.1 with a
+JSGF grammar of the same words (one per clip, as ``--grammar``), is measured on the same clips in the
 same run when it is installed (``pip install -e .[bench]``). CPU minutes are counted per arm
 (user + system time of the training process).
 
@@ -152,23 +153,30 @@ def continued_pretraining(unlabeled: Path, dev: Path, out: Path, steps: int, thr
     return last, minutes
 
 
-def score(best: Path, dev: Path, test: Path, lexicon: Path, out: Path) -> dict:
-    """Greedy and lexicon-constrained WER/CER of ``best`` on ``test``, with the empty-hypothesis count;
-    the word score of the lexicon search is chosen on ``dev`` (``cssl lm tune --lexicon``)."""
+DECODERS = ("greedy", "lexicon", "grammar")
+"""How each model's test transcripts are made: greedy; beam search over the word list (any number of its
+words); the grammar of exactly one listed word per clip (``--grammar``: PocketSphinx's JSGF constraint)."""
+
+
+def score(best: Path, dev: Path, test: Path, words: Path, out: Path, row: dict) -> dict:
+    """Adds to ``row`` the test WER/CER of ``best`` under each decoder it lacks, with the empty-hypothesis
+    count; the word-list search's word score is chosen on ``dev`` (``cssl lm tune --lexicon``)."""
     from cssl.evaluation import evaluate_manifest
     from cssl.lm_tuning import tune_lm
     from cssl.recognizer import Recognizer
 
-    tuning = tune_lm(Recognizer.from_checkpoint(best), dev, None, lexicon=lexicon, progress=False)
-    figures: dict = {"word_score": tuning.word_score}
-    for decoder, kwargs in (("greedy", {}), ("lexicon", {"lexicon": str(lexicon), "word_score": tuning.word_score})):
-        rec = Recognizer.from_checkpoint(best, **kwargs)
+    for decoder in (d for d in DECODERS if d not in row):
+        kwargs = {"grammar": str(words)} if decoder == "grammar" else {}
+        if decoder == "lexicon":
+            tuning = tune_lm(Recognizer.from_checkpoint(best), dev, None, lexicon=words, progress=False)
+            row["word_score"] = tuning.word_score
+            kwargs = {"lexicon": str(words), "word_score": tuning.word_score}
         per_utt = out / f"test_{decoder}.jsonl"
-        ev = evaluate_manifest(rec, test, per_utt, progress=False)
+        ev = evaluate_manifest(Recognizer.from_checkpoint(best, **kwargs), test, per_utt, progress=False)
         empty = sum(not json.loads(line)["hypothesis"].strip() for line in per_utt.read_text().splitlines())
-        figures[decoder] = {"wer": ev.wer, "cer": ev.cer, "empty": empty, "utterances": ev.utterances}
+        row[decoder] = {"wer": ev.wer, "cer": ev.cer, "empty": empty, "utterances": ev.utterances}
         print(f"  {decoder:>8}: WER {ev.wer:.3f} CER {ev.cer:.3f} ({empty} empty of {ev.utterances})", flush=True)
-    return figures
+    return row
 
 
 def with_synthetic(train: Path, words: list[str], count: int, out: Path, seed: int) -> Path:
@@ -199,27 +207,31 @@ def by_arm(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 def table(rows: list[dict], peers: dict[str, dict]) -> str:
     groups = by_arm(rows)
-    lines = ["| corpus | arm | seeds | updates (best at) | train CPU min (mean) | WER greedy | CER greedy | "
-             "WER lexicon | CER lexicon | empty (greedy, mean) |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    heads = " | ".join(f"{m.upper()} {d}" for d in DECODERS for m in ("wer", "cer"))
+    lines = [f"| corpus | arm | seeds | updates (best at) | train CPU min (mean) | {heads} | empty (greedy, mean) |",
+             "|---|---|---:|---|---:|" + "---:|" * (2 * len(DECODERS) + 1)]
     for (corpus, arm), runs in groups.items():
         updates = ", ".join(f"{r['steps']} ({r['best_step']})" for r in runs)
         cpu = sum(r["cpu_min"] for r in runs) / len(runs)
         empty = sum(r["greedy"]["empty"] for r in runs) / len(runs)
-        cells = " | ".join(mean_cell(runs, d, m) for d in ("greedy", "lexicon") for m in ("wer", "cer"))
+        cells = " | ".join(mean_cell(runs, d, m) for d in DECODERS for m in ("wer", "cer"))
         lines.append(f"| {corpus} | {arm} | {len(runs)} | {updates} | {cpu:.1f} | {cells} | {empty:g} |")
     for corpus, p in peers.items():
-        lines.append(f"| {corpus} | PocketSphinx + grammar | - | - | {p['cpu_min']:.1f} (decoding) | - | - | "
+        dashes = " | ".join(["-"] * (2 * len(DECODERS) - 2))
+        lines.append(f"| {corpus} | PocketSphinx + grammar | - | - | {p['cpu_min']:.1f} (decoding) | {dashes} | "
                      f"{p['wer']:.3f} | {p['cer']:.3f} | {p['empty']} |")
-    lines += ["", "| corpus | arm | WER lexicon vs scratch (means) | WER lexicon / PocketSphinx's |",
-              "|---|---|---:|---:|"]
+    lines += ["", "| corpus | arm | WER lexicon vs scratch | WER grammar vs scratch | WER grammar / PocketSphinx's |",
+              "|---|---|---:|---:|---:|"]
     for (corpus, arm), runs in groups.items():
-        wer = mean_spread(runs, "lexicon", "wer")[0]
-        scratch = groups.get((corpus, "scratch"))
-        change = wer / mean_spread(scratch, "lexicon", "wer")[0] - 1 if scratch and arm != "scratch" else None
+        cells = []
+        for decoder in ("lexicon", "grammar"):
+            wer = mean_spread(runs, decoder, "wer")[0]
+            scratch = groups.get((corpus, "scratch"))
+            change = wer / mean_spread(scratch, decoder, "wer")[0] - 1 if scratch and arm != "scratch" else None
+            cells.append("-" if change is None else f"{change:+.1%} ({'lower' if change < 0 else 'higher'})")
         peer = peers.get(corpus)
-        vs_scratch = "-" if change is None else f"{change:+.1%} ({'lower' if change < 0 else 'higher'})"
-        vs_peer = f"{wer / peer['wer']:.2f}x" if peer else "not measured"
-        lines.append(f"| {corpus} | {arm} | {vs_scratch} | {vs_peer} |")
+        cells.append(f"{wer / peer['wer']:.2f}x" if peer else "not measured")
+        lines.append(f"| {corpus} | {arm} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -234,10 +246,10 @@ def plot(rows: list[dict], peers: dict[str, dict], png: Path) -> None:
     for ax, corpus in zip(axes[0], corpora):
         arms = {arm: runs for (c, arm), runs in by_arm(rows).items() if c == corpus}
         xs = range(len(arms))
-        for shift, decoder in ((-0.2, "greedy"), (0.2, "lexicon")):
+        for shift, decoder in zip((-0.27, 0.0, 0.27), DECODERS):
             stats = [mean_spread(runs, decoder, "wer") for runs in arms.values()]
             ax.bar([x + shift for x in xs], [m for m, _ in stats], yerr=[sd for _, sd in stats], capsize=3,
-                   width=0.4, label=decoder)
+                   width=0.27, label=decoder)
         if corpus in peers:
             ax.axhline(peers[corpus]["wer"], color="k", linestyle="--", label="PocketSphinx + grammar")
         first = next(iter(arms.values()))[0]
@@ -260,8 +272,12 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
     tag = f"{arm}-{checkpoint_tag(start)}" if start else arm
     run = args.out / corpus / (f"{tag}-{args.tag}-seed{seed}" if args.tag else f"{tag}-seed{seed}")
     done = run / "result.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    if done.exists():  # scored again only by the decoders added since
+        row = json.loads(done.read_text())
+        if not set(DECODERS) <= set(row):
+            score(run / "best.pt", splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
+            done.write_text(json.dumps(row), encoding="utf-8")
+        return row
     print(f"== {corpus}, {arm}, seed {seed}: {args.steps} updates", flush=True)
     cpu = cpu_minutes_of_children()
     train = splits["train"]
@@ -281,7 +297,7 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
            "test_utterances": sum(1 for _ in splits["test"].open())}
     if pretrain_cpu is not None:
         row["pretrain_cpu_min"] = pretrain_cpu
-    row.update(score(best, splits["dev"], splits["test"], args.out / corpus / "words.txt", run))
+    score(best, splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
     done.write_text(json.dumps(row), encoding="utf-8")
     return row
 

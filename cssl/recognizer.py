@@ -13,7 +13,9 @@ probabilities come from the window where it is furthest from an edge, so memory 
 bounded and no context is lost at the cuts. Logits are divided by the checkpoint's
 calibrated temperature (1 when it was never calibrated) before word confidences are
 computed. Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an ARPA file)
-and/or restricted to a word list (``lexicon=``: command-and-control vocabularies).
+and/or restricted to a word list (``lexicon=``: command-and-control vocabularies), or the
+most likely of a fixed list of whole utterances (``grammar=``, :mod:`cssl.grammar`; the
+words' confidence is then the phrase's posterior among the listed ones).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class Recognizer:
                  normalize: bool = False, chunk_seconds: float = 30.0, overlap_seconds: float = 2.0,
                  device: str | torch.device = "cpu", lm: str | None = None, beam_size: int = 50,
                  lm_weight: float = 2.0, word_score: float = 0.0, precision: str = "no",
-                 lexicon: str | None = None) -> None:
+                 lexicon: str | None = None, grammar: str | None = None) -> None:
         from cssl.train.runtime import resolve_precision
 
         self.precision = resolve_precision(precision)
@@ -90,8 +92,15 @@ class Recognizer:
         self.overlap = int(overlap_seconds * SAMPLE_RATE) // (2 * self.stride) * 2 * self.stride
         if self.overlap >= self.chunk:
             raise UsageError("overlap_seconds must be shorter than chunk_seconds")
-        self.beam = None
-        if lm is not None or lexicon is not None:
+        self.beam = self.grammar = None
+        if grammar is not None:
+            if lm is not None or lexicon is not None:
+                raise UsageError("a grammar (--grammar) lists whole utterances: it takes no LM (--lm) or word "
+                                 "list (--lexicon)")
+            from cssl.grammar import GrammarDecoder
+
+            self.grammar = GrammarDecoder.from_file(vocab, grammar)
+        elif lm is not None or lexicon is not None:
             from cssl.beam import BeamDecoder
 
             self.beam = BeamDecoder(vocab, lm, beam_size=beam_size, lm_weight=lm_weight, word_score=word_score,
@@ -141,6 +150,10 @@ class Recognizer:
         lp = self.log_probs(wave)
         seconds = wave.numel() / SAMPLE_RATE
         frame_s = self.stride / SAMPLE_RATE
+        if self.grammar is not None:
+            chosen = self.grammar.score(lp)
+            words = [replace(w, confidence=chosen.posterior) for w in self._align_words(chosen.text, lp, frame_s)]
+            return Transcript(chosen.text, words, seconds)
         if self.beam is not None:
             text = self.beam.decode(lp)
             return Transcript(text, self._align_words(text, lp, frame_s), seconds)

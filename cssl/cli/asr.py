@@ -34,6 +34,8 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm", default=None, help="ARPA language model for beam search (cssl lm build)")
     p.add_argument("--lexicon", default=None, metavar="WORDS.txt",
                    help="restrict beam search to these words (one or more per line), with or without --lm")
+    p.add_argument("--grammar", default=None, metavar="PHRASES.txt",
+                   help="the utterance is exactly one of these lines (command and control); not with --lm/--lexicon")
     p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept by beam search")
     p.add_argument("--lm-weight", type=float, default=2.0, help="LM weight (choose it with cssl lm tune)")
     p.add_argument("--word-score", type=float, default=0.0, help="score added per word (cssl lm tune)")
@@ -51,10 +53,12 @@ def _recognizer(args: argparse.Namespace):
     return Recognizer.from_checkpoint(args.checkpoint, lm=args.lm, beam_size=args.beam_size,
                                       lm_weight=args.lm_weight, word_score=args.word_score,
                                       chunk_seconds=args.chunk_seconds, precision=args.precision,
-                                      lexicon=args.lexicon)
+                                      lexicon=args.lexicon, grammar=args.grammar)
 
 
 def _decoding(args: argparse.Namespace) -> str:
+    if args.grammar:
+        return f"grammar: {args.grammar}"
     parts = (["LM"] if args.lm else []) + (["lexicon"] if args.lexicon else [])
     return "beam + " + " + ".join(parts) if parts else "greedy"
 
