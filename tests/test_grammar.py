@@ -102,3 +102,9 @@ def test_recognizer_and_commands_take_a_grammar(tmp_path: Path) -> None:
                            "--grammar", str(grammar), "--threads", "1"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"(grammar: {grammar})" in proc.stdout and "WER 0.0000" in proc.stdout
+    grammar.write_text("a\nbad\nxyz\n")  # X, Y, Z: not in the model's vocabulary
+    proc = subprocess.run([sys.executable, "-m", "cssl", "transcribe", str(ckpt), str(tmp_path / "data" / "a.wav"),
+                           "--grammar", str(grammar), "--threads", "1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 phrase(s) use characters the model cannot write and are left out: XYZ" in proc.stderr
+    assert proc.stdout.split("\t")[-1].strip() == "A"

@@ -50,10 +50,14 @@ def _recognizer(args: argparse.Namespace):
     from cssl.recognizer import Recognizer
 
     set_threads(args)
-    return Recognizer.from_checkpoint(args.checkpoint, lm=args.lm, beam_size=args.beam_size,
-                                      lm_weight=args.lm_weight, word_score=args.word_score,
-                                      chunk_seconds=args.chunk_seconds, precision=args.precision,
-                                      lexicon=args.lexicon, grammar=args.grammar)
+    rec = Recognizer.from_checkpoint(args.checkpoint, lm=args.lm, beam_size=args.beam_size,
+                                     lm_weight=args.lm_weight, word_score=args.word_score,
+                                     chunk_seconds=args.chunk_seconds, precision=args.precision,
+                                     lexicon=args.lexicon, grammar=args.grammar)
+    if rec.grammar is not None and rec.grammar.dropped:
+        print(f"warning: {args.grammar}: {len(rec.grammar.dropped)} phrase(s) use characters the model cannot write "
+              f"and are left out: {', '.join(rec.grammar.dropped[:5])}", file=sys.stderr)
+    return rec
 
 
 def _decoding(args: argparse.Namespace) -> str:
