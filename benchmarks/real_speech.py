@@ -98,9 +98,11 @@ def speech_commands(folder: Path, seed: int) -> tuple[dict[str, Manifest], Manif
     parts = split_manifest(every, dev=0.1, test=0.2, by="speaker", seed=seed, source=str(folder))
     labeled = {name: Manifest(part.root, [e for e in part if e.text in COMMANDS]) for name, part in parts.items()}
     unlabeled = [Entry(e.path, e.num_samples) for name in ("train", "dev") for e in parts[name]]
-    spoken = {name: [Entry(str(parts[name].audio_path(e)), e.num_samples,
-                           Path(e.path).name.split("_")[0] if Path(e.path).parent.name == UNKNOWN else e.text, e.speaker)
-                     for e in parts[name]] for name in ("train", "dev")}
+    def word(e: Entry) -> str | None:
+        return Path(e.path).name.split("_")[0] if Path(e.path).parent.name == UNKNOWN else e.text
+
+    spoken = {name: [Entry(str(parts[name].audio_path(e)), e.num_samples, word(e), e.speaker) for e in parts[name]]
+              for name in ("train", "dev")}
     return labeled, Manifest(every.root, unlabeled), spoken
 
 
