@@ -60,13 +60,18 @@ def write_lexicon(words: list[str], vocab: Vocabulary, path: Path) -> int:
     return len(kept)
 
 
-def read_word_list(path: str | Path) -> list[str]:
-    """The distinct normalised words of a text file (one or more per line), in first-seen order."""
+def read_normalized_lines(path: str | Path, what: str) -> list[str]:
+    """The normalised lines of a text file (``what`` names it in the error when it cannot be read)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read the word list ({err})") from None
-    return list(dict.fromkeys(w for line in text.splitlines() for w in normalize_text(line).split()))
+        raise DataError(f"{path}: cannot read the {what} ({err})") from None
+    return [normalize_text(line) for line in text.splitlines()]
+
+
+def read_word_list(path: str | Path) -> list[str]:
+    """The distinct normalised words of a text file (one or more per line), in first-seen order."""
+    return list(dict.fromkeys(w for line in read_normalized_lines(path, "word list") for w in line.split()))
 
 
 class BeamDecoder:

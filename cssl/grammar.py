@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from cssl.beam import read_normalized_lines
 from cssl.errors import DataError
-from cssl.text.normalize import normalize_text
 from cssl.text.vocab import Vocabulary
 
 
@@ -36,11 +36,7 @@ class GrammarResult:
 
 def read_phrases(path: str | Path) -> list[str]:
     """The distinct normalised non-empty lines of a grammar file, in first-seen order."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read the grammar ({err})") from None
-    return list(dict.fromkeys(p for p in (normalize_text(line) for line in text.splitlines()) if p))
+    return list(dict.fromkeys(line for line in read_normalized_lines(path, "grammar") if line))
 
 
 class GrammarDecoder:
@@ -49,10 +45,9 @@ class GrammarDecoder:
     def __init__(self, vocab: Vocabulary, phrases: list[str], source: str = "grammar") -> None:
         chars = set(vocab.symbols[3:]) | {" "}
         self.phrases = [p for p in phrases if set(p) <= chars]
-        dropped = [p for p in phrases if p not in self.phrases]
         if not self.phrases:
             raise DataError(f"{source}: none of its {len(phrases)} phrases can be spelled with the model's characters")
-        self.dropped = dropped
+        self.dropped = [p for p in phrases if not set(p) <= chars]
         """Phrases left out: they use characters the model cannot write."""
         self.blank = vocab.blank
         encoded = [vocab.encode(p) for p in self.phrases]
