@@ -2,7 +2,8 @@
 
     python benchmarks/real_speech.py [--data ../shared/data] [--out runs/real-speech] [--steps 3000]
                                      [--corpora sc,fsdd] [--arms scratch,shipped,real] [--seeds 3]
-                                     [--threads 2]
+                                     [--pooled] [--threads 2]
+    python benchmarks/real_speech.py --out runs/real-speech --report
 
 Runs only where the development recordings are (``--data``: ``fsdd/`` and ``speechcommands-a/``);
 otherwise it says so and exits 0. Two corpora:
@@ -23,14 +24,15 @@ seed (``--seeds``: initial weights, batches, masks, augmentation; the split stay
 - ``real``: the shipped checkpoint, pretrained further (``--pretrain-steps``, the tiny-continue
   preset: fresh optimizer, lower learning rate, feature penalty) on all the real audio that is not
   test audio, unlabeled: the chosen corpora's train and dev speakers, ``_unknown_`` words included;
-- ``pooled``: from scratch, on every labeled real clip at hand that no test or dev speaker of the
-  corpus says: its own training clips, the other words its train speakers say (Speech Commands'
-  ``_unknown_`` clips, named by their file names), and the other corpus's train and dev clips (so
-  Speech Commands' digits and commands join FSDD's four speakers, and FSDD's digits join Speech
-  Commands); needs both corpora in ``--corpora`` to pool across them;
 - ``synth``: from scratch, with ``--synthetic`` clips of the corpus's words spoken by 200 eSpeak NG
   voices (``cssl data synth --keywords``; their train split) added to the training set;
 - ``--init NAME=CKPT``: any other starting point (a transformers folder, a fairseq checkpoint...).
+
+Every arm trains on the corpus's training clips, or with ``--pooled`` on every labeled real clip at
+hand that no test or dev speaker of the corpus says: its own training clips, the other words its train
+speakers say (Speech Commands' ``_unknown_`` clips, named by their file names), and the other corpus's
+train and dev clips whenever its recordings are in ``--data`` (so Speech Commands' digits and commands
+join FSDD's four speakers, and FSDD's digits join Speech Commands). Its runs are named ``ARM, pooled``.
 
 Scoring on the test split: greedy; beam search restricted to the corpus's words (``--lexicon``:
 any number of them, at the word score chosen on dev); and the grammar of exactly one of them per
@@ -42,6 +44,8 @@ same run when it is installed (``pip install -e .[bench]``). CPU minutes are cou
 The table gives the mean and standard deviation over the seeds of each figure; the comparison
 with scratch compares means. Writes ``results.json``, ``table.md`` and ``real_speech.png`` into
 ``--out``. Runs finished earlier (their ``result.json``) are reused, so an interrupted benchmark resumes.
+``--report`` trains nothing: it tables every run finished under ``--out`` (made by any invocation, with
+any ``--set``/``--tag`` or ``--pooled``) and the peer measured last.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ from cssl.label_budget import checkpoint_tag, mean_cell, mean_spread  # noqa: E4
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ("sc", "fsdd")
-ARMS = ("scratch", "pooled", "synth", "shipped", "real")
+ARMS = ("scratch", "synth", "shipped", "real")
 COMMANDS = "yes no up down left right on off stop go".split()
 DIGITS = "zero one two three four five six seven eight nine".split()
 FSDD_TEST_SPEAKERS = ("theo", "yweweler")
@@ -123,8 +127,8 @@ def fsdd(folder: Path) -> tuple[dict[str, Manifest], Manifest, dict[str, list[En
 
 
 def pooled_train(corpus: str, spoken: dict[str, dict[str, list[Entry]]], out: Path) -> Path:
-    """The ``pooled`` arm's training set for ``corpus``: every word its train speakers say (Speech
-    Commands' ``_unknown_`` words too) and every labeled clip of the other corpora's non-test speakers."""
+    """The ``--pooled`` training set for ``corpus``: every word its train speakers say (Speech Commands'
+    ``_unknown_`` words too) and every labeled clip of the other corpora's non-test speakers."""
     entries = list(spoken[corpus]["train"])
     entries += [e for other, parts in spoken.items() if other != corpus for part in parts.values() for e in part]
     path = out / "train-pooled.jsonl"
@@ -189,7 +193,7 @@ def with_synthetic(train: Path, words: list[str], count: int, out: Path, seed: i
     summary = synthesize_corpus(out / "corpus", num_utterances=count, seed=seed, num_speakers=200, keywords=words)
     real, synthetic = read_manifest(train), read_manifest(summary.manifest("train", ".jsonl"))
     merged = [Entry(str(m.audio_path(e)), e.num_samples, e.text, e.speaker) for m in (real, synthetic) for e in m]
-    path = out / "train+synthetic.jsonl"
+    path = out / f"{train.stem}+synthetic.jsonl"
     write_manifest(Manifest(out, merged), path)
     return path
 
@@ -271,8 +275,9 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
     ``result.json`` is there)."""
     start = PRETRAINED if arm == "shipped" else init
     # A checkpoint's tag in the folder name: a new checkpoint gets new runs, not the old one's results.
-    tag = f"{arm}-{checkpoint_tag(start)}" if start else arm
-    run = args.out / corpus / (f"{tag}-{args.tag}-seed{seed}" if args.tag else f"{tag}-seed{seed}")
+    tag = "-".join([f"{arm}-{checkpoint_tag(start)}" if start else arm, *([args.tag] if args.tag else []),
+                    *(["pooled"] if args.pooled else [])])
+    run = args.out / corpus / f"{tag}-seed{seed}"
     done = run / "result.json"
     if done.exists():  # scored again only by the decoders added since
         row = json.loads(done.read_text())
@@ -282,18 +287,17 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
         return row
     print(f"== {corpus}, {arm}, seed {seed}: {args.steps} updates", flush=True)
     cpu = cpu_minutes_of_children()
-    train = splits["train"]
+    train = splits["pooled" if args.pooled else "train"]
     if arm == "synth":  # the synthetic clips are the same for every seed
         train = with_synthetic(train, words, args.synthetic, args.out / corpus / "synthetic", 5)
-    elif arm == "pooled":
-        train = splits["pooled"]
     best = finetune("scratch" if start is None else "pretrained", train, splits["dev"], run, args.steps, start,
                     # The preset's 50 head-only updates stay on from scratch, as in the recipe run of
                     # docs/real-speech.md; one scratch run here without them stayed all-blank for 2,000
                     # updates (the split differed too: the cause is not isolated).
                     [f"seed={seed}", f"data.min_samples={MIN_SAMPLES}", f"threads={args.threads}",
                      "save_every=100000", *args.set], config=args.preset)
-    row = {"corpus": corpus, "arm": f"{arm} ({args.tag})" if args.tag else arm, "seed": seed,
+    label = f"{arm} ({args.tag})" if args.tag else arm
+    row = {"corpus": corpus, "arm": f"{label}, pooled" if args.pooled else label, "seed": seed,
            "init": str(start) if start else None, "steps": args.steps,
            "best_step": best_step(run), "cpu_min": cpu_minutes_of_children() - cpu,
            "test_utterances": sum(1 for _ in splits["test"].open())}
@@ -319,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a fine-tuning override for every arm (after the preset's and the arm's own); needs --tag")
     parser.add_argument("--tag", default="", help="names the runs made with --set (folders and table rows)")
+    parser.add_argument("--pooled", action="store_true", help="every arm trains on the pooled labeled clips")
+    parser.add_argument("--report", action="store_true", help="train nothing: table every run under --out")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per arm")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seeds the Speech Commands speaker split")
@@ -340,9 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"real_speech: skipped, the recordings are not here: {', '.join(missing)}")
         return 0
+    if args.report:
+        return report(args.out)
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     splits, unlabeled, words, spoken = {}, [], {}, {}
+    if args.pooled:  # every corpus at hand lends its labeled clips, also one not in --corpora
+        for other in (c for c in CORPORA if c not in corpora and folders[c].is_dir()):
+            spoken[other] = (speech_commands(folders[other], args.seed) if other == "sc" else fsdd(folders[other]))[2]
     for corpus in corpora:
         labeled, audio, spoken[corpus] = (speech_commands(folders[corpus], args.seed) if corpus == "sc"
                                           else fsdd(folders[corpus]))
@@ -355,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{corpus} {name}: {len(part)} clips, {len({e.speaker for e in part})} speakers", flush=True)
         (args.out / corpus / "words.txt").write_text("\n".join(words[corpus]) + "\n", encoding="utf-8")
         unlabeled += [Entry(str(audio.audio_path(e)), e.num_samples) for e in audio]
-    if "pooled" in arms:
+    if args.pooled:
         for corpus in corpora:
             splits[corpus]["pooled"] = pooled_train(corpus, spoken, args.out / corpus)
     if "real" in arms:
@@ -377,12 +388,32 @@ def main(argv: list[str] | None = None) -> int:
             print(f"PocketSphinx on {corpus}: WER {peers[corpus]['wer']:.3f}", flush=True)
     elif not args.no_peer:
         print("PocketSphinx is not installed (pip install -e .[bench]): the peer is not measured", flush=True)
+    write_results(args.out, rows, peers)
+    print(f"wall time {(time.monotonic() - started) / 60:.1f} min")
+    return 0
+
+
+def write_results(out: Path, rows: list[dict], peers: dict[str, dict]) -> None:
+    """``results.json`` (the rows and the peer), ``table.md`` and ``real_speech.png`` in ``out``."""
     text = table(rows, peers)
-    (args.out / "results.json").write_text(json.dumps({"arms": rows, "peers": peers}, indent=1), encoding="utf-8")
-    (args.out / "table.md").write_text(text + "\n", encoding="utf-8")
-    plot(rows, peers, args.out / "real_speech.png")
-    print(f"\n# Real speech: test WER on unseen speakers\n\n{text}\n")
-    print(f"plot: {args.out / 'real_speech.png'}; wall time {(time.monotonic() - started) / 60:.1f} min")
+    (out / "results.json").write_text(json.dumps({"arms": rows, "peers": peers}, indent=1), encoding="utf-8")
+    (out / "table.md").write_text(text + "\n", encoding="utf-8")
+    plot(rows, peers, out / "real_speech.png")
+    print(f"\n# Real speech: test WER on unseen speakers\n\n{text}\n\nplot: {out / 'real_speech.png'}")
+
+
+def report(out: Path) -> int:
+    """Tables every finished run under ``out`` (any invocation made it) with the peer measured last."""
+    found = sorted(out.glob("*/*-seed*/result.json"))
+    if not found:
+        print(f"real_speech --report: no finished run under {out}", file=sys.stderr)
+        return 1
+    rows = [json.loads(path.read_text()) for path in found]
+    rows.sort(key=lambda r: (CORPORA.index(r["corpus"]) if r["corpus"] in CORPORA else len(CORPORA),
+                             r["arm"] != "scratch", r["arm"], r["seed"]))
+    old = out / "results.json"
+    peers = json.loads(old.read_text()).get("peers", {}) if old.exists() else {}
+    write_results(out, rows, peers)
     return 0
 
 
