@@ -18,6 +18,9 @@ The shape of the wav2vec 2.0 paper's low-resource table, on synthetic speech:
   WER, every 50 updates, none before ``--min-steps``: scratch models can sit at the all-blank
   plateau that long) or ``--max-steps``, whichever comes first, once per ``--seeds``
   training seed (initial weights, batches, masks);
+- ``--set KEY=VALUE`` (with ``--tag NAME``): a fine-tuning override of every run, e.g. the local
+  tower trained too (``freeze.feature_encoder=false``); the tag names the runs' folders, so the
+  preset's runs are neither reused nor overwritten;
 - scoring: greedy and beam search + the demo's 3-gram LM (transcripts of the demo
   corpus's train split, LM weight and word score chosen on dev per model) on the test split.
 
@@ -151,9 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the labeled subsets")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of training and scoring "
                         "(default: torch's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a fine-tuning override of every run (e.g. freeze.feature_encoder=false); needs --tag")
+    parser.add_argument("--tag", default="", help="names the runs made with --set (their folders)")
     parser.add_argument("--publish", action="store_true",
                         help=f"also write the rows to {SHIPPED.relative_to(ROOT)} (the demo quotes them)")
     args = parser.parse_args(argv)
+    if bool(args.set) != bool(args.tag):
+        parser.error("--set and --tag go together: the tag names the runs the overrides make")
     budgets = [float(b) for b in args.budgets.split(",")]
     models = [m for m in args.models.split(",") if m]
     if not set(models) <= set(MODELS):
@@ -183,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest(subset, train)
         for model in models:
             for seed in range(1, args.seeds + 1):
-                run = args.out / run_name(minutes, model, seed, tag)
+                run = args.out / run_name(minutes, model, seed, tag, args.tag)
                 done = run / "result.json"
                 if done.exists():
                     rows.append(json.loads(done.read_text()))
@@ -194,14 +202,14 @@ def main(argv: list[str] | None = None) -> int:
                 best = finetune(model, train, args.demo_corpus / "dev.tsv", run, args.max_steps, args.pretrained,
                                 [f"seed={seed}", f"early_stop.patience={args.patience}",
                                  f"early_stop.min_steps={args.min_steps}", "save_every=100000",
-                                 *([f"threads={args.threads}"] if args.threads else [])])
+                                 *([f"threads={args.threads}"] if args.threads else []), *args.set])
                 minutes_trained = (time.monotonic() - clock) / 60
                 greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
                 row = {"minutes": minutes, "utterances": len(subset), "model": model, "seed": seed,
                        "steps": last_step(run), "best_step": best_step(run), "train_minutes": round(minutes_trained, 1),
                        "pretrained": str(args.pretrained) if model == "pretrained" else None,
                        "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer},
-                       "lm_weight": tuning.lm_weight, "word_score": tuning.word_score}
+                       "lm_weight": tuning.lm_weight, "word_score": tuning.word_score, "overrides": args.set}
                 done.write_text(json.dumps(row), encoding="utf-8")
                 rows.append(row)
     text = table(rows)

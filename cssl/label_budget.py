@@ -82,12 +82,13 @@ def checkpoint_tag(path: Path) -> str:
     return f"{path.stem}-{path.stat().st_size}"
 
 
-def run_name(minutes: float, model: str, seed: int, tag: str) -> str:
-    """A run's folder name: budget, model, seed, and for pretrained runs the checkpoint's tag, so that
-    scratch runs are shared by every checkpoint and a new checkpoint gets new pretrained runs."""
+def run_name(minutes: float, model: str, seed: int, tag: str, variant: str = "") -> str:
+    """A run's folder name: budget, model, seed, for pretrained runs the checkpoint's tag, so that
+    scratch runs are shared by every checkpoint and a new checkpoint gets new pretrained runs, and the
+    name of a recipe ``variant`` (fine-tuning overrides) when there is one."""
     if model not in MODELS:
         raise ValueError(f"model {model!r}: one of {', '.join(MODELS)}")
-    suffix = f"-{tag}" if model == "pretrained" else ""
+    suffix = (f"-{tag}" if model == "pretrained" else "") + (f"-{variant}" if variant else "")
     return f"{minutes:g}min-{model}{suffix}-seed{seed}"
 
 

@@ -78,5 +78,7 @@ def test_run_names_share_scratch_runs_and_separate_checkpoints() -> None:
     assert "1min-pretrained-a-1-seed2" in names and "1min-pretrained-b-2-seed2" in names
     assert all(n.count("a-1") + n.count("b-2") <= 1 for n in names)
     assert run_name(0.5, "scratch", 1, "a-1") == "0.5min-scratch-seed1"
+    assert run_name(1, "pretrained", 2, "a-1", "full") == "1min-pretrained-a-1-full-seed2"
+    assert run_name(1, "scratch", 2, "a-1", "full") == "1min-scratch-full-seed2"
     with pytest.raises(ValueError, match="model 'frozen'"):
         run_name(1, "frozen", 1, "a-1")
