@@ -45,7 +45,8 @@ The table gives the mean and standard deviation over the seeds of each figure; t
 with scratch compares means. Writes ``results.json``, ``table.md`` and ``real_speech.png`` into
 ``--out``. Runs finished earlier (their ``result.json``) are reused, so an interrupted benchmark resumes.
 ``--report`` trains nothing: it tables every run finished under ``--out`` (made by any invocation, with
-any ``--set``/``--tag`` or ``--pooled``) and the peer measured last.
+any ``--set``/``--tag`` or ``--pooled``) and the peer, measured again on the same test clips when
+PocketSphinx is installed (else as measured last).
 """
 
 from __future__ import annotations
@@ -258,11 +259,15 @@ def plot(rows: list[dict], peers: dict[str, dict], png: Path) -> None:
                    width=0.27, label=decoder)
         if corpus in peers:
             ax.axhline(peers[corpus]["wer"], color="k", linestyle="--", label="PocketSphinx + grammar")
+        # One tick per arm: its name, the updates of its runs and its number of seeds.
+        ticks = [f"{arm.replace(', ', chr(10))}\n{'/'.join(sorted({str(r['steps']) for r in runs}))} updates, "
+                 f"{len(runs)} seed{'s' if len(runs) > 1 else ''}" for arm, runs in arms.items()]
+        ax.set_xticks(list(xs), ticks, fontsize=8)
+        top = max([m + sd for runs in arms.values() for m, sd in (mean_spread(runs, d, "wer") for d in DECODERS)]
+                  + [peers[corpus]["wer"]] * (corpus in peers))
         first = next(iter(arms.values()))[0]
-        seeds = max(len(runs) for runs in arms.values())
-        ax.set_xticks(list(xs), list(arms))
-        ax.set(ylim=(0, 1.05), ylabel="test WER (unseen speakers; mean, std over seeds)",
-               title=f"{corpus}: {first['test_utterances']} test clips, {first['steps']} updates, {seeds} seed(s)")
+        ax.set(ylim=(0, min(1.05, 1.3 * top)), ylabel="test WER (unseen speakers; mean, std over seeds)",
+               title=f"{corpus}: {first['test_utterances']} test clips")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"real_speech: skipped, the recordings are not here: {', '.join(missing)}")
         return 0
     if args.report:
-        return report(args.out)
+        return report(args.out, corpora, words_of(corpora), not args.no_peer)
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     splits, unlabeled, words, spoken = {}, [], {}, {}
@@ -357,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     for corpus in corpora:
         labeled, audio, spoken[corpus] = (speech_commands(folders[corpus], args.seed) if corpus == "sc"
                                           else fsdd(folders[corpus]))
-        words[corpus] = COMMANDS if corpus == "sc" else DIGITS
+        words[corpus] = words_of([corpus])[corpus]
         splits[corpus] = {}
         for name, part in labeled.items():
             path = args.out / corpus / f"{name}.jsonl"
@@ -381,16 +386,27 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(1, args.seeds + 1):
                 rows.append(run_arm(args, corpus, arm, seed, init, splits[corpus], words[corpus],
                                     pretrain_cpu if arm == "real" else None))
-    peers = {}
-    if not args.no_peer and pocketsphinx_peer.available():
-        for corpus in corpora:
-            peers[corpus] = pocketsphinx_peer.recognize_manifest(splits[corpus]["test"], words[corpus])
-            print(f"PocketSphinx on {corpus}: WER {peers[corpus]['wer']:.3f}", flush=True)
-    elif not args.no_peer:
-        print("PocketSphinx is not installed (pip install -e .[bench]): the peer is not measured", flush=True)
+    peers = measure_peers(args.out, corpora, words) if not args.no_peer else {}
     write_results(args.out, rows, peers)
     print(f"wall time {(time.monotonic() - started) / 60:.1f} min")
     return 0
+
+
+def words_of(corpora: list[str]) -> dict[str, list[str]]:
+    """The words of each corpus (its ``words.txt``)."""
+    return {c: COMMANDS if c == "sc" else DIGITS for c in corpora}
+
+
+def measure_peers(out: Path, corpora: list[str], words: dict[str, list[str]]) -> dict[str, dict]:
+    """PocketSphinx with a grammar of the corpus's words on each corpus's test clips (``out/CORPUS/test.jsonl``)."""
+    if not pocketsphinx_peer.available():
+        print("PocketSphinx is not installed (pip install -e .[bench]): the peer is not measured", flush=True)
+        return {}
+    peers = {}
+    for corpus in corpora:
+        peers[corpus] = pocketsphinx_peer.recognize_manifest(out / corpus / "test.jsonl", words[corpus])
+        print(f"PocketSphinx on {corpus}: WER {peers[corpus]['wer']:.3f}", flush=True)
+    return peers
 
 
 def write_results(out: Path, rows: list[dict], peers: dict[str, dict]) -> None:
@@ -402,8 +418,9 @@ def write_results(out: Path, rows: list[dict], peers: dict[str, dict]) -> None:
     print(f"\n# Real speech: test WER on unseen speakers\n\n{text}\n\nplot: {out / 'real_speech.png'}")
 
 
-def report(out: Path) -> int:
-    """Tables every finished run under ``out`` (any invocation made it) with the peer measured last."""
+def report(out: Path, corpora: list[str], words: dict[str, list[str]], peer: bool) -> int:
+    """Tables every finished run under ``out`` (any invocation made it) with the peer: measured now on
+    the test clips of ``corpora`` when ``peer`` and PocketSphinx is installed, else as measured last."""
     found = sorted(out.glob("*/*-seed*/result.json"))
     if not found:
         print(f"real_speech --report: no finished run under {out}", file=sys.stderr)
@@ -413,6 +430,9 @@ def report(out: Path) -> int:
                              r["arm"] != "scratch", r["arm"], r["seed"]))
     old = out / "results.json"
     peers = json.loads(old.read_text()).get("peers", {}) if old.exists() else {}
+    tested = [c for c in corpora if (out / c / "test.jsonl").is_file()]
+    if peer and tested:
+        peers.update(measure_peers(out, tested, words))
     write_results(out, rows, peers)
     return 0
 
