@@ -313,6 +313,14 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
     return row
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: ``N`` is seeds 1 to N; ``2,3`` is those seeds (two invocations can share an arm's seeds)."""
+    seeds = [int(part) for part in text.split(",") if part.strip()]
+    if not seeds or min(seeds) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a count N >= 1 or seeds >= 1 separated by commas")
+    return seeds if "," in text else list(range(1, seeds[0] + 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -330,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="names the runs made with --set (folders and table rows)")
     parser.add_argument("--pooled", action="store_true", help="every arm trains on the pooled labeled clips")
     parser.add_argument("--report", action="store_true", help="train nothing: table every run under --out")
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds per arm")
+    parser.add_argument("--seeds", type=seed_list, default=seed_list("3"),
+                        help="training seeds per arm: a count N (seeds 1..N) or a comma list (2,3)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seeds the Speech Commands speaker split")
     parser.add_argument("--no-peer", action="store_true", help="leave PocketSphinx out")
@@ -383,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for corpus in corpora:
         for arm, init in arms.items():
-            for seed in range(1, args.seeds + 1):
+            for seed in args.seeds:
                 rows.append(run_arm(args, corpus, arm, seed, init, splits[corpus], words[corpus],
                                     pretrain_cpu if arm == "real" else None))
     peers = measure_peers(args.out, corpora, words) if not args.no_peer else {}
