@@ -76,6 +76,8 @@ CORPORA = ("sc", "fsdd")
 ARMS = ("scratch", "synth", "shipped", "real")
 COMMANDS = "yes no up down left right on off stop go".split()
 DIGITS = "zero one two three four five six seven eight nine".split()
+WORDS = {"sc": COMMANDS, "fsdd": DIGITS}
+"""The words of each corpus (its ``words.txt``)."""
 FSDD_TEST_SPEAKERS = ("theo", "yweweler")
 UNKNOWN = "_unknown_"
 CONTINUE_PRESET = "pretrain/tiny-continue.yaml"
@@ -125,6 +127,11 @@ def fsdd(folder: Path) -> tuple[dict[str, Manifest], Manifest, dict[str, list[En
     spoken = {name: [Entry(str(every.audio_path(e)), e.num_samples, e.text, e.speaker) for e in splits[name]]
               for name in ("train", "dev")}
     return labeled, Manifest(every.root, unlabeled), spoken
+
+
+def read_corpus(corpus: str, folder: Path, seed: int) -> tuple[dict[str, Manifest], Manifest, dict[str, list[Entry]]]:
+    """``speech_commands`` or ``fsdd`` of ``folder``, by the corpus's name."""
+    return speech_commands(folder, seed) if corpus == "sc" else fsdd(folder)
 
 
 def pooled_train(corpus: str, spoken: dict[str, dict[str, list[Entry]]], out: Path) -> Path:
@@ -361,17 +368,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"real_speech: skipped, the recordings are not here: {', '.join(missing)}")
         return 0
     if args.report:
-        return report(args.out, corpora, words_of(corpora), not args.no_peer)
+        return report(args.out, corpora, not args.no_peer)
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     splits, unlabeled, words, spoken = {}, [], {}, {}
     if args.pooled:  # every corpus at hand lends its labeled clips, also one not in --corpora
         for other in (c for c in CORPORA if c not in corpora and folders[c].is_dir()):
-            spoken[other] = (speech_commands(folders[other], args.seed) if other == "sc" else fsdd(folders[other]))[2]
+            spoken[other] = read_corpus(other, folders[other], args.seed)[2]
     for corpus in corpora:
-        labeled, audio, spoken[corpus] = (speech_commands(folders[corpus], args.seed) if corpus == "sc"
-                                          else fsdd(folders[corpus]))
-        words[corpus] = words_of([corpus])[corpus]
+        labeled, audio, spoken[corpus] = read_corpus(corpus, folders[corpus], args.seed)
+        words[corpus] = WORDS[corpus]
         splits[corpus] = {}
         for name, part in labeled.items():
             path = args.out / corpus / f"{name}.jsonl"
@@ -401,11 +407,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def words_of(corpora: list[str]) -> dict[str, list[str]]:
-    """The words of each corpus (its ``words.txt``)."""
-    return {c: COMMANDS if c == "sc" else DIGITS for c in corpora}
-
-
 def measure_peers(out: Path, corpora: list[str], words: dict[str, list[str]]) -> dict[str, dict]:
     """PocketSphinx with a grammar of the corpus's words on each corpus's test clips (``out/CORPUS/test.jsonl``)."""
     if not pocketsphinx_peer.available():
@@ -427,7 +428,7 @@ def write_results(out: Path, rows: list[dict], peers: dict[str, dict]) -> None:
     print(f"\n# Real speech: test WER on unseen speakers\n\n{text}\n\nplot: {out / 'real_speech.png'}")
 
 
-def report(out: Path, corpora: list[str], words: dict[str, list[str]], peer: bool) -> int:
+def report(out: Path, corpora: list[str], peer: bool) -> int:
     """Tables every finished run under ``out`` (any invocation made it) with the peer: measured now on
     the test clips of ``corpora`` when ``peer`` and PocketSphinx is installed, else as measured last."""
     found = sorted(out.glob("*/*-seed*/result.json"))
@@ -441,7 +442,7 @@ def report(out: Path, corpora: list[str], words: dict[str, list[str]], peer: boo
     peers = json.loads(old.read_text()).get("peers", {}) if old.exists() else {}
     tested = [c for c in corpora if (out / c / "test.jsonl").is_file()]
     if peer and tested:
-        peers.update(measure_peers(out, tested, words))
+        peers.update(measure_peers(out, tested, WORDS))
     write_results(out, rows, peers)
     return 0
 
