@@ -8,7 +8,7 @@ import torchaudio
 
 from cssl.model import ModelConfig, build_model, build_pretrainer
 from cssl.model.config import ContextConfig, FeatureEncoderConfig, MaskConfig, QuantizerConfig
-from cssl.model.losses import contrastive_accuracy, contrastive_logits, contrastive_loss
+from cssl.model.losses import contrastive_accuracy, contrastive_logits, contrastive_loss, take_rows
 from cssl.model.masking import batch_span_mask, sample_distractors
 from cssl.model.quantizer import GumbelQuantizer
 
@@ -201,6 +201,32 @@ def test_loss_identities_on_known_values() -> None:
     assert int(contrastive_accuracy(logits)[0]) == 4
     same = contrastive_logits(targets, targets, torch.tensor([[0, 1], [0, 2], [0, 1], [0, 1]]), 0.1)
     assert same[0, 1] == float("-inf")  # a distractor identical to the target is excluded
+
+
+def test_contrastive_gradients_repeat_bit_for_bit_on_several_threads() -> None:
+    """Distractors repeat rows of the targets; their gradients must sum in the same order every time
+    (the backward of ``targets[index]`` on CPU races threads with atomic adds: about 1 run in 7 here)."""
+    gen = torch.Generator().manual_seed(0)
+    n, k, f = 400, 20, 64
+    context, targets = torch.randn(n, f, generator=gen), torch.randn(n, f, generator=gen)
+    index = torch.randint(0, n, (n, k), generator=gen)
+
+    def gradient() -> torch.Tensor:
+        t = targets.clone().requires_grad_()
+        contrastive_loss(contrastive_logits(context, t, index, 0.1))[0].backward()
+        return t.grad
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first = gradient()
+        assert all(torch.equal(first, gradient()) for _ in range(60))
+    finally:
+        torch.set_num_threads(threads)
+    t = targets.clone().requires_grad_()  # the same values as plain indexing
+    torch.testing.assert_close(contrastive_logits(context, t, index, 0.1),
+                               contrastive_logits(context, targets, index, 0.1))
+    assert torch.equal(take_rows(targets, index), targets[index])
 
 
 def test_quantizer_perplexity_bounds_and_straight_through() -> None:

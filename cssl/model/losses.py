@@ -23,11 +23,24 @@ def contrastive_logits(context: Tensor, targets: Tensor, distractors: Tensor, te
     apart from it, so its logit is set to -inf, as in wav2vec 2.0.
     """
     context, targets = context.float(), targets.float()
-    negatives = targets[distractors]  # (N, K, F)
+    negatives = take_rows(targets, distractors)  # (N, K, F)
     candidates = torch.cat([targets.unsqueeze(1), negatives], dim=1)  # (N, 1 + K, F)
     logits = F.cosine_similarity(context.unsqueeze(1), candidates, dim=-1) / temperature  # (N, 1 + K)
     same = (negatives == targets.unsqueeze(1)).all(dim=-1)  # (N, K)
     return logits.masked_fill(F.pad(same, (1, 0), value=False), float("-inf"))
+
+
+def take_rows(table: Tensor, index: Tensor) -> Tensor:
+    """``table[index]`` (rows of ``table`` (R, F) at ``index`` (N, K): (N, K, F)) whose gradient sums
+    repeated rows in a fixed order on every device, so that a run repeats bit for bit.
+
+    On CPU the backward of ``table[index]`` adds repeated rows with atomic adds from several threads,
+    in whatever order they come; ``index_select``'s backward adds them in index order. On CUDA it is
+    the other way round (``index_select``'s backward uses atomic adds; indexing sorts).
+    """
+    if table.is_cuda:
+        return table[index]
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[-1])  # (N*K, F) -> (N, K, F)
 
 
 def contrastive_loss(logits: Tensor, usable: Tensor | None = None) -> tuple[Tensor, int]:
