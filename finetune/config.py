@@ -86,6 +86,9 @@ class FinetuneConfig(RunConfig):
     """Optimizer and schedule (tri_stage is the wav2vec 2.0 fine-tuning schedule)."""
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     """Stopping on dev WER."""
+    average_best: PositiveInt = 1
+    """At the end, average the weights of this many best dev validations into ``averaged.pt`` and use it
+    when its dev WER (then CER) is no worse than ``best.pt``'s (ESPnet's n-best averaging); 1: off."""
     calibrate: bool = True
     """At the end, fit the output temperature on the dev set and store it in the best checkpoint."""
     calibration_objective: Literal["word", "ctc"] = "word"

@@ -32,7 +32,8 @@ from cssl.model.masking import batch_span_mask
 from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary, transcript_notes
 from cssl.train.health import Health
-from cssl.train.loop import Stage, open_run, resume_run, save_run, train
+from cssl.train.loop import Run, Stage, open_run, resume_run, save_run, train
+from cssl.train.nbest import NBest
 from cssl.train.plots import plot_finetuning
 from cssl.train.progress import Progress
 from cssl.train.runtime import build_optimizer
@@ -51,6 +52,7 @@ class FineTuning(Stage):
         self.validates = valid is not None
         self.rule = FreezingRule(cfg.freeze.feature_encoder, cfg.freeze.context_layers, cfg.freeze.encoder_steps)
         self.best = {"best_wer": math.inf, "bad": 0}
+        self.nbest = NBest(out_dir / "nbest", cfg.average_best)
         self.dev_rejects = Rejects()
 
     def start_update(self, model: Wav2Vec2Model, step: int, progress: Progress) -> None:
@@ -72,7 +74,12 @@ class FineTuning(Stage):
                 "grad_norm": grad_norm}, []
 
     def validate(self, model, step: int) -> dict[str, float]:
-        return evaluate(self.accel, model, self.valid, self.vocab, self.dev_rejects, self.cfg.data.valid_manifest)
+        metrics = evaluate(self.accel, model, self.valid, self.vocab, self.dev_rejects, self.cfg.data.valid_manifest)
+        if self.cfg.average_best > 1:
+            unwrapped = self.accel.unwrap_model(model)
+            self.nbest.offer(step, metrics["wer"], metrics["cer"],
+                             unwrapped.state_dict if self.accel.is_main_process else None)
+        return metrics
 
     def judge(self, step: int, metrics: dict[str, float], progress: Progress) -> tuple[bool, bool]:
         if metrics["utterances"] < len(self.valid.dataset) and "dev_partial" not in self.health.warned:
@@ -92,9 +99,11 @@ class FineTuning(Stage):
         return {"vocab": self.vocab.to_dict()}
 
     def state_dict(self) -> dict:
-        return dict(self.best)
+        return {**self.best, "nbest": self.nbest.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self.nbest.load_state_dict(state.pop("nbest", []))
         self.best.update(state)
 
     def after_save(self, out_dir: Path) -> None:
@@ -139,6 +148,8 @@ def main(cfg: FinetuneConfig) -> Path:
     else:
         progress.message(f"done at step {run.step}; best dev WER {stage.best['best_wer']:.4f} (best.pt); "
                          f"data: {stream.rejects.summary()}")
+        if len(stage.nbest) > 1:
+            best = average_best(run, stage, stream, health, best)
     accel.wait_for_everyone()
     if cfg.calibrate and valid is not None and accel.is_main_process:
         from cssl.calibrate import calibrate, calibration_warnings
@@ -153,6 +164,26 @@ def main(cfg: FinetuneConfig) -> Path:
     accel.wait_for_everyone()
     progress.close()
     return best
+
+
+def average_best(run: Run, stage: FineTuning, stream: BatchStream, health: Health, best: Path) -> Path:
+    """Averages the n-best models into ``averaged.pt``, scores it on dev and returns it when it is no
+    worse than ``best`` (dev WER, then CER); else ``best``."""
+    accel, progress = run.accel, run.progress
+    accel.wait_for_everyone()  # every kept model is on disk
+    accel.unwrap_model(run.model).load_state_dict(stage.nbest.average())
+    fig = evaluate(accel, run.model, stage.valid, stage.vocab, name=str(stage.cfg.data.valid_manifest))
+    steps = ", ".join(str(r.step) for r in stage.nbest.ranked)
+    head = stage.nbest.ranked[0]
+    if (fig["wer"], fig["cer"]) > (head.wer, head.cer):
+        progress.message(f"average of the {len(stage.nbest)} best models (updates {steps}): dev WER {fig['wer']:.4f} "
+                         f"CER {fig['cer']:.4f}, worse than best.pt ({head.wer:.4f} / {head.cer:.4f}): best.pt kept")
+        return best
+    averaged = run.out_dir / "averaged.pt"
+    save_run(run, stage, stream, health, averaged)
+    progress.message(f"average of the {len(stage.nbest)} best models (updates {steps}): dev WER {fig['wer']:.4f} "
+                     f"CER {fig['cer']:.4f} against best.pt's {head.wer:.4f} / {head.cer:.4f}: {averaged} is the result")
+    return averaged
 
 
 def initial_model(cfg: FinetuneConfig, vocab: Vocabulary) -> tuple[Wav2Vec2Model, ModelConfig, str]:

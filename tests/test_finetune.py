@@ -63,6 +63,34 @@ def test_unfreezes_at_step_k_and_resumes_exactly(corpus: Path, tmp_path: Path) -
     assert [r["ctc"] for r in rows(part, "train")] == [r["ctc"] for r in rows(full, "train")]
 
 
+def test_average_of_the_best_validations_is_scored_and_used_when_no_worse(corpus: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    result = main(load_config(FinetuneConfig, TINY, [*common(corpus, out), "optim.max_steps=8", "valid_every=2",
+                                                     "freeze.encoder_steps=0", "average_best=3", "calibrate=false"]))
+    valid = sorted(rows(out, "valid"), key=lambda r: (r["wer"], r["cer"], -r["step"]))
+    kept = [r["step"] for r in valid[:3]]
+    assert sorted(p.name for p in (out / "nbest").iterdir()) == sorted(f"model_{s}.pt" for s in kept)
+    models = [load_checkpoint(out / "nbest" / f"model_{s}.pt")["model"] for s in kept]
+    mean = {k: torch.stack([m[k] for m in models]).mean(dim=0) for k in models[0] if models[0][k].is_floating_point()}
+    log = capsys.readouterr().out
+    assert f"average of the 3 best models (updates {', '.join(map(str, kept))})" in log
+    if result.name == "averaged.pt":
+        averaged = load_checkpoint(result)["model"]
+        assert all(torch.allclose(averaged[k], v, atol=1e-6) for k, v in mean.items())
+    else:
+        assert result.name == "best.pt" and not (out / "averaged.pt").exists() and "best.pt kept" in log
+
+
+def test_average_of_identical_models_scores_alike_and_is_the_result(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"  # lr 1e-30: every validation sees the initial model (to the last bit but zeros)
+    result = main(load_config(FinetuneConfig, TINY, [*common(corpus, out), "optim.max_steps=4", "valid_every=1",
+                                                     "optim.lr=1e-30", "average_best=2", "calibrate=false"]))
+    assert result == out / "averaged.pt"
+    averaged, best = load_checkpoint(result)["model"], load_checkpoint(out / "best.pt")["model"]
+    assert all(torch.allclose(averaged[k], v) for k, v in best.items())
+
+
 def test_head_only_warmup_leaves_encoder_unchanged(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "warm"
     args = [*common(corpus, out), "optim.max_steps=3", "freeze.encoder_steps=5", "valid_every=100", "save_every=100"]
