@@ -55,8 +55,9 @@ def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
 def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretrained: Path,
              extra: list[str] | None = None, config: Path = FINETUNE_PRESET) -> Path:
     """Fine-tunes ``config`` (the tiny preset) as ``name`` (pretrained, scratch, scratch-frozen) on
-    ``train``; returns its best checkpoint by ``dev`` WER (not calibrated: callers calibrate and
-    report). ``extra`` overrides come last (a seed, early stopping)."""
+    ``train``; returns its best checkpoint by ``dev`` WER (``averaged.pt`` when ``average_best`` made
+    one that won on dev; not calibrated: callers calibrate and report). ``extra`` overrides come last
+    (a seed, early stopping)."""
     if out.exists():
         shutil.rmtree(out)
     run_stage("finetune", config, [
@@ -69,7 +70,8 @@ def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretraine
         f"freeze.feature_encoder={'false' if name == 'scratch' else 'true'}",
         *(extra or []),
     ])
-    return out / "best.pt"
+    averaged = out / "averaged.pt"
+    return averaged if averaged.is_file() else out / "best.pt"
 
 
 def synthesize(out: Path, hours: float, seed: int):
