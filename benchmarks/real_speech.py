@@ -314,7 +314,7 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
     label = f"{arm} ({args.tag})" if args.tag else arm
     row = {"corpus": corpus, "arm": f"{label}, pooled" if args.pooled else label, "seed": seed,
            "init": str(start) if start else None, "steps": args.steps,
-           "best_step": best_step(run), "cpu_min": cpu_minutes_of_children() - cpu,
+           "best_step": best_step(run), "checkpoint": best.name, "cpu_min": cpu_minutes_of_children() - cpu,
            "test_utterances": sum(1 for _ in splits["test"].open())}
     if pretrain_cpu is not None:
         row["pretrain_cpu_min"] = pretrain_cpu
