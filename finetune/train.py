@@ -174,15 +174,15 @@ def average_best(run: Run, stage: FineTuning, stream: BatchStream, health: Healt
     accel.unwrap_model(run.model).load_state_dict(stage.nbest.average())
     fig = evaluate(accel, run.model, stage.valid, stage.vocab, name=str(stage.cfg.data.valid_manifest))
     steps = ", ".join(str(r.step) for r in stage.nbest.ranked)
-    head = stage.nbest.ranked[0]
-    if (fig["wer"], fig["cer"]) > (head.wer, head.cer):
+    wer, cer = stage.best["best_wer"], stage.best.get("best_cer", math.inf)  # best.pt's figures
+    if (fig["wer"], fig["cer"]) > (wer, cer):
         progress.message(f"average of the {len(stage.nbest)} best models (updates {steps}): dev WER {fig['wer']:.4f} "
-                         f"CER {fig['cer']:.4f}, worse than best.pt ({head.wer:.4f} / {head.cer:.4f}): best.pt kept")
+                         f"CER {fig['cer']:.4f}, worse than best.pt ({wer:.4f} / {cer:.4f}): best.pt kept")
         return best
     averaged = run.out_dir / "averaged.pt"
     save_run(run, stage, stream, health, averaged)
     progress.message(f"average of the {len(stage.nbest)} best models (updates {steps}): dev WER {fig['wer']:.4f} "
-                     f"CER {fig['cer']:.4f} against best.pt's {head.wer:.4f} / {head.cer:.4f}: {averaged} is the result")
+                     f"CER {fig['cer']:.4f} against best.pt's {wer:.4f} / {cer:.4f}: {averaged} is the result")
     return averaged
 
 
