@@ -297,7 +297,7 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
             raise SystemExit(f"{run} holds a finished run of {row['steps']} updates, not --steps {args.steps}: "
                              f"name the new runs with --tag (say --tag {args.steps // 1000}k) or choose another --out")
         if not set(DECODERS) <= set(row):
-            score(run / "best.pt", splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
+            score(run / row.get("checkpoint", "best.pt"), splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
             done.write_text(json.dumps(row), encoding="utf-8")
         return row
     print(f"== {corpus}, {arm}, seed {seed}: {args.steps} updates", flush=True)

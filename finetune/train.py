@@ -175,15 +175,15 @@ def average_best(run: Run, stage: FineTuning, stream: BatchStream, health: Healt
     fig = evaluate(accel, run.model, stage.valid, stage.vocab, name=str(stage.cfg.data.valid_manifest))
     steps = ", ".join(str(r.step) for r in stage.nbest.ranked)
     wer, cer = stage.best["best_wer"], stage.best.get("best_cer", math.inf)  # best.pt's figures
-    if (fig["wer"], fig["cer"]) > (wer, cer):
-        progress.message(f"average of the {len(stage.nbest)} best models (updates {steps}): dev WER {fig['wer']:.4f} "
-                         f"CER {fig['cer']:.4f}, worse than best.pt ({wer:.4f} / {cer:.4f}): best.pt kept")
-        return best
-    averaged = run.out_dir / "averaged.pt"
-    save_run(run, stage, stream, health, averaged)
+    worse = (fig["wer"], fig["cer"]) > (wer, cer)
+    result = best if worse else run.out_dir / "averaged.pt"
+    if not worse:
+        save_run(run, stage, stream, health, result)
+    verdict = "worse than best.pt" if worse else "against best.pt's"
     progress.message(f"average of the {len(stage.nbest)} best models (updates {steps}): dev WER {fig['wer']:.4f} "
-                     f"CER {fig['cer']:.4f} against best.pt's {wer:.4f} / {cer:.4f}: {averaged} is the result")
-    return averaged
+                     f"CER {fig['cer']:.4f}, {verdict} {wer:.4f} / {cer:.4f}: "
+                     f"{'best.pt kept' if worse else f'{result} is the result'}")
+    return result
 
 
 def initial_model(cfg: FinetuneConfig, vocab: Vocabulary) -> tuple[Wav2Vec2Model, ModelConfig, str]:

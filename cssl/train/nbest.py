@@ -73,7 +73,7 @@ class NBest:
     def load_state_dict(self, state: list[dict]) -> None:
         # A run killed after a checkpoint may have dropped a kept file since (a better model came);
         # the resumed run validates that better model again, so leaving the entry out ranks as before.
-        self.ranked = [r for r in map(lambda d: Ranked(**d), state) if self.path(r.step).is_file()]
+        self.ranked = [Ranked(**d) for d in state if self.path(d["step"]).is_file()]
 
     def average(self) -> dict[str, Tensor]:
         """The mean of the kept models' weights (:func:`average_state_dicts`)."""
