@@ -12,7 +12,10 @@ Audio longer than ``chunk_seconds`` is cut into overlapping windows; each frame'
 probabilities come from the window where it is furthest from an edge, so memory stays
 bounded and no context is lost at the cuts. Logits are divided by the checkpoint's
 calibrated temperature (1 when it was never calibrated) before word confidences are
-computed. Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an ARPA file)
+computed. Several checkpoints of one vocabulary decode as an ensemble (``ensemble=``, ``--ensemble``
+on the command line, like fairseq's ``--path a.pt:b.pt``): each frame's distribution is the mean of
+the members' calibrated probabilities (a mixture, which tolerates CTC spikes that the members
+place a frame or two apart; averaging log-probabilities would veto them). Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an ARPA file)
 and/or restricted to a word list (``lexicon=``: command-and-control vocabularies), or the
 most likely of a fixed list of whole utterances (``grammar=``, :mod:`cssl.grammar`; the
 words' confidence is then the phrase's posterior among the listed ones).
@@ -23,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,7 +39,7 @@ from cssl import SAMPLE_RATE
 from cssl.calibration import word_confidences
 from cssl.data.audio import load_audio, prepare
 from cssl.errors import UsageError
-from cssl.loading import load_model
+from cssl.loading import LoadedModel, load_model
 from cssl.model import Wav2Vec2Model
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import CheckpointError
@@ -73,21 +78,28 @@ class Recognizer:
                  normalize: bool = False, chunk_seconds: float = 30.0, overlap_seconds: float = 2.0,
                  device: str | torch.device = "cpu", lm: str | None = None, beam_size: int = 50,
                  lm_weight: float = 2.0, word_score: float = 0.0, precision: str = "no",
-                 lexicon: str | None = None, grammar: str | None = None) -> None:
+                 lexicon: str | None = None, grammar: str | None = None,
+                 ensemble: Sequence[tuple[Wav2Vec2Model, float]] = ()) -> None:
+        """``model`` with its ``temperature``, and any further ``ensemble`` members as (model, temperature)
+        pairs: models of the same vocabulary and frame rate whose probabilities are averaged."""
         from cssl.train.runtime import resolve_precision
 
         self.precision = resolve_precision(precision)
         if self.precision not in ("no", "bf16", "fp16"):
             raise UsageError(f"precision must be no, bf16, fp16 or auto, got {precision!r}")
         self.dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
-        if self.precision != "no":  # a half-precision copy: autocast would cast every weight on every call
-            model = copy.deepcopy(model).to(self.dtype)
-        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        # (model, temperature) of every model whose probabilities are averaged; the first is ``model``.
+        self.members = [(self._prepared(m), t) for m, t in [(model, temperature), *ensemble]]
+        self.model = self.members[0][0]
         self.vocab = vocab
         self.temperature = temperature
         self.normalize = normalize
-        self.device = torch.device(device)
         self.stride = model.feature_extractor.stride
+        strides = {m.feature_extractor.stride for m, _ in self.members}
+        if len(strides) > 1:
+            raise UsageError(f"ensemble members have different frame strides {sorted(strides)} (samples per "
+                             "frame): their frames do not line up; ensemble models of one architecture")
         self.chunk = int(chunk_seconds * SAMPLE_RATE) // self.stride * self.stride
         self.overlap = int(overlap_seconds * SAMPLE_RATE) // (2 * self.stride) * 2 * self.stride
         if self.overlap >= self.chunk:
@@ -106,18 +118,43 @@ class Recognizer:
             self.beam = BeamDecoder(vocab, lm, beam_size=beam_size, lm_weight=lm_weight, word_score=word_score,
                                     lexicon=lexicon)
 
+    def _prepared(self, model: Wav2Vec2Model) -> Wav2Vec2Model:
+        if self.precision != "no":  # a half-precision copy: autocast would cast every weight on every call
+            model = copy.deepcopy(model).to(self.dtype)
+        return model.eval().to(self.device)
+
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs) -> Recognizer:
-        """Rebuilds model, vocabulary and temperature from a fine-tuning checkpoint alone."""
-        loaded = load_model(path)
-        if loaded.vocab is None:
-            raise CheckpointError(f"{path}: {loaded.source} has no CTC head; transcription needs a fine-tuning "
-                                  "checkpoint (python -m finetune ... init=this file)")
-        return cls(loaded.model, loaded.vocab, loaded.temperature, loaded.normalize, **kwargs)
+    def from_checkpoint(cls, path: str | Path, ensemble: Sequence[str | Path] = (), **kwargs) -> Recognizer:
+        """Rebuilds model, vocabulary and temperature from a fine-tuning checkpoint alone; ``ensemble``
+        names further checkpoints (same vocabulary and input normalization) to average with it."""
+        first = _fine_tuned(path)
+        members = []
+        for other in ensemble:
+            loaded = _fine_tuned(other)
+            if loaded.vocab.symbols != first.vocab.symbols:
+                raise UsageError(f"{other}: its vocabulary differs from {path}'s ({''.join(loaded.vocab.symbols)!r} "
+                                 f"against {''.join(first.vocab.symbols)!r}); an ensemble needs one output alphabet")
+            if loaded.normalize != first.normalize:
+                raise UsageError(f"{other}: trained with data.normalize={loaded.normalize}, {path} with "
+                                 f"{first.normalize}; ensemble models that read the audio the same way")
+            members.append((loaded.model, loaded.temperature))
+        return cls(first.model, first.vocab, first.temperature, first.normalize, ensemble=members, **kwargs)
 
     @torch.no_grad()
     def log_probs(self, wave: Tensor) -> Tensor:
-        """(T, V) calibrated log-probabilities of a mono 16 kHz waveform, chunked when long."""
+        """(T, V) calibrated log-probabilities of a mono 16 kHz waveform, chunked when long; for an
+        ensemble, the log of the members' mean probabilities."""
+        each = [self._log_probs(model, temperature, wave) for model, temperature in self.members]
+        if len(each) == 1:
+            return each[0]
+        frames = {lp.shape[0] for lp in each}
+        if len(frames) > 1:
+            raise UsageError(f"ensemble members give {sorted(frames)} frames for one waveform: their feature "
+                             "encoders differ; ensemble models of one architecture")
+        return torch.logsumexp(torch.stack(each), dim=0) - math.log(len(each))  # (K, T, V) -> (T, V)
+
+    def _log_probs(self, model: Wav2Vec2Model, temperature: float, wave: Tensor) -> Tensor:
+        """(T, V) calibrated log-probabilities of one model."""
         pieces = []
         step = self.chunk - self.overlap
         starts = list(range(0, max(1, wave.numel() - self.overlap), step)) if wave.numel() > self.chunk else [0]
@@ -127,13 +164,13 @@ class Recognizer:
         for i, start in enumerate(starts):
             segment = wave[start : start + self.chunk].to(self.device)
             with self._autocast():
-                logits, _ = self.model(segment[None], torch.tensor([segment.numel()], device=self.device))
+                logits, _ = model(segment[None], torch.tensor([segment.numel()], device=self.device))
             frames = logits[0].float()  # (T_chunk, V)
             offset = start // self.stride
             first = bounds[i - 1] - offset if i > 0 else 0
             last = bounds[i] - offset if i < len(starts) - 1 else frames.shape[0]
             pieces.append(frames[first:last])
-        return (torch.cat(pieces) / self.temperature).log_softmax(dim=-1).cpu()
+        return (torch.cat(pieces) / temperature).log_softmax(dim=-1).cpu()
 
     def _autocast(self):
         if self.precision == "no":
@@ -166,6 +203,14 @@ class Recognizer:
         greedy = [Word(w.word, w.start * frame_s, w.end * frame_s, w.confidence)
                   for w in word_confidences(lp, self.vocab.symbols, self.vocab.blank)]
         return align_words(text.split(), greedy)
+
+
+def _fine_tuned(path: str | Path) -> LoadedModel:
+    loaded = load_model(path)
+    if loaded.vocab is None:
+        raise CheckpointError(f"{path}: {loaded.source} has no CTC head; transcription needs a fine-tuning "
+                              "checkpoint (python -m finetune ... init=this file)")
+    return loaded
 
 
 def align_words(words: list[str], greedy: list[Word]) -> list[Word]:

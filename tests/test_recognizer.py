@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from cssl.config import to_dict
 from cssl.data.manifest import Entry, Manifest, write_manifest
+from cssl.errors import UsageError
 from cssl.model import build_model
 from cssl.recognizer import Recognizer, Word, align_words
 from cssl.text.vocab import Vocabulary
@@ -20,17 +22,19 @@ from tests.conftest import tone, write
 from tests.test_model import small
 
 
-def checkpoint(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
+def checkpoint(tmp_path: Path, name: str = "model.pt", seed: int = 0, temperature: float = 1.5,
+               text: str = "abc def", prefer_a: bool = True) -> Path:
+    torch.manual_seed(seed)
     cfg = FinetuneConfig(model=small())
-    vocab = Vocabulary.build(["abc def"])
+    vocab = Vocabulary.build([text])
     model = build_model(cfg.model, vocab_size=len(vocab))
-    with torch.no_grad():  # a head that always prefers "A" over blank: transcripts are non-empty
-        model.aux.bias.zero_()
-        model.aux.bias[vocab.symbols.index("A")] = 50.0
-    path = tmp_path / "model.pt"
+    if prefer_a:
+        with torch.no_grad():  # a head that always prefers "A" over blank: transcripts are non-empty
+            model.aux.bias.zero_()
+            model.aux.bias[vocab.symbols.index("A")] = 50.0
+    path = tmp_path / name
     save_checkpoint(path, {"kind": "finetune", "config": to_dict(cfg), "model": model.state_dict(),
-                           "vocab": vocab.to_dict(), "temperature": 1.5})
+                           "vocab": vocab.to_dict(), "temperature": temperature})
     return path
 
 
@@ -74,6 +78,29 @@ def test_each_chunked_frame_comes_from_the_window_where_it_is_furthest_from_an_e
     assert not torch.allclose(whole, expected, atol=1e-3)  # windows see less context: the test can tell them apart
 
 
+def test_an_ensemble_decodes_the_mean_of_its_members_calibrated_probabilities(tmp_path: Path) -> None:
+    first = checkpoint(tmp_path, "a.pt", seed=1, temperature=1.5, prefer_a=False)
+    second = checkpoint(tmp_path, "b.pt", seed=2, temperature=0.7, prefer_a=False)
+    wave = torch.randn(24000)
+    alone = [Recognizer.from_checkpoint(p).log_probs(wave) for p in (first, second)]  # each with its own temperature
+    assert not torch.allclose(alone[0], alone[1], atol=1e-2)  # the members disagree: the mean is not either one
+    expected = ((alone[0].exp() + alone[1].exp()) / 2).log()
+    both = Recognizer.from_checkpoint(first, ensemble=[second]).log_probs(wave)
+    assert torch.allclose(both, expected, atol=1e-5)
+    assert torch.allclose(both.exp().sum(-1), torch.ones(both.shape[0]), atol=1e-5)  # still a distribution
+    itself = Recognizer.from_checkpoint(first, ensemble=[first]).log_probs(wave)
+    assert torch.allclose(itself, alone[0], atol=1e-5)  # a model averaged with itself is that model
+    chunked = Recognizer.from_checkpoint(first, ensemble=[second], chunk_seconds=1.0, overlap_seconds=0.4)
+    assert chunked.log_probs(wave).shape == both.shape
+
+
+def test_an_ensemble_of_two_alphabets_is_refused_naming_the_file(tmp_path: Path) -> None:
+    first = checkpoint(tmp_path, "a.pt")
+    other = checkpoint(tmp_path, "xyz.pt", text="axyz")
+    with pytest.raises(UsageError, match="xyz.pt: its vocabulary differs"):
+        Recognizer.from_checkpoint(first, ensemble=[other])
+
+
 def test_transcribe_api_and_commands(tmp_path: Path) -> None:
     path = checkpoint(tmp_path)
     audio = write(tmp_path / "clips" / "a.wav", tone(1.0))
@@ -98,6 +125,10 @@ def test_transcribe_api_and_commands(tmp_path: Path) -> None:
     assert "WER 0.6667" in proc.stdout and "RTF" in proc.stdout  # 1 hit, 1 substitution, 1 deletion
     rows = [json.loads(x) for x in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert rows[1] == {**rows[1], "reference": "B C", "hypothesis": "A", "errors": 2, "words": 2}
+    other = checkpoint(tmp_path, "other.pt", seed=3)  # another model that says "A" to everything
+    proc = subprocess.run([sys.executable, "-m", "cssl", "evaluate", str(path), str(manifest), "--ensemble",
+                           str(other), "--out", str(tmp_path / "ens.jsonl")], check=True, capture_output=True, text=True)
+    assert "WER 0.6667" in proc.stdout
 
 
 def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:

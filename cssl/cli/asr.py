@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from cssl.cli.options import set_threads, threads_arg
+from cssl.cli.options import ensemble_arg, set_threads, threads_arg
 from cssl.data.policy import AUDIO_EXTENSIONS
 
 
@@ -42,6 +42,7 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in overlapping chunks")
     p.add_argument("--precision", default="no", choices=("no", "bf16", "fp16", "auto"),
                    help="autocast for the model (auto: bf16 where the hardware has it natively)")
+    ensemble_arg(p)
     threads_arg(p)
 
 
@@ -50,7 +51,7 @@ def _recognizer(args: argparse.Namespace):
     from cssl.recognizer import Recognizer
 
     set_threads(args)
-    rec = Recognizer.from_checkpoint(args.checkpoint, lm=args.lm, beam_size=args.beam_size,
+    rec = Recognizer.from_checkpoint(args.checkpoint, ensemble=args.ensemble, lm=args.lm, beam_size=args.beam_size,
                                      lm_weight=args.lm_weight, word_score=args.word_score,
                                      chunk_seconds=args.chunk_seconds, precision=args.precision,
                                      lexicon=args.lexicon, grammar=args.grammar)

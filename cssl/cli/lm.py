@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cssl.cli.options import set_threads, threads_arg
+from cssl.cli.options import ensemble_arg, set_threads, threads_arg
 from cssl.lm_tuning import LEXICON_WORD_SCORES, LM_WEIGHTS, WORD_SCORES
 
 
@@ -31,6 +31,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                    help=f"comma-separated grid (default {','.join(f'{x:g}' for x in WORD_SCORES)} with an LM, "
                         f"{','.join(f'{x:g}' for x in LEXICON_WORD_SCORES)} with a word list alone)")
     p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept by beam search")
+    ensemble_arg(p)
     threads_arg(p)
     p.set_defaults(func=run_tune)
 
@@ -62,7 +63,7 @@ def run_tune(args: argparse.Namespace) -> int:
     from cssl.recognizer import Recognizer
 
     set_threads(args)
-    result = tune_lm(Recognizer.from_checkpoint(args.checkpoint), args.manifest, args.lm, args.lm_weights,
+    result = tune_lm(Recognizer.from_checkpoint(args.checkpoint, ensemble=args.ensemble), args.manifest, args.lm, args.lm_weights,
                      args.word_scores, args.beam_size, log=print, lexicon=args.lexicon)
     print(f"\n{args.manifest}: {result.utterances} utterances ({result.skipped} skipped); dev WER by pair:\n")
     print(result.table())

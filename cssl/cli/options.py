@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def threads_arg(p: argparse.ArgumentParser) -> None:
@@ -16,3 +17,10 @@ def set_threads(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def ensemble_arg(p: argparse.ArgumentParser) -> None:
+    """``--ensemble CKPT`` (repeatable): more fine-tuned checkpoints averaged with the first."""
+    p.add_argument("--ensemble", type=Path, action="append", default=[], metavar="CKPT",
+                   help="another fine-tuning checkpoint of the same vocabulary, averaged with the first "
+                        "(each frame's probabilities); repeat for more")
