@@ -3,7 +3,7 @@
     python benchmarks/real_speech.py [--data ../shared/data] [--out runs/real-speech] [--steps 3000]
                                      [--corpora sc,fsdd] [--arms scratch,shipped,real] [--seeds 3]
                                      [--pooled] [--threads 2]
-    python benchmarks/real_speech.py --out runs/real-speech --report
+    python benchmarks/real_speech.py --out runs/real-speech --report [--ensemble]
 
 Runs only where the development recordings are (``--data``: ``fsdd/`` and ``speechcommands-a/``);
 otherwise it says so and exits 0. Two corpora:
@@ -46,7 +46,9 @@ with scratch compares means. Writes ``results.json``, ``table.md`` and ``real_sp
 ``--out``. Runs finished earlier (their ``result.json``) are reused, so an interrupted benchmark resumes.
 ``--report`` trains nothing: it tables every run finished under ``--out`` (made by any invocation, with
 any ``--set``/``--tag`` or ``--pooled``) and the peer, measured again on the same test clips when
-PocketSphinx is installed (else as measured last).
+PocketSphinx is installed (else as measured last). ``--report --ensemble`` also decodes the seeds of each arm
+that has two or more as one ensemble (each frame's probabilities averaged, ``cssl evaluate --ensemble``): a row
+``ARM, ensemble`` whose CPU minutes are its members' sum.
 """
 
 from __future__ import annotations
@@ -172,21 +174,25 @@ DECODERS = ("greedy", "lexicon", "grammar")
 words); the grammar of exactly one listed word per clip (``--grammar``: PocketSphinx's JSGF constraint)."""
 
 
-def score(best: Path, dev: Path, test: Path, words: Path, out: Path, row: dict) -> dict:
-    """Adds to ``row`` the test WER/CER of ``best`` under each decoder it lacks, with the empty-hypothesis
-    count; the word-list search's word score is chosen on ``dev`` (``cssl lm tune --lexicon``)."""
+def score(models: list[Path], dev: Path, test: Path, words: Path, out: Path, row: dict) -> dict:
+    """Adds to ``row`` the test WER/CER of ``models`` (one checkpoint, or an ensemble of several) under each
+    decoder it lacks, with the empty-hypothesis count; the word-list search's word score is chosen on
+    ``dev`` (``cssl lm tune --lexicon``)."""
     from cssl.evaluation import evaluate_manifest
     from cssl.lm_tuning import tune_lm
     from cssl.recognizer import Recognizer
 
+    def recognizer(**kwargs) -> Recognizer:
+        return Recognizer.from_checkpoint(models[0], ensemble=models[1:], **kwargs)
+
     for decoder in (d for d in DECODERS if d not in row):
         kwargs = {"grammar": str(words)} if decoder == "grammar" else {}
         if decoder == "lexicon":
-            tuning = tune_lm(Recognizer.from_checkpoint(best), dev, None, lexicon=words, progress=False)
+            tuning = tune_lm(recognizer(), dev, None, lexicon=words, progress=False)
             row["word_score"] = tuning.word_score
             kwargs = {"lexicon": str(words), "word_score": tuning.word_score}
         per_utt = out / f"test_{decoder}.jsonl"
-        ev = evaluate_manifest(Recognizer.from_checkpoint(best, **kwargs), test, per_utt, progress=False)
+        ev = evaluate_manifest(recognizer(**kwargs), test, per_utt, progress=False)
         empty = sum(not json.loads(line)["hypothesis"].strip() for line in per_utt.read_text().splitlines())
         row[decoder] = {"wer": ev.wer, "cer": ev.cer, "empty": empty, "utterances": ev.utterances}
         print(f"  {decoder:>8}: WER {ev.wer:.3f} CER {ev.cer:.3f} ({empty} empty of {ev.utterances})", flush=True)
@@ -229,7 +235,8 @@ def table(rows: list[dict], peers: dict[str, dict]) -> str:
         cpu = sum(r["cpu_min"] for r in runs) / len(runs)
         empty = sum(r["greedy"]["empty"] for r in runs) / len(runs)
         cells = " | ".join(mean_cell(runs, d, m) for d in DECODERS for m in ("wer", "cer"))
-        lines.append(f"| {corpus} | {arm} | {len(runs)} | {updates} | {cpu:.1f} | {cells} | {empty:g} |")
+        seeds = f"{len(runs[0]['members'])} in one" if "members" in runs[0] else str(len(runs))
+        lines.append(f"| {corpus} | {arm} | {seeds} | {updates} | {cpu:.1f} | {cells} | {empty:g} |")
     for corpus, p in peers.items():
         dashes = " | ".join(["-"] * (2 * len(DECODERS) - 2))
         lines.append(f"| {corpus} | PocketSphinx + grammar | - | - | {p['cpu_min']:.1f} (decoding) | {dashes} | "
@@ -268,7 +275,8 @@ def plot(rows: list[dict], peers: dict[str, dict], png: Path) -> None:
             ax.axhline(peers[corpus]["wer"], color="k", linestyle="--", label="PocketSphinx + grammar")
         # One tick per arm: its name, the updates of its runs and its number of seeds.
         ticks = [f"{arm.replace(', ', chr(10))}\n{'/'.join(sorted({str(r['steps']) for r in runs}))} updates, "
-                 f"{len(runs)} seed{'s' if len(runs) > 1 else ''}" for arm, runs in arms.items()]
+                 + (f"{len(runs[0]['members'])} models" if "members" in runs[0] else
+                    f"{len(runs)} seed{'s' if len(runs) > 1 else ''}") for arm, runs in arms.items()]
         ax.set_xticks(list(xs), ticks, fontsize=8)
         top = max([m + sd for runs in arms.values() for m, sd in (mean_spread(runs, d, "wer") for d in DECODERS)]
                   + [peers[corpus]["wer"]] * (corpus in peers))
@@ -297,7 +305,7 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
             raise SystemExit(f"{run} holds a finished run of {row['steps']} updates, not --steps {args.steps}: "
                              f"name the new runs with --tag (say --tag {args.steps // 1000}k) or choose another --out")
         if not set(DECODERS) <= set(row):
-            score(run / row.get("checkpoint", "best.pt"), splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
+            score([run / row.get("checkpoint", "best.pt")], splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
             done.write_text(json.dumps(row), encoding="utf-8")
         return row
     print(f"== {corpus}, {arm}, seed {seed}: {args.steps} updates", flush=True)
@@ -318,7 +326,7 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
            "test_utterances": sum(1 for _ in splits["test"].open())}
     if pretrain_cpu is not None:
         row["pretrain_cpu_min"] = pretrain_cpu
-    score(best, splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
+    score([best], splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
     done.write_text(json.dumps(row), encoding="utf-8")
     return row
 
@@ -348,12 +356,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="names the runs made with --set (folders and table rows)")
     parser.add_argument("--pooled", action="store_true", help="every arm trains on the pooled labeled clips")
     parser.add_argument("--report", action="store_true", help="train nothing: table every run under --out")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="with --report: also decode each arm's seeds as one ensemble (cssl evaluate --ensemble)")
     parser.add_argument("--seeds", type=seed_list, default=seed_list("3"),
                         help="training seeds per arm: a count N (seeds 1..N) or a comma list (2,3)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seeds the Speech Commands speaker split")
     parser.add_argument("--no-peer", action="store_true", help="leave PocketSphinx out")
     args = parser.parse_args(argv)
+    if args.ensemble and not args.report:
+        parser.error("--ensemble goes with --report (it decodes finished runs)")
     if args.set and not args.tag:
         parser.error("--set needs --tag (a name for these runs, so that they are not mistaken for the preset's)")
     corpora = [c for c in args.corpora.split(",") if c]
@@ -371,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"real_speech: skipped, the recordings are not here: {', '.join(missing)}")
         return 0
     if args.report:
-        return report(args.out, corpora, not args.no_peer)
+        return report(args.out, corpora, not args.no_peer, args.ensemble)
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     splits, unlabeled, words, spoken = {}, [], {}, {}
@@ -431,16 +443,53 @@ def write_results(out: Path, rows: list[dict], peers: dict[str, dict]) -> None:
     print(f"\n# Real speech: test WER on unseen speakers\n\n{text}\n\nplot: {out / 'real_speech.png'}")
 
 
-def report(out: Path, corpora: list[str], peer: bool) -> int:
+def ensembles(out: Path, found: list[Path]) -> list[dict]:
+    """One row per (corpus, arm) with two or more finished seeds: the ensemble of the seeds' scored checkpoints
+    (each frame's probabilities averaged, ``cssl evaluate --ensemble``), scored as one model. Cached in
+    ``out/CORPUS/ensembles/ARM-seedsS1-S2...``, so a new seed makes a new ensemble."""
+    groups: dict[tuple[str, str], list[tuple[dict, Path]]] = {}
+    for path in found:
+        row = json.loads(path.read_text())
+        groups.setdefault((row["corpus"], row["arm"]), []).append((row, path.parent))
+    rows = []
+    for (corpus, arm), runs in groups.items():
+        if len(runs) < 2:
+            continue
+        runs.sort(key=lambda pair: pair[0]["seed"])
+        seeds = [r["seed"] for r, _ in runs]
+        folder = out / corpus / "ensembles" / f"{runs[0][1].name.rsplit('-seed', 1)[0]}-seeds{'-'.join(map(str, seeds))}"
+        done = folder / "result.json"
+        if done.exists():
+            rows.append(json.loads(done.read_text()))
+            continue
+        print(f"== {corpus}, {arm}: ensemble of seeds {', '.join(map(str, seeds))}", flush=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        first = runs[0][0]
+        row = {"corpus": corpus, "arm": f"{arm}, ensemble", "seed": "+".join(map(str, seeds)),
+               "members": [str(run / r.get("checkpoint", "best.pt")) for r, run in runs], "init": first["init"],
+               "steps": first["steps"], "best_step": "/".join(str(r["best_step"]) for r, _ in runs),
+               "cpu_min": sum(r["cpu_min"] for r, _ in runs), "test_utterances": first["test_utterances"]}
+        split = out / corpus
+        score([Path(m) for m in row["members"]], split / "dev.jsonl", split / "test.jsonl", split / "words.txt",
+              folder, row)
+        done.write_text(json.dumps(row), encoding="utf-8")
+        rows.append(row)
+    return rows
+
+
+def report(out: Path, corpora: list[str], peer: bool, ensemble: bool = False) -> int:
     """Tables every finished run under ``out`` (any invocation made it) with the peer: measured now on
-    the test clips of ``corpora`` when ``peer`` and PocketSphinx is installed, else as measured last."""
+    the test clips of ``corpora`` when ``peer`` and PocketSphinx is installed, else as measured last;
+    with ``ensemble``, also each arm's seeds decoded together (:func:`ensembles`)."""
     found = sorted(out.glob("*/*-seed*/result.json"))
     if not found:
         print(f"real_speech --report: no finished run under {out}", file=sys.stderr)
         return 1
     rows = [json.loads(path.read_text()) for path in found]
+    if ensemble:
+        rows += ensembles(out, [p for p in found if json.loads(p.read_text())["corpus"] in corpora])
     rows.sort(key=lambda r: (CORPORA.index(r["corpus"]) if r["corpus"] in CORPORA else len(CORPORA),
-                             r["arm"] != "scratch", r["arm"], r["seed"]))
+                             r["arm"] != "scratch", r["arm"], str(r["seed"])))
     old = out / "results.json"
     peers = json.loads(old.read_text()).get("peers", {}) if old.exists() else {}
     tested = [c for c in corpora if (out / c / "test.jsonl").is_file()]

@@ -23,4 +23,5 @@ def ensemble_arg(p: argparse.ArgumentParser) -> None:
     """``--ensemble CKPT`` (repeatable): more fine-tuned checkpoints averaged with the first."""
     p.add_argument("--ensemble", type=Path, action="append", default=[], metavar="CKPT",
                    help="another fine-tuning checkpoint of the same vocabulary, averaged with the first "
-                        "(each frame's probabilities); repeat for more")
+                        "(each frame's probabilities); repeat for more. Decode ensembles with --lexicon, --lm or "
+                        "--grammar: greedy decoding drops letters where the models spike at different frames")
