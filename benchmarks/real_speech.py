@@ -279,7 +279,7 @@ def plot(rows: list[dict], peers: dict[str, dict], png: Path) -> None:
                     f"{len(runs)} seed{'s' if len(runs) > 1 else ''}") for arm, runs in arms.items()]
         ax.set_xticks(list(xs), ticks, fontsize=8)
         top = max([m + sd for runs in arms.values() for m, sd in (mean_spread(runs, d, "wer") for d in DECODERS)]
-                  + [peers[corpus]["wer"]] * (corpus in peers))
+                  + ([peers[corpus]["wer"]] if corpus in peers else []))
         first = next(iter(arms.values()))[0]
         ax.set(ylim=(0, min(1.05, 1.3 * top)), ylabel="test WER (unseen speakers; mean, std over seeds)",
                title=f"{corpus}: {first['test_utterances']} test clips")
