@@ -228,7 +228,7 @@ def by_arm(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
 def table(rows: list[dict], peers: dict[str, dict]) -> str:
     groups = by_arm(rows)
     heads = " | ".join(f"{m.upper()} {d}" for d in DECODERS for m in ("wer", "cer"))
-    lines = [f"| corpus | arm | seeds | updates (best at) | train CPU min (mean) | {heads} | empty (greedy, mean) |",
+    lines = [f"| corpus | arm | seeds | updates (best at) | train CPU min (mean; ensemble: sum) | {heads} | empty (greedy, mean) |",
              "|---|---|---:|---|---:|" + "---:|" * (2 * len(DECODERS) + 1)]
     for (corpus, arm), runs in groups.items():
         updates = ", ".join(f"{r['steps']} ({r['best_step']})" for r in runs)
