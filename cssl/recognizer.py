@@ -12,11 +12,12 @@ Audio longer than ``chunk_seconds`` is cut into overlapping windows; each frame'
 probabilities come from the window where it is furthest from an edge, so memory stays
 bounded and no context is lost at the cuts. Logits are divided by the checkpoint's
 calibrated temperature (1 when it was never calibrated) before word confidences are
-computed. Several checkpoints of one vocabulary decode as an ensemble (``ensemble=``, ``--ensemble``
-on the command line, like fairseq's ``--path a.pt:b.pt``): each frame's distribution is the mean of
-the members' calibrated probabilities (a mixture, which tolerates CTC spikes that the members
-place a frame or two apart; averaging log-probabilities would veto them). Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an ARPA file)
-and/or restricted to a word list (``lexicon=``: command-and-control vocabularies), or the
+computed. Several checkpoints of one vocabulary decode as an ensemble (``ensemble=``,
+``--ensemble`` on the command line, like fairseq's ``--path a.pt:b.pt``): each frame's
+distribution is the mean of the members' calibrated probabilities (a mixture, which tolerates
+CTC spikes that the members place a frame or two apart; averaging log-probabilities would veto
+them). Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an ARPA file) and/or
+restricted to a word list (``lexicon=``: command-and-control vocabularies), or the
 most likely of a fixed list of whole utterances (``grammar=``, :mod:`cssl.grammar`; the
 words' confidence is then the phrase's posterior among the listed ones).
 """

@@ -128,7 +128,7 @@ def test_transcribe_api_and_commands(tmp_path: Path) -> None:
     other = checkpoint(tmp_path, "other.pt", seed=3)  # another model that says "A" to everything
     proc = subprocess.run([sys.executable, "-m", "cssl", "evaluate", str(path), str(manifest), "--ensemble",
                            str(other), "--out", str(tmp_path / "ens.jsonl")], check=True, capture_output=True, text=True)
-    assert "WER 0.6667" in proc.stdout
+    assert "WER 0.6667" in proc.stdout and "ensemble of 2 models" in proc.stdout
 
 
 def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:

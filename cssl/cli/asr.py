@@ -62,10 +62,11 @@ def _recognizer(args: argparse.Namespace):
 
 
 def _decoding(args: argparse.Namespace) -> str:
+    models = f", ensemble of {1 + len(args.ensemble)} models" if args.ensemble else ""
     if args.grammar:
-        return f"grammar: {args.grammar}"
+        return f"grammar: {args.grammar}{models}"
     parts = (["LM"] if args.lm else []) + (["lexicon"] if args.lexicon else [])
-    return "beam + " + " + ".join(parts) if parts else "greedy"
+    return ("beam + " + " + ".join(parts) if parts else "greedy") + models
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
