@@ -263,7 +263,8 @@ def plot(rows: list[dict], peers: dict[str, dict], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     corpora = [c for c in CORPORA if any(r["corpus"] == c for r in rows)]
-    fig, axes = plt.subplots(1, len(corpora), figsize=(5.5 * len(corpora), 4), squeeze=False)
+    widest = max(len({r["arm"] for r in rows if r["corpus"] == c}) for c in corpora)
+    fig, axes = plt.subplots(1, len(corpora), figsize=(max(5.5, 1.1 * widest) * len(corpora), 5.5), squeeze=False)
     for ax, corpus in zip(axes[0], corpora):
         arms = {arm: runs for (c, arm), runs in by_arm(rows).items() if c == corpus}
         xs = range(len(arms))
@@ -277,7 +278,7 @@ def plot(rows: list[dict], peers: dict[str, dict], png: Path) -> None:
         ticks = [f"{arm.replace(', ', chr(10))}\n{'/'.join(sorted({str(r['steps']) for r in runs}))} updates, "
                  + (f"{len(runs[0]['members'])} models" if "members" in runs[0] else
                     f"{len(runs)} seed{'s' if len(runs) > 1 else ''}") for arm, runs in arms.items()]
-        ax.set_xticks(list(xs), ticks, fontsize=8)
+        ax.set_xticks(list(xs), ticks, fontsize=7, rotation=35, ha="right")
         top = max([m + sd for runs in arms.values() for m, sd in (mean_spread(runs, d, "wer") for d in DECODERS)]
                   + ([peers[corpus]["wer"]] if corpus in peers else []))
         first = next(iter(arms.values()))[0]
