@@ -444,14 +444,14 @@ def write_results(out: Path, rows: list[dict], peers: dict[str, dict]) -> None:
     print(f"\n# Real speech: test WER on unseen speakers\n\n{text}\n\nplot: {out / 'real_speech.png'}")
 
 
-def ensembles(out: Path, found: list[Path]) -> list[dict]:
-    """One row per (corpus, arm) with two or more finished seeds: the ensemble of the seeds' scored checkpoints
-    (each frame's probabilities averaged, ``cssl evaluate --ensemble``), scored as one model. Cached in
-    ``out/CORPUS/ensembles/ARM-seedsS1-S2...``, so a new seed makes a new ensemble."""
+def ensembles(out: Path, finished: list[tuple[dict, Path]]) -> list[dict]:
+    """One row per (corpus, arm) with two or more finished seeds (``finished``: each run's row and folder): the
+    ensemble of the seeds' scored checkpoints (each frame's probabilities averaged, ``cssl evaluate
+    --ensemble``), scored as one model. Cached in ``out/CORPUS/ensembles/ARM-seedsS1-S2...``, so a new seed
+    makes a new ensemble."""
     groups: dict[tuple[str, str], list[tuple[dict, Path]]] = {}
-    for path in found:
-        row = json.loads(path.read_text())
-        groups.setdefault((row["corpus"], row["arm"]), []).append((row, path.parent))
+    for row, run in finished:
+        groups.setdefault((row["corpus"], row["arm"]), []).append((row, run))
     rows = []
     for (corpus, arm), runs in groups.items():
         if len(runs) < 2:
@@ -486,9 +486,10 @@ def report(out: Path, corpora: list[str], peer: bool, ensemble: bool = False) ->
     if not found:
         print(f"real_speech --report: no finished run under {out}", file=sys.stderr)
         return 1
-    rows = [json.loads(path.read_text()) for path in found]
+    finished = [(json.loads(path.read_text()), path.parent) for path in found]
+    rows = [row for row, _ in finished]
     if ensemble:
-        rows += ensembles(out, [p for p in found if json.loads(p.read_text())["corpus"] in corpora])
+        rows += ensembles(out, [(row, run) for row, run in finished if row["corpus"] in corpora])
     rows.sort(key=lambda r: (CORPORA.index(r["corpus"]) if r["corpus"] in CORPORA else len(CORPORA),
                              r["arm"] != "scratch", r["arm"], str(r["seed"])))
     old = out / "results.json"

@@ -176,13 +176,14 @@ def average_best(run: Run, stage: FineTuning, stream: BatchStream, health: Healt
     steps = ", ".join(str(r.step) for r in stage.nbest.ranked)
     wer, cer = stage.best["best_wer"], stage.best.get("best_cer", math.inf)  # best.pt's figures
     worse = (fig["wer"], fig["cer"]) > (wer, cer)
-    result = best if worse else run.out_dir / "averaged.pt"
-    if not worse:
+    if worse:
+        result, verdict, outcome = best, "worse than best.pt", "best.pt kept"
+    else:
+        result = run.out_dir / "averaged.pt"
         save_run(run, stage, stream, health, result)
-    verdict = "worse than best.pt" if worse else "against best.pt's"
+        verdict, outcome = "against best.pt's", f"{result} is the result"
     progress.message(f"average of the {len(stage.nbest)} best models (updates {steps}): dev WER {fig['wer']:.4f} "
-                     f"CER {fig['cer']:.4f}, {verdict} {wer:.4f} / {cer:.4f}: "
-                     f"{'best.pt kept' if worse else f'{result} is the result'}")
+                     f"CER {fig['cer']:.4f}, {verdict} {wer:.4f} / {cer:.4f}: {outcome}")
     return result
 
 
