@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cssl.config import ConfigError
-from cssl.train.runtime import describe_runtime, local_accumulation, make_accelerator
+from cssl.train.runtime import cpu_has_bf16, describe_runtime, local_accumulation, make_accelerator
 
 
 def test_successive_runs_in_one_process_get_their_own_precision() -> None:
@@ -31,3 +31,14 @@ def test_fsdp_without_a_gpu_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what accelerate launch sets for distributed_type: FSDP
     with pytest.raises(ConfigError, match="FSDP, which accelerate runs on GPUs only"):
         make_accelerator("no")
+
+
+@pytest.mark.parametrize(("flags", "capability", "expected"), [
+    ("fpu avx2 avx512f avx512_bf16", "AVX512", True),
+    ("fpu avx2 amx_bf16 amx_tile", "AVX512", True),
+    ("fpu avx2 avx512f", "AVX512", False),        # AVX-512 without bf16 arithmetic
+    ("fpu avx2 avx512f avx512_bf16", "AVX2", False),  # ATEN_CPU_CAPABILITY=avx2: no AVX-512 kernels
+    ("fpu avx2", "DEFAULT", False),
+])
+def test_bf16_autocast_needs_the_flag_and_the_avx512_kernels(flags: str, capability: str, expected: bool) -> None:
+    assert cpu_has_bf16(flags, capability) is expected

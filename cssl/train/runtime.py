@@ -41,13 +41,18 @@ def resolve_precision(mixed_precision: str) -> str:
     return "bf16" if cpu_has_bf16() else "no"
 
 
-def cpu_has_bf16() -> bool:
-    """True when the CPU advertises native bf16 arithmetic (Linux /proc/cpuinfo flags)."""
-    try:
-        flags = open("/proc/cpuinfo", encoding="ascii", errors="ignore").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def cpu_has_bf16(flags: str | None = None, capability: str | None = None) -> bool:
+    """True when the CPU advertises native bf16 arithmetic (``flags``: Linux /proc/cpuinfo's) and
+    PyTorch dispatches its AVX-512 kernels (``capability``: ``torch.backends.cpu.get_cpu_capability()``;
+    ``ATEN_CPU_CAPABILITY=avx2`` lowers it, and with it the run to fp32, as on an AVX2-only CPU)."""
+    if flags is None:
+        try:
+            flags = open("/proc/cpuinfo", encoding="ascii", errors="ignore").read()
+        except OSError:
+            return False
+    if capability is None:
+        capability = torch.backends.cpu.get_cpu_capability()
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and capability.upper().startswith("AVX512")
 
 
 def make_accelerator(mixed_precision: str, find_unused: bool = False) -> Accelerator:
