@@ -20,6 +20,7 @@ from cssl.data.augment import (
     Augmenter,
     NoiseFolderError,
     apply_gain,
+    band_limit,
     decaying_noise,
     impulse_noise,
     mix_at_snr,
@@ -183,6 +184,45 @@ def test_gain_changes_rms_by_db(db: float) -> None:
     assert rms_db(apply_gain(clean, db)) - rms_db(clean) == pytest.approx(db, abs=1e-3)
     out = Augmenter(AugmentConfig(gain_prob=1.0, gain_db=(db, db)))(clean, gen())
     assert rms_db(out) - rms_db(clean) == pytest.approx(db, abs=1e-3)
+
+
+# --- narrow band ---------------------------------------------------------------------
+
+
+def band_power(wave: torch.Tensor, low_hz: float, high_hz: float) -> float:
+    """Power of ``wave`` between two frequencies (periodogram sum)."""
+    spectrum = torch.fft.rfft(wave.double()).abs().pow(2)
+    hz = torch.fft.rfftfreq(wave.numel(), d=1.0 / SR)
+    return spectrum[(hz >= low_hz) & (hz < high_hz)].sum().item()
+
+
+@pytest.mark.parametrize("rate", [8000, 11025])
+def test_band_limit_removes_what_the_narrow_rate_cannot_hold(rate: int) -> None:
+    noise = white_noise(SR, gen(4))  # flat spectrum: equal power per Hz up to 8 kHz
+    out = band_limit(noise, rate, SR)
+    assert out.shape == noise.shape and out.dtype == torch.float32
+    edge = rate / 2
+    # Above the new Nyquist frequency (past the resampler's roll-off) nothing is left...
+    assert band_power(out, edge * 1.05, SR / 2) < 1e-4 * band_power(noise, edge * 1.05, SR / 2)
+    # ...below it white noise keeps its power (the roll-off starts near 0.99 x Nyquist)
+    assert band_power(out, 100, edge * 0.9) == pytest.approx(band_power(noise, 100, edge * 0.9), rel=0.02)
+    tone = torch.sin(2 * math.pi * 440.0 * torch.arange(SR) / SR)
+    assert peak_hz(band_limit(tone, rate, SR)) == pytest.approx(440.0, abs=2.0)
+    assert torch.equal(band_limit(noise, SR, SR), noise)  # a rate at or above ours changes nothing
+
+
+def test_band_comes_last_and_leaves_the_other_draws_alone() -> None:
+    clean = speech_like()
+    base = AugmentConfig(speed_prob=0.5, gain_prob=0.5, noise_prob=0.5)
+    banded = dataclasses.replace(base, band_prob=1.0, band_rates=[8000])
+    for seed in range(4):
+        plain, narrow = Augmenter(base)(clean, gen(seed)), Augmenter(banded)(clean, gen(seed))
+        assert torch.allclose(narrow, band_limit(plain, 8000, SR))
+    assert Augmenter(AugmentConfig(band_prob=0.2)).enabled
+    with pytest.raises(ConfigError, match="band_rates"):
+        AugmentConfig(band_rates=[0])
+    with pytest.raises(ConfigError, match="band_prob"):
+        AugmentConfig(band_prob=2.0)
 
 
 # --- the augmenter as a whole ---------------------------------------------------------

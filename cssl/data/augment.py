@@ -1,4 +1,4 @@
-"""Waveform augmentation: speed perturbation, gain, and additive noise at a sampled SNR.
+"""Waveform augmentation: speed perturbation, gain, additive noise at a sampled SNR, and a narrow band.
 
 Used by both training stages on raw 16 kHz waveforms, before cropping and batching.
 :class:`AugmentConfig` is the YAML-facing section; :class:`Augmenter` applies it to
@@ -14,6 +14,8 @@ Notation:
   noise as loud as the speech, negative values bury the speech.
 * speed factor ``f``: ``f > 1`` plays faster (shorter, higher pitch), ``T' ~ T / f``.
 * gain in dB: amplitude is multiplied by ``10 ** (dB / 20)``.
+* band rate ``r``: a narrowband channel keeps frequencies below ``r / 2`` (8 kHz: telephone
+  and many older recordings, which hold nothing above 4 kHz).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
+import torchaudio.functional as AF
 
 from cssl import SAMPLE_RATE
 from cssl.config import ConfigError
@@ -65,9 +68,13 @@ class AugmentConfig:
     """Probability of changing the volume."""
     gain_db: tuple[float, float] = (-6.0, 6.0)
     """Gain range in dB (min, max); each utterance draws one uniformly."""
+    band_prob: float = 0.0
+    """Probability of a narrowband channel, applied last (after the noise, as a recording would)."""
+    band_rates: list[int] = field(default_factory=lambda: [8000])
+    """Sample rates drawn from uniformly: the waveform is resampled to one and back, losing all above its half."""
 
     def __post_init__(self) -> None:
-        for name in ("noise_prob", "speed_prob", "gain_prob"):
+        for name in ("noise_prob", "speed_prob", "gain_prob", "band_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"augment: '{name}' must be a probability in [0, 1], got {value}")
@@ -87,6 +94,10 @@ class AugmentConfig:
             raise ConfigError(f"augment: 'speed_factors' must all be positive, got {self.speed_factors}")
         if self.speed_prob > 0 and not self.speed_factors:
             raise ConfigError("augment: 'speed_prob' > 0 needs at least one entry in 'speed_factors'")
+        if any(r <= 0 for r in self.band_rates):
+            raise ConfigError(f"augment: 'band_rates' must all be positive sample rates, got {self.band_rates}")
+        if self.band_prob > 0 and not self.band_rates:
+            raise ConfigError("augment: 'band_prob' > 0 needs at least one entry in 'band_rates'")
 
     @property
     def uses_background(self) -> bool:
@@ -161,6 +172,26 @@ def speed_perturb(wave: torch.Tensor, factor: float, sample_rate: int = SAMPLE_R
     if pretended == sample_rate:
         return wave
     return resample(wave, pretended, sample_rate)
+
+
+def band_limit(wave: torch.Tensor, rate: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``wave`` ``(T,)`` as heard through a channel sampled at ``rate``: nothing above ``rate / 2``.
+
+    Resampled down to ``rate`` and back up with librosa's ``kaiser_best`` sinc filter (torchaudio's
+    documented settings), which keeps the band flat to within 0.1 dB up to about 0.9 x ``rate / 2``
+    and leaves about -50 dB above ``rate / 2`` (the default Hann filter leaves about -25 dB). The
+    length stays ``T`` (the round trip can add a sample, which is dropped).
+    """
+    if rate <= 0:
+        raise ValueError(f"band rate must be positive, got {rate}")
+    if rate >= sample_rate:
+        return wave
+    down = AF.resample(wave, sample_rate, rate, **_KAISER_BEST)  # (~T * rate / sample_rate,)
+    return AF.resample(down, rate, sample_rate, **_KAISER_BEST)[: wave.numel()]  # (>= T,) -> (T,)
+
+
+_KAISER_BEST = {"lowpass_filter_width": 64, "rolloff": 0.9475937167399596,
+                "resampling_method": "sinc_interp_kaiser", "beta": 14.769656459379492}
 
 
 def apply_gain(wave: torch.Tensor, db: float) -> torch.Tensor:
@@ -306,7 +337,7 @@ class NoiseBank:
 
 
 class Augmenter:
-    """Applies an :class:`AugmentConfig` to one waveform: speed, then gain, then noise.
+    """Applies an :class:`AugmentConfig` to one waveform: speed, then gain, then noise, then the band.
 
     Randomness comes only from the generator passed to each call, so the same
     generator state gives the same output. The noise folder is checked at
@@ -322,7 +353,7 @@ class Augmenter:
     def enabled(self) -> bool:
         """False when every probability is 0: the augmenter is then the identity."""
         cfg = self.cfg
-        return cfg.noise_prob > 0 or cfg.speed_prob > 0 or cfg.gain_prob > 0
+        return cfg.noise_prob > 0 or cfg.speed_prob > 0 or cfg.gain_prob > 0 or cfg.band_prob > 0
 
     def load_noise(self) -> int:
         """Scans the noise folder now (if background noise is used); returns the usable file count."""
@@ -345,6 +376,8 @@ class Augmenter:
             kind = cfg.noise_types[_index(gen, len(cfg.noise_types))]
             snr_db = _uniform(gen, *cfg.snr_db)
             wave = mix_at_snr(wave, self.noise(kind, wave.numel(), gen), snr_db)
+        if _coin(gen, cfg.band_prob):  # last: its draws leave the other augmentations' stream as it was
+            wave = band_limit(wave, cfg.band_rates[_index(gen, len(cfg.band_rates))], self.sample_rate)
         return wave
 
     def noise(self, kind: str, n: int, gen: torch.Generator) -> torch.Tensor:
