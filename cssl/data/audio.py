@@ -124,11 +124,18 @@ def prepare(
     return wave.contiguous()
 
 
-def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
-    """Band-limited sinc resampling (torchaudio's Hann-windowed kernel)."""
+SHARP_FILTER = {"lowpass_filter_width": 64, "rolloff": 0.9475937167399596,
+                "resampling_method": "sinc_interp_kaiser", "beta": 14.769656459379492}
+"""librosa's ``kaiser_best`` as torchaudio documents it: a flatter pass band and about -53 dB left
+above the cut (the default Hann kernel: about -25 dB), at about 6x the cost (16 kHz to 8 kHz and
+back: 2.9 ms per second of audio on one core against 0.5)."""
+
+
+def resample(wave: torch.Tensor, orig_rate: int, new_rate: int, sharp: bool = False) -> torch.Tensor:
+    """Band-limited sinc resampling (torchaudio's Hann-windowed kernel; ``sharp``: :data:`SHARP_FILTER`)."""
     if orig_rate == new_rate:
         return wave
-    return AF.resample(wave, orig_rate, new_rate)
+    return AF.resample(wave, orig_rate, new_rate, **(SHARP_FILTER if sharp else {}))
 
 
 def normalize_wave(wave: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
