@@ -41,10 +41,14 @@ class SpecAugmentConfig:
 class EarlyStopConfig:
     """Validation-based stopping."""
 
+    metric: Literal["wer", "cer"] = "wer"
+    """Dev score that ranks validations (best.pt, the n-best, early stopping); the other one breaks ties.
+    "cer" for a minute or so of labels, where greedy WER stays at 1 or above (insertions) while CER falls.
+    HF: metric_for_best_model."""
     patience: PositiveInt = 5
-    """Validations without a better dev WER before training stops."""
+    """Validations without a better dev score before training stops."""
     min_delta: NonNegative = 0.0
-    """Improvement of dev WER needed to count as better."""
+    """Improvement of the dev score needed to count as better."""
     min_steps: Count = 0
     """No early stop before this many updates (a model from scratch can sit at the all-blank
     plateau for longer than the patience)."""

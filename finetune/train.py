@@ -52,7 +52,7 @@ class FineTuning(Stage):
         self.validates = valid is not None
         self.rule = FreezingRule(cfg.freeze.feature_encoder, cfg.freeze.context_layers, cfg.freeze.encoder_steps)
         self.best = {"best_wer": math.inf, "bad": 0}
-        self.nbest = NBest(out_dir / "nbest", cfg.average_best)
+        self.nbest = NBest(out_dir / "nbest", cfg.average_best, cfg.early_stop.metric)
         self.dev_rejects = Rejects()
 
     def start_update(self, model: Wav2Vec2Model, step: int, progress: Progress) -> None:
@@ -175,7 +175,7 @@ def average_best(run: Run, stage: FineTuning, stream: BatchStream, health: Healt
     fig = evaluate(accel, run.model, stage.valid, stage.vocab, name=str(stage.cfg.data.valid_manifest))
     steps = ", ".join(str(r.step) for r in stage.nbest.ranked)
     wer, cer = stage.best["best_wer"], stage.best.get("best_cer", math.inf)  # best.pt's figures
-    worse = (fig["wer"], fig["cer"]) > (wer, cer)
+    worse = ranking(stage.cfg, fig["wer"], fig["cer"]) > ranking(stage.cfg, wer, cer)
     if worse:
         result, verdict, outcome = best, "worse than best.pt", "best.pt kept"
     else:
@@ -277,17 +277,25 @@ def stuck_warning(step: int, max_steps: int, best_wer: float, bad: int) -> str |
             "with a longer warm-up (optim.schedule.warmup_steps) or a lower optim.lr")
 
 
+def ranking(cfg: FinetuneConfig, wer: float, cer: float) -> tuple[float, float]:
+    """A validation's dev scores in the order that ranks it (``early_stop.metric`` first); lower is better."""
+    return (wer, cer) if cfg.early_stop.metric == "wer" else (cer, wer)
+
+
 def _early_stop(cfg: FinetuneConfig, state: dict, step: int, wer: float, cer: float, progress: Progress) -> bool:
-    """Better: a lower dev WER, or the same WER with a lower CER (the all-blank plateau at WER 1 moves in CER)."""
-    best_cer = state.get("best_cer", math.inf)
-    if wer < state["best_wer"] - cfg.early_stop.min_delta or (wer <= state["best_wer"] and cer < best_cer):
-        state["best_wer"], state["best_cer"], state["bad"] = min(wer, state["best_wer"]), cer, 0
+    """Better: a lower dev score (``early_stop.metric``), or the same with a lower other one (the all-blank
+    plateau at WER 1 moves in CER). ``state`` keeps the best model's WER and CER."""
+    name = cfg.early_stop.metric.upper()
+    (first, second), (best_first, best_second) = ranking(cfg, wer, cer), ranking(
+        cfg, state["best_wer"], state.get("best_cer", math.inf))
+    if first < best_first - cfg.early_stop.min_delta or (first <= best_first and second < best_second):
+        state["best_wer"], state["best_cer"], state["bad"] = wer, cer, 0
         return False
     state["bad"] += 1
-    if wer > state["best_wer"] * 1.1:
-        progress.message(f"dev WER {wer:.4f} is worse than the best {state['best_wer']:.4f}: training is degrading")
+    if first > best_first * 1.1:
+        progress.message(f"dev {name} {first:.4f} is worse than the best {best_first:.4f}: training is degrading")
     if state["bad"] >= cfg.early_stop.patience and step >= cfg.early_stop.min_steps:
-        progress.message(f"early stop: no better dev WER in {state['bad']} validations "
-                         f"(best {state['best_wer']:.4f}); best.pt holds that model")
+        progress.message(f"early stop: no better dev {name} in {state['bad']} validations "
+                         f"(best {best_first:.4f}); best.pt holds that model")
         return True
     return False

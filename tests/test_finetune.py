@@ -187,6 +187,48 @@ def test_early_stopping_waits_for_min_steps() -> None:
     assert [_early_stop(cfg, state, step, 1.0, 1.0, Quiet()) for step in (50, 100, 150)] == [False, False, True]
 
 
+def test_early_stopping_by_cer_follows_cer_where_wer_sits_above_one() -> None:
+    import math
+
+    from finetune.config import FinetuneConfig
+    from finetune.train import _early_stop
+
+    class Quiet:
+        def message(self, text: str) -> None:
+            pass
+
+    # A minute of labels: greedy WER goes above 1 (insertions) while CER falls.
+    curve = [(50, 1.0, 0.92), (100, 1.05, 0.80), (150, 1.06, 0.70), (200, 1.02, 0.74), (250, 1.10, 0.69)]
+    by = {}
+    for metric in ("wer", "cer"):
+        cfg = FinetuneConfig()
+        cfg.early_stop.metric, cfg.early_stop.patience = metric, 2
+        state = {"best_wer": math.inf, "bad": 0}
+        stops, best = [], []
+        for step, wer, cer in curve:
+            stops.append(_early_stop(cfg, state, step, wer, cer, Quiet()))
+            if state["bad"] == 0:
+                best.append(step)
+        by[metric] = (stops, best, (state["best_wer"], state["best_cer"]))
+    assert by["wer"] == ([False, False, True, True, True], [50], (1.0, 0.92))  # the all-blank start wins on WER
+    assert by["cer"] == ([False, False, False, False, False], [50, 100, 150, 250], (1.10, 0.69))
+
+
+def test_the_validation_checkpoints_rank_by_the_chosen_metric(tmp_path: Path) -> None:
+    from cssl.train.nbest import NBest
+
+    offered = [(10, 1.0, 0.9), (20, 1.1, 0.6), (30, 1.2, 0.7)]
+    ranks = {}
+    for metric in ("wer", "cer"):
+        nbest = NBest(tmp_path / metric, keep=3, metric=metric)
+        for step, wer, cer in offered:
+            nbest.offer(step, wer, cer, None)
+        ranks[metric] = [r.step for r in nbest.ranked]
+    assert ranks == {"wer": [10, 20, 30], "cer": [20, 30, 10]}
+    with pytest.raises(ValueError, match="metric"):
+        NBest(tmp_path, keep=1, metric="loss")
+
+
 def test_stuck_warning_only_for_a_run_flat_at_the_blank_plateau():
     """Silent while the run is early, while dev WER is below the plateau, or while dev keeps improving."""
     assert stuck_warning(400, 1600, STUCK_WER, STUCK_VALIDATIONS) is not None  # a quarter through, flat

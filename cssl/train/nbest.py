@@ -2,7 +2,7 @@
 averaging; fairseq's ``average_checkpoints.py`` averages the last N).
 
 Each validation offers the model; it is kept (``model_<step>.pt``, weights only) while it ranks
-among the ``keep`` best by dev WER, then CER, then the later update. The ranking travels in the
+among the ``keep`` best by dev WER, then CER, then the later update (or CER first). The ranking travels in the
 run's checkpoints, so a resumed run keeps the same files.
 """
 
@@ -29,16 +29,20 @@ class Ranked:
     cer: float
     """Its dev CER."""
 
-    def key(self) -> tuple[float, float, int]:
-        """Lower is better: WER, then CER, then the later update."""
-        return self.wer, self.cer, -self.step
+    def key(self, metric: str = "wer") -> tuple[float, float, int]:
+        """Lower is better: ``metric`` (WER or CER), then the other, then the later update."""
+        first, second = (self.wer, self.cer) if metric == "wer" else (self.cer, self.wer)
+        return first, second, -self.step
 
 
 class NBest:
-    """The ``keep`` best validations of a run and their weight files in ``folder``."""
+    """The ``keep`` best validations of a run and their weight files in ``folder``, ranked by ``metric``
+    (``"wer"`` or ``"cer"``) first."""
 
-    def __init__(self, folder: Path, keep: int) -> None:
-        self.folder, self.keep = Path(folder), keep
+    def __init__(self, folder: Path, keep: int, metric: str = "wer") -> None:
+        if metric not in ("wer", "cer"):
+            raise ValueError(f"metric must be 'wer' or 'cer', got {metric!r}")
+        self.folder, self.keep, self.metric = Path(folder), keep, metric
         self.ranked: list[Ranked] = []
 
     def __len__(self) -> int:
@@ -56,7 +60,7 @@ class NBest:
         dict, called only when the model is kept; None on the processes that write no files (every
         process ranks alike, one writes)."""
         entry = Ranked(step, wer, cer)
-        ranked = sorted([*self.ranked, entry], key=Ranked.key)
+        ranked = sorted([*self.ranked, entry], key=lambda r: r.key(self.metric))
         dropped, self.ranked = ranked[self.keep:], ranked[:self.keep]
         kept = entry in self.ranked
         if weights is not None:
