@@ -89,7 +89,9 @@ class FineTuning(Stage):
             if self.accel.is_main_process:
                 self.dev_rejects.write(self.out_dir / "dev_rejects.tsv")
         stop = _early_stop(self.cfg, self.best, step, metrics["wer"], metrics["cer"], progress)
-        warning = stuck_warning(step, self.cfg.optim.max_steps, self.best["best_wer"], self.best["bad"])
+        metric = self.cfg.early_stop.metric
+        warning = stuck_warning(step, self.cfg.optim.max_steps, self.best.get(f"best_{metric}", math.inf), self.best["bad"],
+                                metric)
         if warning and "blank_plateau" not in self.health.warned:
             self.health.warned.add("blank_plateau")
             progress.message(f"warning: {warning}")
@@ -267,12 +269,14 @@ STUCK_VALIDATIONS = 5
 """Validations in a row without a better dev score (WER, then CER) before a stuck run is reported."""
 
 
-def stuck_warning(step: int, max_steps: int, best_wer: float, bad: int) -> str | None:
+def stuck_warning(step: int, max_steps: int, best: float, bad: int, metric: str = "wer") -> str | None:
     """What to say when a run a quarter through still sits at CTC's all-blank start and its dev CER
-    has stopped moving too (a pretrained model leaving the plateau late keeps lowering CER); else None."""
-    if best_wer < STUCK_WER or bad < STUCK_VALIDATIONS or 4 * step < max_steps:
+    has stopped moving too (a pretrained model leaving the plateau late keeps lowering CER); else None.
+    ``best``: the best dev score of ``metric`` (ranked by CER, a model above WER 1 that writes letters is
+    not stuck; its CER tells)."""
+    if best < STUCK_WER or bad < STUCK_VALIDATIONS or 4 * step < max_steps:
         return None
-    return (f"best dev WER {best_wer:.3f} at update {step} of {max_steps}, and no better dev WER or CER in {bad} "
+    return (f"best dev {metric.upper()} {best:.3f} at update {step} of {max_steps}, and no better dev WER or CER in {bad} "
             "validations: the model looks stuck at CTC's all-blank start. Runs like it rarely recover; restart "
             "with a longer warm-up (optim.schedule.warmup_steps) or a lower optim.lr")
 

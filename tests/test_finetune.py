@@ -235,5 +235,7 @@ def test_stuck_warning_only_for_a_run_flat_at_the_blank_plateau():
     assert stuck_warning(399, 1600, 1.0, 30) is None  # before a quarter of the run
     assert stuck_warning(1000, 1600, STUCK_WER - 0.01, 30) is None  # words come out
     assert stuck_warning(1000, 1600, 1.0, STUCK_VALIDATIONS - 1) is None  # CER still falling lately
+    assert stuck_warning(1000, 1600, 0.64, 30, "cer") is None  # ranked by CER: letters come out, WER aside
+    assert "best dev CER 1.000" in stuck_warning(1000, 1600, 1.0, 30, "cer")
     message = stuck_warning(1000, 4000, 1.0, 7)
     assert "update 1000 of 4000" in message and "7 validations" in message and "warmup_steps" in message
