@@ -33,7 +33,7 @@ from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary, transcript_notes
 from cssl.train.health import Health
 from cssl.train.loop import Run, Stage, open_run, resume_run, save_run, train
-from cssl.train.nbest import NBest
+from cssl.train.nbest import NBest, dev_rank
 from cssl.train.plots import plot_finetuning
 from cssl.train.progress import Progress
 from cssl.train.runtime import build_optimizer
@@ -51,7 +51,7 @@ class FineTuning(Stage):
         self.cfg, self.accel, self.vocab, self.valid, self.health, self.out_dir = cfg, accel, vocab, valid, health, out_dir
         self.validates = valid is not None
         self.rule = FreezingRule(cfg.freeze.feature_encoder, cfg.freeze.context_layers, cfg.freeze.encoder_steps)
-        self.best = {"best_wer": math.inf, "bad": 0}
+        self.best = {"best_wer": math.inf, "best_cer": math.inf, "bad": 0}
         self.nbest = NBest(out_dir / "nbest", cfg.average_best, cfg.early_stop.metric)
         self.dev_rejects = Rejects()
 
@@ -89,9 +89,8 @@ class FineTuning(Stage):
             if self.accel.is_main_process:
                 self.dev_rejects.write(self.out_dir / "dev_rejects.tsv")
         stop = _early_stop(self.cfg, self.best, step, metrics["wer"], metrics["cer"], progress)
-        metric = self.cfg.early_stop.metric
-        warning = stuck_warning(step, self.cfg.optim.max_steps, self.best.get(f"best_{metric}", math.inf), self.best["bad"],
-                                metric)
+        metric = self.cfg.early_stop.metric  # _early_stop has set the best model's WER and CER
+        warning = stuck_warning(step, self.cfg.optim.max_steps, self.best[f"best_{metric}"], self.best["bad"], metric)
         if warning and "blank_plateau" not in self.health.warned:
             self.health.warned.add("blank_plateau")
             progress.message(f"warning: {warning}")
@@ -177,7 +176,8 @@ def average_best(run: Run, stage: FineTuning, stream: BatchStream, health: Healt
     fig = evaluate(accel, run.model, stage.valid, stage.vocab, name=str(stage.cfg.data.valid_manifest))
     steps = ", ".join(str(r.step) for r in stage.nbest.ranked)
     wer, cer = stage.best["best_wer"], stage.best.get("best_cer", math.inf)  # best.pt's figures
-    worse = ranking(stage.cfg, fig["wer"], fig["cer"]) > ranking(stage.cfg, wer, cer)
+    metric = stage.cfg.early_stop.metric
+    worse = dev_rank(fig["wer"], fig["cer"], metric) > dev_rank(wer, cer, metric)
     if worse:
         result, verdict, outcome = best, "worse than best.pt", "best.pt kept"
     else:
@@ -281,25 +281,20 @@ def stuck_warning(step: int, max_steps: int, best: float, bad: int, metric: str 
             "with a longer warm-up (optim.schedule.warmup_steps) or a lower optim.lr")
 
 
-def ranking(cfg: FinetuneConfig, wer: float, cer: float) -> tuple[float, float]:
-    """A validation's dev scores in the order that ranks it (``early_stop.metric`` first); lower is better."""
-    return (wer, cer) if cfg.early_stop.metric == "wer" else (cer, wer)
-
-
 def _early_stop(cfg: FinetuneConfig, state: dict, step: int, wer: float, cer: float, progress: Progress) -> bool:
     """Better: a lower dev score (``early_stop.metric``), or the same with a lower other one (the all-blank
     plateau at WER 1 moves in CER). ``state`` keeps the best model's WER and CER."""
-    name = cfg.early_stop.metric.upper()
-    (first, second), (best_first, best_second) = ranking(cfg, wer, cer), ranking(
-        cfg, state["best_wer"], state.get("best_cer", math.inf))
+    metric = cfg.early_stop.metric
+    first, second = dev_rank(wer, cer, metric)
+    best_first, best_second = dev_rank(state["best_wer"], state.get("best_cer", math.inf), metric)
     if first < best_first - cfg.early_stop.min_delta or (first <= best_first and second < best_second):
         state["best_wer"], state["best_cer"], state["bad"] = wer, cer, 0
         return False
     state["bad"] += 1
     if first > best_first * 1.1:
-        progress.message(f"dev {name} {first:.4f} is worse than the best {best_first:.4f}: training is degrading")
+        progress.message(f"dev {metric.upper()} {first:.4f} is worse than the best {best_first:.4f}: training is degrading")
     if state["bad"] >= cfg.early_stop.patience and step >= cfg.early_stop.min_steps:
-        progress.message(f"early stop: no better dev {name} in {state['bad']} validations "
+        progress.message(f"early stop: no better dev {metric.upper()} in {state['bad']} validations "
                          f"(best {best_first:.4f}); best.pt holds that model")
         return True
     return False

@@ -18,6 +18,11 @@ from torch import Tensor
 from cssl.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
+def dev_rank(wer: float, cer: float, metric: str = "wer") -> tuple[float, float]:
+    """Dev scores in ranking order, lower better: ``metric`` (``"wer"`` or ``"cer"``) first, the other second."""
+    return (wer, cer) if metric == "wer" else (cer, wer)
+
+
 @dataclass(frozen=True)
 class Ranked:
     """One kept validation."""
@@ -31,8 +36,7 @@ class Ranked:
 
     def key(self, metric: str = "wer") -> tuple[float, float, int]:
         """Lower is better: ``metric`` (WER or CER), then the other, then the later update."""
-        first, second = (self.wer, self.cer) if metric == "wer" else (self.cer, self.wer)
-        return first, second, -self.step
+        return *dev_rank(self.wer, self.cer, metric), -self.step
 
 
 class NBest:
