@@ -36,7 +36,9 @@ join FSDD's four speakers, and FSDD's digits join Speech Commands). Its runs are
 
 Scoring on the test split: greedy; beam search restricted to the corpus's words (``--lexicon``:
 any number of them, at the word score chosen on dev); and the grammar of exactly one of them per
-clip (``--grammar``, the exact CTC likelihood of each word). The peer, PocketSphinx 5.1.1 with a
+clip (``--grammar``, the exact CTC likelihood of each word); and that grammar with each clip also
+heard at 0.9 and 1.1 times its speed (``--speeds 0.9,1.0,1.1``: the mean log-likelihood of each word
+over the three decides; the preset trains with these speed factors). The peer, PocketSphinx 5.1.1 with a
 JSGF grammar of the same words (one per clip, as ``--grammar``), is measured on the same clips in the
 same run when it is installed (``pip install -e .[bench]``). CPU minutes are counted per arm
 (user + system time of the training process).
@@ -169,9 +171,12 @@ def continued_pretraining(unlabeled: Path, dev: Path, out: Path, steps: int, thr
     return last, minutes
 
 
-DECODERS = ("greedy", "lexicon", "grammar")
+DECODERS = ("greedy", "lexicon", "grammar", "speeds")
 """How each model's test transcripts are made: greedy; beam search over the word list (any number of its
-words); the grammar of exactly one listed word per clip (``--grammar``: PocketSphinx's JSGF constraint)."""
+words); the grammar of exactly one listed word per clip (``--grammar``: PocketSphinx's JSGF constraint);
+the grammar with each clip also heard at the training's other speed factors (``--speeds``, :data:`SPEEDS`)."""
+SPEEDS = (0.9, 1.0, 1.1)
+"""Speed factors of the ``speeds`` decoder: those of the keyword preset's speed perturbation."""
 
 
 def score(models: list[Path], dev: Path, test: Path, words: Path, out: Path, row: dict) -> dict:
@@ -186,7 +191,9 @@ def score(models: list[Path], dev: Path, test: Path, words: Path, out: Path, row
         return Recognizer.from_checkpoint(models[0], ensemble=models[1:], **kwargs)
 
     for decoder in (d for d in DECODERS if d not in row):
-        kwargs = {"grammar": str(words)} if decoder == "grammar" else {}
+        kwargs = {"grammar": str(words)} if decoder in ("grammar", "speeds") else {}
+        if decoder == "speeds":
+            kwargs["speeds"] = SPEEDS
         if decoder == "lexicon":
             tuning = tune_lm(recognizer(), dev, None, lexicon=words, progress=False)
             row["word_score"] = tuning.word_score
@@ -196,6 +203,15 @@ def score(models: list[Path], dev: Path, test: Path, words: Path, out: Path, row
         empty = sum(not json.loads(line)["hypothesis"].strip() for line in per_utt.read_text().splitlines())
         row[decoder] = {"wer": ev.wer, "cer": ev.cer, "empty": empty, "utterances": ev.utterances}
         print(f"  {decoder:>8}: WER {ev.wer:.3f} CER {ev.cer:.3f} ({empty} empty of {ev.utterances})", flush=True)
+    return row
+
+
+def rescored(row: dict, models: list[Path], split: Path, folder: Path) -> dict:
+    """``row`` of a finished run (or ensemble) in ``folder``, scored by the decoders added since it was written
+    (on the test clips of ``split``, the corpus folder) and saved back to its ``result.json``."""
+    if not set(DECODERS) <= set(row):
+        score(models, split / "dev.jsonl", split / "test.jsonl", split / "words.txt", folder, row)
+        (folder / "result.json").write_text(json.dumps(row), encoding="utf-8")
     return row
 
 
@@ -238,20 +254,21 @@ def table(rows: list[dict], peers: dict[str, dict]) -> str:
         seeds = f"{len(runs[0]['members'])} in one" if "members" in runs[0] else str(len(runs))
         lines.append(f"| {corpus} | {arm} | {seeds} | {updates} | {cpu:.1f} | {cells} | {empty:g} |")
     for corpus, p in peers.items():
-        dashes = " | ".join(["-"] * (2 * len(DECODERS) - 2))
-        lines.append(f"| {corpus} | PocketSphinx + grammar | - | - | {p['cpu_min']:.1f} (decoding) | {dashes} | "
-                     f"{p['wer']:.3f} | {p['cer']:.3f} | {p['empty']} |")
-    lines += ["", "| corpus | arm | WER lexicon vs scratch | WER grammar vs scratch | WER grammar / PocketSphinx's |",
-              "|---|---|---:|---:|---:|"]
+        cells = " | ".join(f"{p['wer']:.3f} | {p['cer']:.3f}" if d == "grammar" else "- | -" for d in DECODERS)
+        lines.append(f"| {corpus} | PocketSphinx + grammar | - | - | {p['cpu_min']:.1f} (decoding) | {cells} | "
+                     f"{p['empty']} |")
+    lines += ["", "| corpus | arm | WER lexicon vs scratch | WER grammar vs scratch | WER speeds vs scratch "
+              "| WER grammar / PocketSphinx's |", "|---|---|---:|---:|---:|---:|"]
     for (corpus, arm), runs in groups.items():
         cells = []
-        for decoder in ("lexicon", "grammar"):
+        for decoder in ("lexicon", "grammar", "speeds"):
             wer = mean_spread(runs, decoder, "wer")[0]
             scratch = groups.get((corpus, "scratch"))
             change = wer / mean_spread(scratch, decoder, "wer")[0] - 1 if scratch and arm != "scratch" else None
             cells.append("-" if change is None else f"{change:+.1%} ({'lower' if change < 0 else 'higher'})")
         peer = peers.get(corpus)
-        cells.append(f"{wer / peer['wer']:.2f}x" if peer else "not measured")
+        grammar = mean_spread(runs, "grammar", "wer")[0]
+        cells.append(f"{grammar / peer['wer']:.2f}x" if peer else "not measured")
         lines.append(f"| {corpus} | {arm} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -268,10 +285,12 @@ def plot(rows: list[dict], peers: dict[str, dict], png: Path) -> None:
     for ax, corpus in zip(axes[0], corpora):
         arms = {arm: runs for (c, arm), runs in by_arm(rows).items() if c == corpus}
         xs = range(len(arms))
-        for shift, decoder in zip((-0.27, 0.0, 0.27), DECODERS):
+        width = 0.8 / len(DECODERS)
+        for i, decoder in enumerate(DECODERS):
             stats = [mean_spread(runs, decoder, "wer") for runs in arms.values()]
+            shift = (i - (len(DECODERS) - 1) / 2) * width
             ax.bar([x + shift for x in xs], [m for m, _ in stats], yerr=[sd for _, sd in stats], capsize=3,
-                   width=0.27, label=decoder)
+                   width=width, label=decoder)
         if corpus in peers:
             ax.axhline(peers[corpus]["wer"], color="k", linestyle="--", label="PocketSphinx + grammar")
         # One tick per arm: its name, the updates of its runs and its number of seeds.
@@ -305,10 +324,7 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
         if row["steps"] != args.steps:
             raise SystemExit(f"{run} holds a finished run of {row['steps']} updates, not --steps {args.steps}: "
                              f"name the new runs with --tag (say --tag {args.steps // 1000}k) or choose another --out")
-        if not set(DECODERS) <= set(row):
-            score([run / row.get("checkpoint", "best.pt")], splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
-            done.write_text(json.dumps(row), encoding="utf-8")
-        return row
+        return rescored(row, [run / row.get("checkpoint", "best.pt")], args.out / corpus, run)
     print(f"== {corpus}, {arm}, seed {seed}: {args.steps} updates", flush=True)
     cpu = cpu_minutes_of_children()
     train = splits["pooled" if args.pooled else "train"]
@@ -461,7 +477,8 @@ def ensembles(out: Path, finished: list[tuple[dict, Path]]) -> list[dict]:
         folder = out / corpus / "ensembles" / f"{runs[0][1].name.rsplit('-seed', 1)[0]}-seeds{'-'.join(map(str, seeds))}"
         done = folder / "result.json"
         if done.exists():
-            rows.append(json.loads(done.read_text()))
+            row = json.loads(done.read_text())
+            rows.append(rescored(row, [Path(m) for m in row["members"]], out / corpus, folder))
             continue
         print(f"== {corpus}, {arm}: ensemble of seeds {', '.join(map(str, seeds))}", flush=True)
         folder.mkdir(parents=True, exist_ok=True)
@@ -487,6 +504,8 @@ def report(out: Path, corpora: list[str], peer: bool, ensemble: bool = False) ->
         print(f"real_speech --report: no finished run under {out}", file=sys.stderr)
         return 1
     finished = [(json.loads(path.read_text()), path.parent) for path in found]
+    finished = [(rescored(row, [run / row.get("checkpoint", "best.pt")], out / row["corpus"], run), run)
+                for row, run in finished]
     rows = [row for row, _ in finished]
     if ensemble:
         rows += ensembles(out, [(row, run) for row, run in finished if row["corpus"] in corpora])

@@ -96,15 +96,18 @@ def build_lm(corpus: Path, path: Path) -> Path:
 
 def score(best: Path, corpus: Path, lm: Path, prefix: Path, name: str) -> tuple[Evaluation, Evaluation, LMTuning]:
     """Scores a checkpoint on the test split greedily, and with beam search and the LM whose weight
-    and word score were chosen on dev; writes ``{prefix}_greedy.jsonl`` and ``{prefix}_lm.jsonl``."""
+    and word score were chosen on dev; writes ``{prefix}_greedy.jsonl``, ``{prefix}_lm.jsonl`` and the dev grid,
+    ``{prefix}_lm_grid.md``."""
     from cssl.evaluation import evaluate_manifest
     from cssl.lm_tuning import tune_lm
     from cssl.recognizer import Recognizer
 
     greedy = Recognizer.from_checkpoint(best)
     tuning = tune_lm(greedy, corpus / "dev.tsv", lm)
+    Path(f"{prefix}_lm_grid.md").write_text(f"Dev WER by LM weight and word score ({name}):\n\n{tuning.table()}\n")
+    edges = "".join(f"; at the grid's {edge}" for edge in tuning.edges())
     print(f"{name:>15} LM weight {tuning.lm_weight:g}, word score {tuning.word_score:g} chosen on dev "
-          f"(dev WER {tuning.wer:.3f})", flush=True)
+          f"(dev WER {tuning.wer:.3f}{edges})", flush=True)
     beam = Recognizer(greedy.model, greedy.vocab, greedy.temperature, greedy.normalize, lm=str(lm),
                       lm_weight=tuning.lm_weight, word_score=tuning.word_score)
     results = []

@@ -63,20 +63,27 @@ class GrammarDecoder:
             raise DataError(f"{path}: the grammar lists no phrase (one allowed utterance per line)")
         return cls(vocab, phrases, source=str(path))
 
-    def score(self, log_probs: Tensor) -> GrammarResult:
-        """The best phrase for one utterance's (T, V) log-probabilities."""
+    def log_likelihoods(self, log_probs: Tensor) -> Tensor:
+        """(P,) CTC log-likelihood of every phrase given one utterance's (T, V) log-probabilities."""
         lp = log_probs.float().cpu()
         count, frames = len(self.phrases), lp.shape[0]
         # (T, V) -> (T, P, V): the same frames scored against every phrase at once.
         batch = lp[:, None, :].expand(frames, count, lp.shape[1])
         nll = torch.nn.functional.ctc_loss(batch, self.targets, torch.full((count,), frames), self.lengths,
                                            blank=self.blank, reduction="none", zero_infinity=False)  # (P,)
-        loglik = -nll
+        return -nll
+
+    def choose(self, loglik: Tensor) -> GrammarResult:
+        """The phrase with the highest of the (P,) log-likelihoods ``loglik``, with its posterior."""
         if not torch.isfinite(loglik).any():  # the audio is too short for every phrase
             return GrammarResult("", 0.0, loglik)
         best = int(loglik.argmax())
         posterior = float(loglik.softmax(dim=0)[best])
         return GrammarResult(self.phrases[best], posterior, loglik)
+
+    def score(self, log_probs: Tensor) -> GrammarResult:
+        """The best phrase for one utterance's (T, V) log-probabilities."""
+        return self.choose(self.log_likelihoods(log_probs))
 
     def decode(self, log_probs: Tensor) -> str:
         return self.score(log_probs).text

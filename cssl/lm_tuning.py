@@ -23,9 +23,9 @@ from cssl.metrics import error_rates
 from cssl.text.normalize import normalize_text
 from cssl.ticker import Ticker
 
-LM_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
-"""Default grid of LM weights."""
-WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 4.0)
+LM_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0)
+"""Default grid of LM weights (weak acoustic models, e.g. after a few minutes of labels, want 2-4)."""
+WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
 """Default grid of word scores with an LM."""
 LEXICON_WORD_SCORES = (0.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0)
 """Default grid of word scores for a word list without an LM (no LM score to weigh a word against silence)."""
@@ -62,6 +62,20 @@ class LMTuning:
     word_score = property(lambda self: self.best.word_score, doc="Best word score.")
     wer = property(lambda self: self.best.wer, doc="Dev WER at the best pair.")
     cer = property(lambda self: self.best.cer, doc="Dev CER at the best pair.")
+
+    def edges(self) -> list[str]:
+        """The searched numbers whose best value is the grid's largest or smallest of several
+        (a wider grid may do better there), e.g. ``["largest LM weight 4"]``."""
+        found = []
+        for name, value, tried in (("LM weight", self.lm_weight, [p.lm_weight for p in self.grid]),
+                                   ("word score", self.word_score, [p.word_score for p in self.grid])):
+            if len(set(tried)) < 3:
+                continue
+            if value == max(tried):
+                found.append(f"largest {name} {value:g}")
+            elif value == min(tried):
+                found.append(f"smallest {name} {value:g}")
+        return found
 
     def table(self) -> str:
         """The grid as a markdown table: rows are LM weights, columns word scores, cells dev WER."""

@@ -19,7 +19,10 @@ CTC spikes that the members place a frame or two apart; averaging log-probabilit
 them). Decoding is greedy, or beam search with a word n-gram LM (``lm=`` an ARPA file) and/or
 restricted to a word list (``lexicon=``: command-and-control vocabularies), or the
 most likely of a fixed list of whole utterances (``grammar=``, :mod:`cssl.grammar`; the
-words' confidence is then the phrase's posterior among the listed ones).
+words' confidence is then the phrase's posterior among the listed ones). With a grammar, ``speeds=``
+also scores the audio played faster and slower (speed perturbation, as in training) and picks the
+phrase with the highest mean log-likelihood over the warps: test-time augmentation that hears an
+unseen voice as a range of vocal-tract lengths and speaking rates (like VTLN's search over warp factors).
 """
 
 from __future__ import annotations
@@ -80,9 +83,10 @@ class Recognizer:
                  device: str | torch.device = "cpu", lm: str | None = None, beam_size: int = 50,
                  lm_weight: float = 2.0, word_score: float = 0.0, precision: str = "no",
                  lexicon: str | None = None, grammar: str | None = None,
-                 ensemble: Sequence[tuple[Wav2Vec2Model, float]] = ()) -> None:
+                 ensemble: Sequence[tuple[Wav2Vec2Model, float]] = (), speeds: Sequence[float] = (1.0,)) -> None:
         """``model`` with its ``temperature``, and any further ``ensemble`` members as (model, temperature)
-        pairs: models of the same vocabulary and frame rate whose probabilities are averaged."""
+        pairs: models of the same vocabulary and frame rate whose probabilities are averaged; ``speeds``:
+        with a ``grammar``, the speed factors the audio is scored at (``f > 1`` plays faster)."""
         from cssl.train.runtime import resolve_precision
 
         self.precision = resolve_precision(precision)
@@ -105,6 +109,12 @@ class Recognizer:
         self.overlap = int(overlap_seconds * SAMPLE_RATE) // (2 * self.stride) * 2 * self.stride
         if self.overlap >= self.chunk:
             raise UsageError("overlap_seconds must be shorter than chunk_seconds")
+        self.speeds = tuple(float(f) for f in speeds)
+        if not self.speeds or any(not f > 0 for f in self.speeds):
+            raise UsageError(f"speeds must be positive speed factors, got {list(speeds)}")
+        if self.speeds != (1.0,) and grammar is None:
+            raise UsageError("speeds (--speeds) score whole phrases at several speeds: they need a grammar "
+                             "(--grammar); greedy and beam search decode the audio as it is")
         self.beam = self.grammar = None
         if grammar is not None:
             if lm is not None or lexicon is not None:
@@ -189,7 +199,7 @@ class Recognizer:
         seconds = wave.numel() / SAMPLE_RATE
         frame_s = self.stride / SAMPLE_RATE
         if self.grammar is not None:
-            chosen = self.grammar.score(lp)
+            chosen = self.grammar.choose(self._grammar_log_likelihoods(wave, lp))
             words = [replace(w, confidence=chosen.posterior) for w in self._align_words(chosen.text, lp, frame_s)]
             return Transcript(chosen.text, words, seconds)
         if self.beam is not None:
@@ -198,6 +208,14 @@ class Recognizer:
         words = [Word(w.word, w.start * frame_s, w.end * frame_s, w.confidence)
                  for w in word_confidences(lp, self.vocab.symbols, self.vocab.blank)]
         return Transcript(" ".join(w.word for w in words), words, seconds)
+
+    def _grammar_log_likelihoods(self, wave: Tensor, lp: Tensor) -> Tensor:
+        """(P,) the grammar phrases' CTC log-likelihoods, averaged over ``self.speeds`` (``lp``: at speed 1)."""
+        from cssl.data.augment import speed_perturb
+
+        each = [self.grammar.log_likelihoods(lp if f == 1.0 else self.log_probs(speed_perturb(wave, f)))
+                for f in self.speeds]
+        return torch.stack(each).mean(dim=0)  # (S, P) -> (P,)
 
     def _align_words(self, text: str, lp: Tensor, frame_s: float) -> list[Word]:
         """Times and confidences for beam output, from the greedy path's words (see :func:`align_words`)."""

@@ -108,3 +108,31 @@ def test_recognizer_and_commands_take_a_grammar(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "1 phrase(s) use characters the model cannot write and are left out: XYZ" in proc.stderr
     assert proc.stdout.split("\t")[-1].strip() == "A"
+
+
+def test_speeds_average_the_phrase_log_likelihoods_over_warped_copies(tmp_path: Path) -> None:
+    import torchaudio
+
+    from tests.conftest import tone
+    from tests.test_recognizer import checkpoint
+
+    ckpt = checkpoint(tmp_path)  # a model that says "A" (its vocabulary: A-F)
+    grammar = tmp_path / "grammar.txt"
+    grammar.write_text("a\nbad\nfed\n")
+    with pytest.raises(UsageError, match="need a grammar"):
+        Recognizer.from_checkpoint(ckpt, speeds=(0.9, 1.0))
+    with pytest.raises(UsageError, match="positive"):
+        Recognizer.from_checkpoint(ckpt, grammar=str(grammar), speeds=(0.9, 0.0))
+    plain = Recognizer.from_checkpoint(ckpt, grammar=str(grammar))
+    warped = Recognizer.from_checkpoint(ckpt, grammar=str(grammar), speeds=(0.9, 1.0, 1.1))
+    wave = torch.as_tensor(tone(1.0, 300) + 0.3 * tone(1.0, 1700), dtype=torch.float32)
+    # Each copy played f times faster, as Kaldi does it: the samples taken as recorded at 16 kHz * f.
+    copies = [torchaudio.functional.resample(wave, round(16000 * f), 16000) for f in (0.9, 1.0, 1.1)]
+    assert [c.numel() for c in copies] == [17778, 16000, 14546]  # ceil(16000 / f)
+    each = torch.stack([plain.grammar.score(plain.log_probs(c)).log_likelihoods for c in copies])  # (3, P)
+    mean = each.mean(dim=0)
+    result = warped.transcribe(wave.numpy())
+    assert result.text == plain.grammar.phrases[int(mean.argmax())]
+    assert result.words[0].confidence == pytest.approx(float(mean.softmax(0).max()), rel=1e-5)
+    assert not torch.allclose(each[0], each[1])  # the warps do change what the model hears
+    assert plain.transcribe(wave.numpy()).words[0].confidence == pytest.approx(float(each[1].softmax(0).max()), rel=1e-5)

@@ -36,6 +36,9 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
                    help="restrict beam search to these words (one or more per line), with or without --lm")
     p.add_argument("--grammar", default=None, metavar="PHRASES.txt",
                    help="the utterance is exactly one of these lines (command and control); not with --lm/--lexicon")
+    p.add_argument("--speeds", type=_speeds, default=(1.0,), metavar="F,F,...",
+                   help="with --grammar: also score the audio at these speed factors (e.g. 0.9,1.0,1.1) and pick "
+                        "the phrase with the highest mean log-likelihood (test-time augmentation for unseen voices)")
     p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept by beam search")
     p.add_argument("--lm-weight", type=float, default=2.0, help="LM weight (choose it with cssl lm tune)")
     p.add_argument("--word-score", type=float, default=0.0, help="score added per word (cssl lm tune)")
@@ -47,6 +50,16 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
 
 
 
+def _speeds(text: str) -> tuple[float, ...]:
+    try:
+        speeds = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--speeds takes comma-separated numbers such as 0.9,1.0,1.1, got {text!r}")
+    if not speeds or any(not f > 0 for f in speeds):
+        raise argparse.ArgumentTypeError(f"--speeds takes positive speed factors such as 0.9,1.0,1.1, got {text!r}")
+    return speeds
+
+
 def _recognizer(args: argparse.Namespace):
     from cssl.recognizer import Recognizer
 
@@ -54,7 +67,7 @@ def _recognizer(args: argparse.Namespace):
     rec = Recognizer.from_checkpoint(args.checkpoint, ensemble=args.ensemble, lm=args.lm, beam_size=args.beam_size,
                                      lm_weight=args.lm_weight, word_score=args.word_score,
                                      chunk_seconds=args.chunk_seconds, precision=args.precision,
-                                     lexicon=args.lexicon, grammar=args.grammar)
+                                     lexicon=args.lexicon, grammar=args.grammar, speeds=args.speeds)
     if rec.grammar is not None and rec.grammar.dropped:
         print(f"warning: {args.grammar}: {len(rec.grammar.dropped)} phrase(s) use characters the model cannot write "
               f"and are left out: {', '.join(rec.grammar.dropped[:5])}", file=sys.stderr)
@@ -64,7 +77,8 @@ def _recognizer(args: argparse.Namespace):
 def _decoding(args: argparse.Namespace) -> str:
     models = f", ensemble of {1 + len(args.ensemble)} models" if args.ensemble else ""
     if args.grammar:
-        return f"grammar: {args.grammar}{models}"
+        speeds = f", speeds {','.join(f'{f:g}' for f in args.speeds)}" if args.speeds != (1.0,) else ""
+        return f"grammar: {args.grammar}{speeds}{models}"
     parts = (["LM"] if args.lm else []) + (["lexicon"] if args.lexicon else [])
     return ("beam + " + " + ".join(parts) if parts else "greedy") + models
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cssl.cli.options import ensemble_arg, set_threads, threads_arg
@@ -69,4 +70,7 @@ def run_tune(args: argparse.Namespace) -> int:
     print(result.table())
     print(f"\nbest: --lm-weight {result.lm_weight:g} --word-score {result.word_score:g} "
           f"(dev WER {result.wer:.4f}, CER {result.cer:.4f})")
+    for edge in result.edges():
+        print(f"warning: the best pair has the grid's {edge}; a wider grid (--lm-weights, --word-scores) "
+              "may find a better one", file=sys.stderr)
     return 0
