@@ -290,7 +290,7 @@ def plot(rows: list[dict], peers: dict[str, dict], png: Path) -> None:
             stats = [mean_spread(runs, decoder, "wer") for runs in arms.values()]
             shift = (i - (len(DECODERS) - 1) / 2) * width
             ax.bar([x + shift for x in xs], [m for m, _ in stats], yerr=[sd for _, sd in stats], capsize=3,
-                   width=width, label=decoder)
+                   width=width, label=f"grammar, speeds {'/'.join(f'{f:g}' for f in SPEEDS)}" if decoder == "speeds" else decoder)
         if corpus in peers:
             ax.axhline(peers[corpus]["wer"], color="k", linestyle="--", label="PocketSphinx + grammar")
         # One tick per arm: its name, the updates of its runs and its number of seeds.
