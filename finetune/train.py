@@ -51,7 +51,9 @@ class FineTuning(Stage):
         self.cfg, self.accel, self.vocab, self.valid, self.health, self.out_dir = cfg, accel, vocab, valid, health, out_dir
         self.validates = valid is not None
         self.rule = FreezingRule(cfg.freeze.feature_encoder, cfg.freeze.context_layers, cfg.freeze.encoder_steps)
-        self.best = {"best_wer": math.inf, "best_cer": math.inf, "bad": 0}
+        # The best model's dev scores, validations since it, and the lowest dev CER of any validation with
+        # the validations since it fell (a run can rank no better by WER while its CER still falls).
+        self.best = {"best_wer": math.inf, "best_cer": math.inf, "bad": 0, "lowest_cer": math.inf, "cer_flat": 0}
         self.nbest = NBest(out_dir / "nbest", cfg.average_best, cfg.early_stop.metric)
         self.dev_rejects = Rejects()
 
@@ -90,7 +92,8 @@ class FineTuning(Stage):
                 self.dev_rejects.write(self.out_dir / "dev_rejects.tsv")
         stop = _early_stop(self.cfg, self.best, step, metrics["wer"], metrics["cer"], progress)
         metric = self.cfg.early_stop.metric  # _early_stop has set the best model's WER and CER
-        warning = stuck_warning(step, self.cfg.optim.max_steps, self.best[f"best_{metric}"], self.best["bad"], metric)
+        warning = stuck_warning(step, self.cfg.optim.max_steps, self.best[f"best_{metric}"], self.best["bad"],
+                                self.best["cer_flat"], metric)
         if warning and "blank_plateau" not in self.health.warned:
             self.health.warned.add("blank_plateau")
             progress.message(f"warning: {warning}")
@@ -266,24 +269,29 @@ def evaluate(accel, model, loader, vocab: Vocabulary, rejects: Rejects | None = 
 STUCK_WER = 0.98
 """A best dev WER this high means the model still writes (almost) nothing but blanks."""
 STUCK_VALIDATIONS = 5
-"""Validations in a row without a better dev score (WER, then CER) before a stuck run is reported."""
+"""Validations in a row without a better dev model, and without a lower dev CER, before a stuck run is reported."""
 
 
-def stuck_warning(step: int, max_steps: int, best: float, bad: int, metric: str = "wer") -> str | None:
+def stuck_warning(step: int, max_steps: int, best: float, bad: int, cer_flat: int, metric: str = "wer") -> str | None:
     """What to say when a run a quarter through still sits at CTC's all-blank start and its dev CER
     has stopped moving too (a pretrained model leaving the plateau late keeps lowering CER); else None.
     ``best``: the best dev score of ``metric`` (ranked by CER, a model above WER 1 that writes letters is
-    not stuck; its CER tells)."""
-    if best < STUCK_WER or bad < STUCK_VALIDATIONS or 4 * step < max_steps:
+    not stuck; its CER tells); ``bad``: validations since the best model; ``cer_flat``: validations since
+    the lowest dev CER of any validation."""
+    if best < STUCK_WER or bad < STUCK_VALIDATIONS or cer_flat < STUCK_VALIDATIONS or 4 * step < max_steps:
         return None
-    return (f"best dev {metric.upper()} {best:.3f} at update {step} of {max_steps}, and no better dev WER or CER in {bad} "
-            "validations: the model looks stuck at CTC's all-blank start. Runs like it rarely recover; restart "
-            "with a longer warm-up (optim.schedule.warmup_steps) or a lower optim.lr")
+    return (f"best dev {metric.upper()} {best:.3f} at update {step} of {max_steps}, no better model in {bad} "
+            f"validations and no lower dev CER in {cer_flat}: the model looks stuck at CTC's all-blank start. Runs "
+            "like it rarely recover; restart with a longer warm-up (optim.schedule.warmup_steps) or a lower optim.lr")
 
 
 def _early_stop(cfg: FinetuneConfig, state: dict, step: int, wer: float, cer: float, progress: Progress) -> bool:
     """Better: a lower dev score (``early_stop.metric``), or the same with a lower other one (the all-blank
     plateau at WER 1 moves in CER). ``state`` keeps the best model's WER and CER."""
+    if cer < state.get("lowest_cer", math.inf):
+        state["lowest_cer"], state["cer_flat"] = cer, 0
+    else:
+        state["cer_flat"] = state.get("cer_flat", 0) + 1
     metric = cfg.early_stop.metric
     first, second = dev_rank(wer, cer, metric)
     best_first, best_second = dev_rank(state["best_wer"], state.get("best_cer", math.inf), metric)

@@ -231,11 +231,42 @@ def test_the_validation_checkpoints_rank_by_the_chosen_metric(tmp_path: Path) ->
 
 def test_stuck_warning_only_for_a_run_flat_at_the_blank_plateau():
     """Silent while the run is early, while dev WER is below the plateau, or while dev keeps improving."""
-    assert stuck_warning(400, 1600, STUCK_WER, STUCK_VALIDATIONS) is not None  # a quarter through, flat
-    assert stuck_warning(399, 1600, 1.0, 30) is None  # before a quarter of the run
-    assert stuck_warning(1000, 1600, STUCK_WER - 0.01, 30) is None  # words come out
-    assert stuck_warning(1000, 1600, 1.0, STUCK_VALIDATIONS - 1) is None  # CER still falling lately
-    assert stuck_warning(1000, 1600, 0.64, 30, "cer") is None  # ranked by CER: letters come out, WER aside
-    assert "best dev CER 1.000" in stuck_warning(1000, 1600, 1.0, 30, "cer")
-    message = stuck_warning(1000, 4000, 1.0, 7)
-    assert "update 1000 of 4000" in message and "7 validations" in message and "warmup_steps" in message
+    n = STUCK_VALIDATIONS
+    assert stuck_warning(400, 1600, STUCK_WER, n, n) is not None  # a quarter through, flat
+    assert stuck_warning(399, 1600, 1.0, 30, 30) is None  # before a quarter of the run
+    assert stuck_warning(1000, 1600, STUCK_WER - 0.01, 30, 30) is None  # words come out
+    assert stuck_warning(1000, 1600, 1.0, n - 1, 30) is None  # a better model lately
+    assert stuck_warning(1000, 1600, 1.0, 30, n - 1) is None  # no better model, but CER still falling lately
+    assert stuck_warning(1000, 1600, 0.64, 30, 30, "cer") is None  # ranked by CER: letters come out, WER aside
+    assert "best dev CER 1.000" in stuck_warning(1000, 1600, 1.0, 30, 30, "cer")
+    message = stuck_warning(1000, 4000, 1.0, 7, 6)
+    assert "update 1000 of 4000" in message and "7 validations" in message and "CER in 6" in message
+    assert "warmup_steps" in message
+
+
+def test_stuck_warning_stays_silent_while_dev_cer_falls_under_a_flat_wer() -> None:
+    import math
+
+    from finetune.config import FinetuneConfig
+    from finetune.train import _early_stop
+
+    class Quiet:
+        def message(self, text: str) -> None:
+            pass
+
+    # A pretrained model on a minute of labels (measured): WER hovers near 1 from update 650 on while
+    # CER keeps falling; then, in the made-up tail, CER stops falling too.
+    curve = [(650, 0.981, 0.865), (700, 0.993, 0.880), (750, 0.995, 0.774), (800, 0.993, 0.807),
+             (850, 0.984, 0.769), (900, 0.990, 0.752), (950, 0.993, 0.732), (1000, 1.003, 0.696),
+             (1050, 1.023, 0.687), (1100, 1.0, 0.70), (1150, 1.0, 0.71), (1200, 1.0, 0.69), (1250, 1.0, 0.70),
+             (1300, 1.0, 0.72)]
+    cfg = FinetuneConfig()
+    cfg.early_stop.patience = 100
+    state = {"best_wer": math.inf, "best_cer": math.inf, "bad": 0, "lowest_cer": math.inf, "cer_flat": 0}
+    warned = []
+    for step, wer, cer in curve:
+        _early_stop(cfg, state, step, wer, cer, Quiet())
+        if stuck_warning(step, 4000, state["best_wer"], state["bad"], state["cer_flat"]):
+            warned.append(step)
+    assert state["best_wer"] == 0.981 and state["lowest_cer"] == 0.687
+    assert warned == [1300]  # five validations after the lowest CER (1050), not while CER fell
