@@ -44,6 +44,7 @@ from pathlib import Path
 
 from cssl.data.manifest import Manifest, read_manifest, write_manifest
 from cssl.experiments import PRETRAINED, build_lm, finetune, score, synthesize
+from cssl.train.nbest import dev_rank
 from cssl.label_budget import (FIGURES, MODELS, SHIPPED, checkpoint_tag, efficiency_line, group, mean_cell,
                                mean_spread, reductions, run_name)
 
@@ -123,10 +124,11 @@ def speakers_of(corpus: Path) -> set[str]:
     return set(json.loads((corpus / "corpus.json").read_text())["speakers"])
 
 
-def best_step(run: Path) -> int | None:
-    """The update whose dev WER was best (the checkpoint kept), from ``metrics.jsonl``."""
+def best_step(run: Path, metric: str = "wer") -> int | None:
+    """The update of the best dev validation (the checkpoint kept) by ``metric`` (``early_stop.metric``: WER or
+    CER first, the other second), from ``metrics.jsonl``."""
     valid = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"valid"' in line]
-    return min(valid, key=lambda r: (r["wer"], r["step"]))["step"] if valid else None
+    return min(valid, key=lambda r: (*dev_rank(r["wer"], r["cer"], metric), r["step"]))["step"] if valid else None
 
 
 def last_step(run: Path) -> int:
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"== {minutes:g} min of labels ({len(subset)} utterances), {model}, seed {seed}, "
                       f"until early stopping (at most {args.max_steps} updates)", flush=True)
                 clock = time.monotonic()
+                metric = next((kv.split("=", 1)[1] for kv in args.set if kv.startswith("early_stop.metric=")), "wer")
                 best = finetune(model, train, args.demo_corpus / "dev.tsv", run, args.max_steps, args.pretrained,
                                 [f"seed={seed}", f"early_stop.patience={args.patience}",
                                  f"early_stop.min_steps={args.min_steps}", "save_every=100000",
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 minutes_trained = (time.monotonic() - clock) / 60
                 greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
                 row = {"minutes": minutes, "utterances": len(subset), "model": model, "seed": seed,
-                       "steps": last_step(run), "best_step": best_step(run), "train_minutes": round(minutes_trained, 1),
+                       "steps": last_step(run), "best_step": best_step(run, metric), "train_minutes": round(minutes_trained, 1),
                        "pretrained": str(args.pretrained) if model == "pretrained" else None,
                        "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer},
                        "lm_weight": tuning.lm_weight, "word_score": tuning.word_score, "overrides": args.set}
