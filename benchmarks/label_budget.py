@@ -43,8 +43,10 @@ import time
 from pathlib import Path
 
 from cssl.data.manifest import Manifest, read_manifest, write_manifest
-from cssl.experiments import PRETRAINED, build_lm, finetune, score, synthesize
+from cssl.config import load_config
+from cssl.experiments import FINETUNE_PRESET, PRETRAINED, build_lm, finetune, score, synthesize
 from cssl.train.nbest import dev_rank
+from finetune.config import FinetuneConfig
 from cssl.label_budget import (FIGURES, MODELS, SHIPPED, checkpoint_tag, efficiency_line, group, mean_cell,
                                mean_spread, reductions, run_name)
 
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     models = [m for m in args.models.split(",") if m]
     if not set(models) <= set(MODELS):
         parser.error(f"--models: choose among {', '.join(MODELS)}")
+    metric = load_config(FinetuneConfig, FINETUNE_PRESET, args.set).early_stop.metric  # ranks the validations
     if args.threads:
         import torch
 
@@ -201,7 +204,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"== {minutes:g} min of labels ({len(subset)} utterances), {model}, seed {seed}, "
                       f"until early stopping (at most {args.max_steps} updates)", flush=True)
                 clock = time.monotonic()
-                metric = next((kv.split("=", 1)[1] for kv in args.set if kv.startswith("early_stop.metric=")), "wer")
                 best = finetune(model, train, args.demo_corpus / "dev.tsv", run, args.max_steps, args.pretrained,
                                 [f"seed={seed}", f"early_stop.patience={args.patience}",
                                  f"early_stop.min_steps={args.min_steps}", "save_every=100000",

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from cssl.cli.options import ensemble_arg, set_threads, threads_arg
+from cssl.cli.options import ensemble_arg, floats, set_threads, threads_arg
 from cssl.data.policy import AUDIO_EXTENSIONS
 
 
@@ -51,10 +51,7 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
 
 
 def _speeds(text: str) -> tuple[float, ...]:
-    try:
-        speeds = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--speeds takes comma-separated numbers such as 0.9,1.0,1.1, got {text!r}")
+    speeds = floats(text)
     if not speeds or any(not f > 0 for f in speeds):
         raise argparse.ArgumentTypeError(f"--speeds takes positive speed factors such as 0.9,1.0,1.1, got {text!r}")
     return speeds

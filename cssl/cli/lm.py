@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cssl.cli.options import ensemble_arg, set_threads, threads_arg
+from cssl.cli.options import ensemble_arg, floats, set_threads, threads_arg
 from cssl.lm_tuning import LEXICON_WORD_SCORES, LM_WEIGHTS, WORD_SCORES
 
 
@@ -27,21 +27,14 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("lm", type=Path, nargs="?", default=None, help="ARPA language model (optional with --lexicon)")
     p.add_argument("--lexicon", type=Path, default=None, metavar="WORDS.txt",
                    help="restrict the search to these words (without an LM: only the word score is tuned)")
-    p.add_argument("--lm-weights", type=_floats, default=LM_WEIGHTS, help="comma-separated grid")
-    p.add_argument("--word-scores", type=_floats, default=None,
+    p.add_argument("--lm-weights", type=floats, default=LM_WEIGHTS, help="comma-separated grid")
+    p.add_argument("--word-scores", type=floats, default=None,
                    help=f"comma-separated grid (default {','.join(f'{x:g}' for x in WORD_SCORES)} with an LM, "
                         f"{','.join(f'{x:g}' for x in LEXICON_WORD_SCORES)} with a word list alone)")
     p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept by beam search")
     ensemble_arg(p)
     threads_arg(p)
     p.set_defaults(func=run_tune)
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def run_build(args: argparse.Namespace) -> int:

@@ -19,6 +19,14 @@ def set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def floats(text: str) -> tuple[float, ...]:
+    """Argument type: comma-separated numbers (``0.5,1,2``)."""
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def ensemble_arg(p: argparse.ArgumentParser) -> None:
     """``--ensemble CKPT`` (repeatable): more fine-tuned checkpoints averaged with the first."""
     p.add_argument("--ensemble", type=Path, action="append", default=[], metavar="CKPT",
