@@ -51,6 +51,9 @@ def run_stage(prog: str, doc: str, config_cls: type, check: Callable[[Any], str 
         for text in warn(cfg) if warn else []:
             print(f"{prog}: warning: {text}", file=sys.stderr)
         main(cfg)
+        from cssl.train.runtime import end_processes
+
+        end_processes()
         return 0
 
     return run_reporting(prog, body, args.debug)

@@ -103,6 +103,18 @@ def _forget_accelerator_settings() -> None:
     AcceleratorState._reset_state(reset_partial_state=False)
 
 
+def end_processes() -> None:
+    """Closes the process group of a multi-process run once every process has got here.
+
+    A process that exits with its gloo group still open can be aborted by the group's own
+    threads as the interpreter shuts down ("terminate called without an active exception"),
+    failing a run that finished; every process waits for the others, then closes the group.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def stop_reason(max_minutes: float | None, stop_after: int | None, step: int, elapsed_s: float) -> str | None:
     """Why a run stops early at ``step`` (``max_minutes`` / ``stop_after`` of the run config), or None."""
     if stop_after is not None and step >= stop_after:
