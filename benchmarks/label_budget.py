@@ -42,13 +42,13 @@ import sys
 import time
 from pathlib import Path
 
-from cssl.data.manifest import Manifest, read_manifest, write_manifest
+from cssl.data.manifest import Entry, Manifest, read_manifest, write_manifest
 from cssl.config import load_config
-from cssl.experiments import FINETUNE_PRESET, PRETRAINED, build_lm, finetune, score, synthesize
+from cssl.experiments import FINETUNE_PRESET, PRETRAINED, best_checkpoint, build_lm, finetune, score, synthesize
 from cssl.train.nbest import dev_rank
 from finetune.config import FinetuneConfig
-from cssl.label_budget import (FIGURES, MODELS, SHIPPED, checkpoint_tag, efficiency_line, group, mean_cell,
-                               mean_spread, reductions, run_name)
+from cssl.label_budget import (FIGURES, MODELS, ORDER, SELF_TRAINED, SHIPPED, checkpoint_tag, efficiency_line, group,
+                               mean_cell, mean_spread, reductions, run_name)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def plot(rows: list[dict], png: Path) -> None:
     groups = group(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("wer", "cer")):
-        for model in MODELS:
+        for model in ORDER:
             for decoder, style in (("greedy", "o-"), ("lm", "s--")):
                 keys = [k for k in groups if k[1] == model]
                 stats = [mean_spread(groups[k], decoder, metric) for k in keys]
@@ -111,13 +111,24 @@ def table(rows: list[dict]) -> str:
         cells = [mean_cell(runs, decoder, metric) for decoder, metric in FIGURES]
         updates = ", ".join(f"{r['steps']} ({r.get('best_step', '?')})" for r in runs)
         lines.append(f"| {minutes:g} min | {model} | {len(runs)} | {updates} | {' | '.join(cells)} |")
-    lines += ["", "| labels | relative reduction, pretrained vs scratch: WER greedy | CER greedy | WER + LM | "
-              "CER + LM |", "|---:|---:|---:|---:|---:|"]
-    for minutes, gains in reductions(rows).items():
+    found = reductions(rows)
+    if found:
+        lines += ["", "| labels | relative reduction, pretrained vs scratch: WER greedy | CER greedy | WER + LM | "
+                  "CER + LM |", "|---:|---:|---:|---:|---:|"]
+    for minutes, gains in found.items():
         lines.append(f"| {minutes:g} min | " + " | ".join(f"{g:.1%}" for g in gains) + " |")
-    line = efficiency_line(rows)
-    if line:
-        lines += ["", line]
+    efficiency = [line for line in (efficiency_line(rows), efficiency_line(rows, SELF_TRAINED)) if line]
+    if efficiency:
+        lines += ["", *efficiency]
+    taught = [r for r in rows if r["model"] == SELF_TRAINED]
+    if taught:
+        lines += ["", "| labels | seed | pseudo-labels kept (min of audio) | their WER (kept / all transcribed) | "
+                  "teacher test WER + LM |", "|---:|---:|---:|---:|---:|"]
+        for r in sorted(taught, key=lambda r: (r["minutes"], r["seed"])):
+            p = r["pseudo"]
+            lines.append(f"| {r['minutes']:g} min | {r['seed']} | {p['kept']} of {p['transcribed']} "
+                         f"({p['kept_minutes']:.1f}) | {p['wer_kept']:.3f} / {p['wer_all']:.3f} | "
+                         f"{p['teacher_wer_lm']:.3f} |")
     return "\n".join(lines)
 
 
@@ -137,6 +148,79 @@ def last_step(run: Path) -> int:
     """The last update trained."""
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return max(steps)
+
+
+def trained(args, run: Path, model: str, train: Path, minutes: float, utterances: int, seed: int, metric: str,
+            lm: Path, **extra) -> dict:
+    """Fine-tunes ``model`` on ``train`` into ``run`` until early stopping and scores it on test, or reads the
+    row of a run finished earlier; ``extra`` goes into a new row."""
+    done = run / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    print(f"== {minutes:g} min of labels ({utterances} utterances), {run.name}, until early stopping "
+          f"(at most {args.max_steps} updates)", flush=True)
+    clock = time.monotonic()
+    best = finetune("scratch" if model == "scratch" else "pretrained", train, args.demo_corpus / "dev.tsv", run,
+                    args.max_steps, args.pretrained,
+                    [f"seed={seed}", f"early_stop.patience={args.patience}", f"early_stop.min_steps={args.min_steps}",
+                     "save_every=100000", *([f"threads={args.threads}"] if args.threads else []), *args.set])
+    minutes_trained = (time.monotonic() - clock) / 60
+    greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
+    row = {"minutes": minutes, "utterances": utterances, "model": model, "seed": seed,
+           "steps": last_step(run), "best_step": best_step(run, metric), "train_minutes": round(minutes_trained, 1),
+           "pretrained": str(args.pretrained) if model != "scratch" else None,
+           "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer},
+           "lm_weight": tuning.lm_weight, "word_score": tuning.word_score, "overrides": args.set, **extra}
+    done.write_text(json.dumps(row), encoding="utf-8")
+    return row
+
+
+def unlabeled_audio(pool: Manifest, labeled: Manifest, minutes: float | None) -> Manifest:
+    """The pool's utterances outside the labeled subset (their transcripts kept only to measure the
+    pseudo-labels), at most ``minutes`` of them in pool order."""
+    taken = {e.path for e in labeled}
+    rest, seconds = [], 0.0
+    for e in pool:
+        if e.path in taken:
+            continue
+        if minutes is not None and seconds + e.duration > minutes * 60:
+            break
+        rest.append(e)
+        seconds += e.duration
+    return Manifest(pool.root, rest)
+
+
+def self_trained(args, minutes: float, subset: Manifest, unlabeled: Manifest, seed: int, tag: str, metric: str,
+                 lm: Path) -> dict:
+    """Self-training: the pretrained run of this budget and seed transcribes ``unlabeled`` with beam search
+    and its dev-tuned LM; the most confident ``--self-train`` share joins the labels, and the pretrained
+    checkpoint is fine-tuned afresh on both (same recipe and seed)."""
+    from cssl.pseudo_label import pseudo_label
+    from cssl.recognizer import Recognizer
+
+    variant = "-".join(part for part in (args.tag, f"keep{args.self_train:g}") if part)
+    run = args.out / run_name(minutes, SELF_TRAINED, seed, tag, variant)
+    if (run / "result.json").exists():
+        return json.loads((run / "result.json").read_text())
+    teacher_run = args.out / run_name(minutes, "pretrained", seed, tag, args.tag)
+    teacher_row = json.loads((teacher_run / "result.json").read_text())
+    teacher = best_checkpoint(teacher_run)
+    print(f"== pseudo-labels: {teacher} transcribes {len(unlabeled)} utterances ({unlabeled.hours * 60:.1f} min) "
+          f"with LM weight {teacher_row['lm_weight']:g}, word score {teacher_row['word_score']:g}", flush=True)
+    rec = Recognizer.from_checkpoint(teacher, lm=str(lm), lm_weight=teacher_row["lm_weight"],
+                                     word_score=teacher_row["word_score"])
+    labels = pseudo_label(rec, unlabeled, keep=args.self_train)
+    kept, every = labels.error_rates(kept_only=True), labels.error_rates(kept_only=False)
+    pseudo = {"transcribed": len(labels.labels), "kept": sum(labels.kept), "kept_minutes": labels.kept_seconds / 60,
+              "wer_kept": kept.wer if kept else float("nan"), "wer_all": every.wer if every else float("nan"),
+              "teacher_wer_lm": teacher_row["lm"]["wer"], "keep": args.self_train}
+    print(f"kept {pseudo['kept']} of {pseudo['transcribed']} ({pseudo['kept_minutes']:.1f} min); their WER "
+          f"{pseudo['wer_kept']:.3f} (all transcribed: {pseudo['wer_all']:.3f})", flush=True)
+    train = labels.manifest()
+    train.entries += [Entry(str(subset.audio_path(e).resolve()), e.num_samples, e.text, e.speaker) for e in subset]
+    manifest = args.out / f"{run.name}.jsonl"
+    write_manifest(train, manifest)
+    return trained(args, run, SELF_TRAINED, manifest, minutes, len(subset), seed, metric, lm, pseudo=pseudo)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a fine-tuning override of every run (e.g. freeze.feature_encoder=false); needs --tag")
     parser.add_argument("--tag", default="", help="names the runs made with --set (their folders)")
+    parser.add_argument("--self-train", type=float, default=0.0, metavar="KEEP",
+                        help="also self-train each pretrained run: it transcribes the pool's audio outside the labels "
+                             "(beam + its tuned LM), the most confident KEEP share (0-1] joins the labels and the "
+                             "pretrained checkpoint is fine-tuned again on both (rows 'self-trained')")
+    parser.add_argument("--unlabeled-minutes", type=float, default=None,
+                        help="at most this much of the pool's unlabeled audio for --self-train (default: all of its "
+                             "train split outside the labels)")
     parser.add_argument("--publish", action="store_true",
                         help=f"also write the rows to {SHIPPED.relative_to(ROOT)} (the demo quotes them)")
     args = parser.parse_args(argv)
@@ -170,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     models = [m for m in args.models.split(",") if m]
     if not set(models) <= set(MODELS):
         parser.error(f"--models: choose among {', '.join(MODELS)}")
+    if not 0 <= args.self_train <= 1:
+        parser.error("--self-train is the share of pseudo-labels kept, in (0, 1]")
+    if args.self_train and "pretrained" not in models:
+        parser.error("--self-train needs the pretrained arm (--models pretrained): its runs make the pseudo-labels")
     metric = load_config(FinetuneConfig, FINETUNE_PRESET, args.set).early_stop.metric  # ranks the validations
     if args.threads:
         import torch
@@ -197,26 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         for model in models:
             for seed in range(1, args.seeds + 1):
                 run = args.out / run_name(minutes, model, seed, tag, args.tag)
-                done = run / "result.json"
-                if done.exists():
-                    rows.append(json.loads(done.read_text()))
-                    continue
-                print(f"== {minutes:g} min of labels ({len(subset)} utterances), {model}, seed {seed}, "
-                      f"until early stopping (at most {args.max_steps} updates)", flush=True)
-                clock = time.monotonic()
-                best = finetune(model, train, args.demo_corpus / "dev.tsv", run, args.max_steps, args.pretrained,
-                                [f"seed={seed}", f"early_stop.patience={args.patience}",
-                                 f"early_stop.min_steps={args.min_steps}", "save_every=100000",
-                                 *([f"threads={args.threads}"] if args.threads else []), *args.set])
-                minutes_trained = (time.monotonic() - clock) / 60
-                greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
-                row = {"minutes": minutes, "utterances": len(subset), "model": model, "seed": seed,
-                       "steps": last_step(run), "best_step": best_step(run, metric), "train_minutes": round(minutes_trained, 1),
-                       "pretrained": str(args.pretrained) if model == "pretrained" else None,
-                       "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer},
-                       "lm_weight": tuning.lm_weight, "word_score": tuning.word_score, "overrides": args.set}
-                done.write_text(json.dumps(row), encoding="utf-8")
-                rows.append(row)
+                rows.append(trained(args, run, model, train, minutes, len(subset), seed, metric, lm))
+        if args.self_train and "pretrained" in models:
+            unlabeled = unlabeled_audio(labeled_pool(pool_dir), subset, args.unlabeled_minutes)
+            for seed in range(1, args.seeds + 1):
+                rows.append(self_trained(args, minutes, subset, unlabeled, seed, tag, metric, lm))
     text = table(rows)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     (args.out / "table.md").write_text(text + "\n", encoding="utf-8")

@@ -70,6 +70,12 @@ def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretraine
         f"freeze.feature_encoder={'false' if name == 'scratch' else 'true'}",
         *(extra or []),
     ])
+    return best_checkpoint(out)
+
+
+def best_checkpoint(out: Path) -> Path:
+    """A fine-tuning run's model of the best dev validation: ``averaged.pt`` when ``average_best`` made one
+    that won on dev, else ``best.pt``."""
     averaged = out / "averaged.pt"
     return averaged if averaged.is_file() else out / "best.pt"
 

@@ -1,7 +1,9 @@
 """Label-budget results (``benchmarks/label_budget.py``): grouping, mean and spread over seeds,
 the relative reductions and the label-efficiency line, shared by the benchmark and the demo.
 
-A result row: ``minutes`` of labels, ``model`` (``pretrained`` / ``scratch``), ``seed``, and
+A result row: ``minutes`` of labels, ``model`` (``pretrained`` / ``scratch``, or ``self-trained``: the
+pretrained checkpoint fine-tuned again on the labels and the pretrained run's confident
+transcripts of unlabeled audio), ``seed``, and
 ``greedy`` / ``lm`` dicts of test ``wer`` and ``cer``. The benchmark's ``--publish`` ships its
 rows as :data:`SHIPPED`, which the demo quotes.
 """
@@ -13,6 +15,11 @@ import statistics
 from pathlib import Path
 
 MODELS = ("pretrained", "scratch")
+"""The arms the benchmark trains from the labels alone."""
+SELF_TRAINED = "self-trained"
+"""The arm that also learns from pseudo-labels (``--self-train``)."""
+ORDER = ("pretrained", SELF_TRAINED, "scratch")
+"""Every arm, in table order."""
 FIGURES = (("greedy", "wer"), ("greedy", "cer"), ("lm", "wer"), ("lm", "cer"))
 SHIPPED = Path(__file__).resolve().parent / "assets" / "label_budget.json"
 """The benchmark's rows for the shipped checkpoint (written by ``label_budget.py --publish``)."""
@@ -33,7 +40,7 @@ def mean_cell(rows: list[dict], decoder: str, metric: str) -> str:
 def group(rows: list[dict]) -> dict[tuple[float, str], list[dict]]:
     """Runs by (minutes, model), in budget order."""
     groups: dict[tuple[float, str], list[dict]] = {}
-    for r in sorted(rows, key=lambda r: (r["minutes"], MODELS.index(r["model"]), r["seed"])):
+    for r in sorted(rows, key=lambda r: (r["minutes"], ORDER.index(r["model"]), r["seed"])):
         groups.setdefault((r["minutes"], r["model"]), []).append(r)
     return groups
 
@@ -62,16 +69,17 @@ def reduction_line(rows: list[dict]) -> str | None:
             + " relative to scratch.")
 
 
-def efficiency_line(rows: list[dict]) -> str | None:
-    """Pretrained at the smallest budget against scratch at the largest, every figure (means)."""
+def efficiency_line(rows: list[dict], model: str = "pretrained") -> str | None:
+    """``model`` (pretrained or self-trained) at the smallest budget against scratch at the largest, every
+    figure (means)."""
     groups = group(rows)
     budgets = sorted({k[0] for k in groups})
     if len(budgets) < 2:
         return None
-    low, high = groups.get((budgets[0], "pretrained")), groups.get((budgets[-1], "scratch"))
+    low, high = groups.get((budgets[0], model)), groups.get((budgets[-1], "scratch"))
     if not (low and high):
         return None
-    return (f"Label efficiency: pretrained with {budgets[0]:g} min of labels against scratch with {budgets[-1]:g} min "
+    return (f"Label efficiency: {model} with {budgets[0]:g} min of labels against scratch with {budgets[-1]:g} min "
             f"(means of {len(low)} and {len(high)} seeds): "
             + ", ".join(f"{d} {m.upper()} {mean_spread(low, d, m)[0]:.3f} vs {mean_spread(high, d, m)[0]:.3f}"
                         for d, m in FIGURES) + ".")
@@ -86,9 +94,9 @@ def run_name(minutes: float, model: str, seed: int, tag: str, variant: str = "")
     """A run's folder name: budget, model, seed, for pretrained runs the checkpoint's tag, so that
     scratch runs are shared by every checkpoint and a new checkpoint gets new pretrained runs, and the
     name of a recipe ``variant`` (fine-tuning overrides) when there is one."""
-    if model not in MODELS:
-        raise ValueError(f"model {model!r}: one of {', '.join(MODELS)}")
-    suffix = (f"-{tag}" if model == "pretrained" else "") + (f"-{variant}" if variant else "")
+    if model not in ORDER:
+        raise ValueError(f"model {model!r}: one of {', '.join(ORDER)}")
+    suffix = (f"-{tag}" if model != "scratch" else "") + (f"-{variant}" if variant else "")
     return f"{minutes:g}min-{model}{suffix}-seed{seed}"
 
 

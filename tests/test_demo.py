@@ -50,6 +50,9 @@ def test_label_efficiency_line_and_the_shipped_figures(tmp_path: Path) -> None:
     line = efficiency_line(rows)
     assert line.startswith("Label efficiency: pretrained with 1 min of labels against scratch with 10 min (means of 2 and 2 seeds)")
     assert "greedy WER 0.600 vs 0.700" in line and "lm CER 0.150 vs 0.175" in line
+    assert efficiency_line(rows, "self-trained") is None  # no self-trained rows
+    taught = efficiency_line([*rows, row(1, "self-trained", 1, 0.4)], "self-trained")
+    assert taught.startswith("Label efficiency: self-trained with 1 min") and "greedy WER 0.400 vs 0.700" in taught
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"x" * 10)
     shipped = tmp_path / "label_budget.json"
@@ -80,5 +83,6 @@ def test_run_names_share_scratch_runs_and_separate_checkpoints() -> None:
     assert run_name(0.5, "scratch", 1, "a-1") == "0.5min-scratch-seed1"
     assert run_name(1, "pretrained", 2, "a-1", "full") == "1min-pretrained-a-1-full-seed2"
     assert run_name(1, "scratch", 2, "a-1", "full") == "1min-scratch-full-seed2"
+    assert run_name(1, "self-trained", 2, "a-1", "keep0.5") == "1min-self-trained-a-1-keep0.5-seed2"
     with pytest.raises(ValueError, match="model 'frozen'"):
         run_name(1, "frozen", 1, "a-1")

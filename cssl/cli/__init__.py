@@ -20,6 +20,7 @@ commands:
   cssl lm build|tune                           n-gram language models for beam search
   cssl evaluate CKPT MANIFEST                  WER, CER, RTF of a fine-tuned checkpoint
   cssl transcribe CKPT FILES_OR_DIRS           text with word times and confidences
+  cssl pseudo-label CKPT MANIFEST --out M      self-training labels: the most confident transcripts
   cssl probe CKPT MANIFEST                     how phonetic each level of a model is (PNMI, purities)
 
 training stages: python -m pretrain CONFIG [key=value ...], python -m finetune CONFIG [...]

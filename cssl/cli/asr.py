@@ -1,4 +1,4 @@
-"""``cssl evaluate CKPT MANIFEST`` and ``cssl transcribe CKPT FILES_OR_DIR``."""
+"""``cssl evaluate CKPT MANIFEST``, ``cssl transcribe CKPT FILES_OR_DIR`` and ``cssl pseudo-label CKPT MANIFEST``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cssl.cli.options import ensemble_arg, floats, set_threads, threads_arg
 from cssl.data.policy import AUDIO_EXTENSIONS
+from cssl.errors import UsageError
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -28,6 +29,23 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--jsonl", type=Path, default=None, help="write one JSON object per file here")
     _decoding_args(p)
     p.set_defaults(func=run_transcribe)
+
+    p = groups.add_parser("pseudo-label", help="transcribe unlabeled audio into a training manifest for self-training "
+                          "(the most confident hypotheses), optionally joined with the real labels",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="fine-tuning checkpoint (best.pt), best calibrated")
+    p.add_argument("manifest", type=Path, help="the audio to transcribe (a manifest; transcripts in it are only "
+                   "used to report the pseudo-labels' WER)")
+    p.add_argument("--out", type=Path, required=True, help="the manifest written (.tsv or .jsonl): kept "
+                   "pseudo-labels, then --add's entries; every hypothesis with its confidence goes beside it "
+                   "(OUT's stem + .hypotheses.jsonl)")
+    p.add_argument("--keep", type=float, default=0.5, help="share of the utterances kept, most confident first")
+    p.add_argument("--min-confidence", type=float, default=0.0, help="keep no hypothesis under this mean word "
+                   "confidence")
+    p.add_argument("--add", type=Path, default=None, metavar="LABELED",
+                   help="a labeled manifest (the real labels) whose entries join the kept pseudo-labels in --out")
+    _decoding_args(p)
+    p.set_defaults(func=run_pseudo_label)
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
@@ -144,3 +162,40 @@ def run_transcribe(args: argparse.Namespace) -> int:
         summary += f"; skipped files and reasons: {path}"
     print(summary, file=sys.stderr)
     return 0 if done else 1
+
+
+def run_pseudo_label(args: argparse.Namespace) -> int:
+    from cssl.data.manifest import Entry, Manifest, read_manifest, write_manifest
+    from cssl.pseudo_label import pseudo_label
+
+    if not 0 < args.keep <= 1:
+        raise UsageError(f"--keep is a share of the utterances in (0, 1], got {args.keep}")
+    added = None
+    if args.add is not None:
+        added = read_manifest(args.add)
+        if not added.labeled:
+            raise UsageError(f"--add {args.add}: every entry needs a transcript (it holds the real labels)")
+    labels = pseudo_label(_recognizer(args), read_manifest(args.manifest), args.keep, args.min_confidence)
+    out = labels.manifest()
+    if added is not None:
+        out.entries += [Entry(str(added.audio_path(e).resolve()), e.num_samples, e.text, e.speaker) for e in added]
+    write_manifest(out, args.out)
+    hypotheses = args.out.with_name(args.out.stem + ".hypotheses.jsonl")
+    with open(hypotheses, "w", encoding="utf-8") as sink:
+        for p, kept in zip(labels.labels, labels.kept):
+            sink.write(json.dumps({"audio": p.entry.path, "hypothesis": p.entry.text, "confidence": round(p.confidence, 4),
+                                   "kept": kept, "reference": p.reference}) + "\n")
+    kept = sum(labels.kept)
+    print(f"{args.manifest}: {len(labels.labels)} transcribed ({_decoding(args)}), {labels.rejects.summary()}; "
+          f"kept {kept} ({labels.kept_seconds / 60:.1f} min)"
+          + (f" and {len(added)} real labels ({added.hours * 60:.1f} min)" if added is not None else ""))
+    for what, rates in (("kept", labels.error_rates(kept_only=True)), ("all", labels.error_rates(kept_only=False))):
+        if rates is not None:
+            print(f"pseudo-label quality against the manifest's transcripts ({what}): WER {rates.wer:.4f} "
+                  f"CER {rates.cer:.4f}")
+    print(f"training manifest: {args.out}; every hypothesis: {hypotheses}")
+    if len(labels.rejects):
+        rejects = args.out.with_name(args.out.stem + ".rejects.tsv")
+        labels.rejects.write(rejects)
+        print(f"skipped files and reasons: {rejects}")
+    return 0 if kept else 1
