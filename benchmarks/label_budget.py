@@ -42,6 +42,7 @@ import sys
 import time
 from pathlib import Path
 
+from cssl.cli.options import seed_list
 from cssl.data.manifest import Entry, Manifest, read_manifest, write_manifest
 from cssl.config import load_config
 from cssl.experiments import FINETUNE_PRESET, PRETRAINED, best_checkpoint, build_lm, finetune, score, synthesize
@@ -233,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretraining-corpus", type=Path, default=ROOT / "runs" / "corpus-30h",
                         help="the pretraining corpus, to check that no labeled speaker was heard in pretraining")
     parser.add_argument("--budgets", default="1,10", help="minutes of labels, comma separated")
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds per budget and model")
+    parser.add_argument("--seeds", type=seed_list, default=seed_list("3"),
+                        help="training seeds per budget and model: a count N (seeds 1..N) or a comma list (2,3)")
     parser.add_argument("--max-steps", type=int, default=4000, help="most updates of a run")
     parser.add_argument("--patience", type=int, default=8, help="validations (every 50 updates) without a better dev WER")
     parser.add_argument("--min-steps", type=int, default=600, help="no early stop before this many updates")
@@ -290,12 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         train = args.out / f"labels-{minutes:g}min.tsv"
         write_manifest(subset, train)
         for model in models:
-            for seed in range(1, args.seeds + 1):
+            for seed in args.seeds:
                 run = args.out / run_name(minutes, model, seed, tag, args.tag)
                 rows.append(trained(args, run, model, train, minutes, len(subset), seed, metric, lm))
         if args.self_train and "pretrained" in models:
             unlabeled = unlabeled_audio(labeled_pool(pool_dir), subset, args.unlabeled_minutes)
-            for seed in range(1, args.seeds + 1):
+            for seed in args.seeds:
                 rows.append(self_trained(args, minutes, subset, unlabeled, seed, tag, metric, lm))
     text = table(rows)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")

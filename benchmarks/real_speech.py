@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pocketsphinx_peer  # noqa: E402
 
+from cssl.cli.options import seed_list  # noqa: E402
 from cssl.config import preset  # noqa: E402
 from cssl.data.manifest import Entry, Manifest, write_manifest  # noqa: E402
 from cssl.data.scan import ScanConfig, scan_folder  # noqa: E402
@@ -346,14 +347,6 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
     score([best], splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
     done.write_text(json.dumps(row), encoding="utf-8")
     return row
-
-
-def seed_list(text: str) -> list[int]:
-    """``--seeds``: ``N`` is seeds 1 to N; ``2,3`` is those seeds (two invocations can share an arm's seeds)."""
-    seeds = [int(part) for part in text.split(",") if part.strip()]
-    if not seeds or min(seeds) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a count N >= 1 or seeds >= 1 separated by commas")
-    return seeds if "," in text else list(range(1, seeds[0] + 1))
 
 
 def main(argv: list[str] | None = None) -> int:

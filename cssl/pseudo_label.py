@@ -5,10 +5,13 @@ model fine-tuned on the few labels there are transcribes unlabeled audio, usuall
 search and an LM; the utterances it is surest of become training labels beside the real ones,
 and a new model is fine-tuned from the pretrained checkpoint on both.
 
-An utterance's confidence is the mean of its words' confidences: the probabilities ``cssl
-transcribe`` reports (calibrated when the checkpoint was; a beam-search word the greedy path
-does not spell counts 0). Selection keeps the most confident share of the non-empty
-hypotheses, and none under a floor.
+An utterance's confidence is the geometric-mean probability per symbol of its hypothesis: the
+CTC likelihood of the whole text (every alignment) under the model's calibrated probabilities,
+to the power one over its letters and word separators (``Transcript.log_likelihood``).
+Ranked by it, the most confident half of 400 transcripts by a model fine-tuned on a minute of
+labels had WER 0.547 against 0.732 for the other half; ranked by the mean word confidence
+(the greedy path's words), 0.589 against 0.695. Selection keeps the most confident share of
+the non-empty hypotheses, and none under a floor.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class PseudoLabel:
     entry: Entry
     """The utterance, its path absolute and its text the hypothesis."""
     confidence: float
-    """Mean word confidence of the hypothesis (0 when it has no words)."""
+    """Geometric-mean probability per symbol of the hypothesis (0 when it is empty)."""
     reference: str | None = None
     """The manifest's own transcript when it had one (to measure the labels' quality), else None."""
 
@@ -72,9 +75,9 @@ class PseudoLabels:
         return sum(p.entry.duration for p, k in zip(self.labels, self.kept) if k)
 
 
-def utterance_confidence(word_confidences: Sequence[float]) -> float:
-    """Mean word confidence; 0 for an empty hypothesis (nothing to learn from it)."""
-    return math.fsum(word_confidences) / len(word_confidences) if word_confidences else 0.0
+def utterance_confidence(log_likelihood: float | None) -> float:
+    """``exp`` of a transcript's per-symbol log-likelihood; 0 for an empty hypothesis (nothing to learn from)."""
+    return math.exp(log_likelihood) if log_likelihood is not None else 0.0
 
 
 def select(confidences: Sequence[float], texts: Sequence[str], keep: float, min_confidence: float = 0.0) -> list[bool]:
@@ -107,7 +110,7 @@ def pseudo_label(recognizer, manifest: Manifest, keep: float, min_confidence: fl
             log(f"skipped {err}")
             continue
         labels.append(PseudoLabel(Entry(str(path.resolve()), entry.num_samples, result.text, entry.speaker),
-                                  utterance_confidence([w.confidence for w in result.words]), entry.text))
+                                  utterance_confidence(result.log_likelihood), entry.text))
     ticker.update(len(manifest))
     kept = select([p.confidence for p in labels], [p.entry.text or "" for p in labels], keep, min_confidence)
     ticker.close(f"{sum(kept)} kept")

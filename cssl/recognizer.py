@@ -45,6 +45,7 @@ from cssl.data.audio import load_audio, prepare
 from cssl.errors import UsageError
 from cssl.loading import LoadedModel, load_model
 from cssl.model import Wav2Vec2Model
+from cssl.model.ctc import sequence_log_likelihood
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import CheckpointError
 
@@ -73,6 +74,10 @@ class Transcript:
     """Per-word times and confidences."""
     seconds: float = 0.0
     """Audio duration."""
+    log_likelihood: float | None = None
+    """CTC log-likelihood of ``text`` per symbol (letters and word separators) under the calibrated
+    probabilities, a sequence-level confidence (``exp`` of it: the geometric-mean probability per
+    symbol); None for an empty transcript."""
 
 
 class Recognizer:
@@ -201,13 +206,20 @@ class Recognizer:
         if self.grammar is not None:
             chosen = self.grammar.choose(self._grammar_log_likelihoods(wave, lp))
             words = [replace(w, confidence=chosen.posterior) for w in self._align_words(chosen.text, lp, frame_s)]
-            return Transcript(chosen.text, words, seconds)
-        if self.beam is not None:
+            text = chosen.text
+        elif self.beam is not None:
             text = self.beam.decode(lp)
-            return Transcript(text, self._align_words(text, lp, frame_s), seconds)
-        words = [Word(w.word, w.start * frame_s, w.end * frame_s, w.confidence)
-                 for w in word_confidences(lp, self.vocab.symbols, self.vocab.blank)]
-        return Transcript(" ".join(w.word for w in words), words, seconds)
+            words = self._align_words(text, lp, frame_s)
+        else:
+            words = [Word(w.word, w.start * frame_s, w.end * frame_s, w.confidence)
+                     for w in word_confidences(lp, self.vocab.symbols, self.vocab.blank)]
+            text = " ".join(w.word for w in words)
+        return Transcript(text, words, seconds, self._per_symbol(text, lp))
+
+    def _per_symbol(self, text: str, lp: Tensor) -> float | None:
+        """CTC log-likelihood of ``text`` per symbol given (T, V) log-probabilities; None when empty."""
+        ids = self.vocab.encode(text)
+        return sequence_log_likelihood(lp, ids, self.vocab.blank) / len(ids) if ids else None
 
     def _grammar_log_likelihoods(self, wave: Tensor, lp: Tensor) -> Tensor:
         """(P,) the grammar phrases' CTC log-likelihoods, averaged over ``self.speeds`` (``lp``: at speed 1)."""

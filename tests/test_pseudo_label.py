@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import jiwer
 import pytest
+import torch
 
 from cssl.data.manifest import Entry, Manifest, read_manifest, write_manifest
 from cssl.pseudo_label import pseudo_label, select, utterance_confidence
@@ -16,9 +18,32 @@ from cssl.recognizer import Transcript, Word
 from tests.conftest import tone, write
 
 
-def test_utterance_confidence_is_the_mean_word_confidence() -> None:
-    assert utterance_confidence([0.2, 0.5, 0.8]) == pytest.approx(0.5)
-    assert utterance_confidence([]) == 0.0
+def test_utterance_confidence_is_the_per_symbol_likelihood() -> None:
+    assert utterance_confidence(math.log(0.25)) == pytest.approx(0.25)
+    assert utterance_confidence(None) == 0.0
+
+
+def test_transcripts_carry_the_ctc_likelihood_of_their_text_per_symbol(tmp_path: Path) -> None:
+    from cssl.model.ctc import sequence_log_likelihood
+    from cssl.recognizer import Recognizer
+    from cssl.text.vocab import Vocabulary
+    from tests.test_grammar import brute_force_loglik
+    from tests.test_recognizer import checkpoint
+
+    vocab = Vocabulary(("<blank>", "<unk>", "|", "A", "B"))
+    torch.manual_seed(5)
+    lp = torch.randn(5, len(vocab.symbols)).log_softmax(-1)  # (T, V), T = 5 frames
+    for target in (vocab.encode("A"), vocab.encode("AB"), vocab.encode("B A"), vocab.encode("BB")):
+        assert sequence_log_likelihood(lp, target, vocab.blank) == pytest.approx(
+            brute_force_loglik(lp, target, vocab.blank), abs=1e-4)
+    assert sequence_log_likelihood(lp, vocab.encode("AAAA"), vocab.blank) == -math.inf  # needs 7 frames
+    rec = Recognizer.from_checkpoint(checkpoint(tmp_path))  # a model that says "A"
+    wave = torch.randn(16000)
+    result = rec.transcribe(wave.numpy())
+    ids = rec.vocab.encode(result.text)
+    assert result.text == "A" and result.log_likelihood == pytest.approx(
+        sequence_log_likelihood(rec.log_probs(wave), ids, rec.vocab.blank) / len(ids))
+    assert -1e-3 < result.log_likelihood <= 0  # A on every frame: every path says "A"
 
 
 def test_selection_keeps_the_most_confident_share_of_nonempty_hypotheses() -> None:
@@ -36,22 +61,21 @@ def test_selection_keeps_the_most_confident_share_of_nonempty_hypotheses() -> No
 class Scripted:
     """A recognizer whose transcript of each file is given (a missing file raises, as loading does)."""
 
-    def __init__(self, texts: dict[str, tuple[str, list[float]]]) -> None:
+    def __init__(self, texts: dict[str, tuple[str, float | None]]) -> None:
         self.texts = texts
 
     def transcribe(self, path: Path) -> Transcript:
         from cssl.data.audio import load_audio
 
         load_audio(path)  # unreadable files raise AudioError here
-        text, confs = self.texts[path.name]
-        words = [Word(w, 0.0, 0.1, c) for w, c in zip(text.split(), confs)]
-        return Transcript(text, words, 1.0)
+        text, log_likelihood = self.texts[path.name]
+        return Transcript(text, [Word(w, 0.0, 0.1, 0.5) for w in text.split()], 1.0, log_likelihood)
 
 
 def test_pass_skips_unreadable_files_and_scores_the_kept_labels(tmp_path: Path) -> None:
     refs = {"a.wav": "the cat sat", "b.wav": "a dog ran", "c.wav": "one two", "d.wav": "red"}
-    hyps = {"a.wav": ("the cat sat", [0.9, 0.9, 0.8]), "b.wav": ("a fog", [0.4, 0.2]),
-            "c.wav": ("one too", [0.8, 0.5]), "d.wav": ("", [])}
+    hyps = {"a.wav": ("the cat sat", math.log(0.9)), "b.wav": ("a fog", math.log(0.3)),
+            "c.wav": ("one too", math.log(0.65)), "d.wav": ("", None)}
     for name in refs:
         write(tmp_path / name, tone(0.5))
     (tmp_path / "broken.wav").write_bytes(b"RIFF not audio")
@@ -60,7 +84,7 @@ def test_pass_skips_unreadable_files_and_scores_the_kept_labels(tmp_path: Path) 
     logged: list[str] = []
     labels = pseudo_label(Scripted(hyps), manifest, keep=0.5, log=logged.append, progress=False)
     assert len(labels.rejects) == 1 and "broken.wav" in logged[0]
-    assert [p.confidence for p in labels.labels] == pytest.approx([0.8667, 0.3, 0.65, 0.0], abs=1e-4)
+    assert [p.confidence for p in labels.labels] == pytest.approx([0.9, 0.3, 0.65, 0.0])
     assert labels.kept == [True, False, True, False]
     kept = labels.manifest()
     assert [e.text for e in kept] == ["the cat sat", "one too"]

@@ -40,8 +40,8 @@ def register(groups: argparse._SubParsersAction) -> None:
                    "pseudo-labels, then --add's entries; every hypothesis with its confidence goes beside it "
                    "(OUT's stem + .hypotheses.jsonl)")
     p.add_argument("--keep", type=float, default=0.5, help="share of the utterances kept, most confident first")
-    p.add_argument("--min-confidence", type=float, default=0.0, help="keep no hypothesis under this mean word "
-                   "confidence")
+    p.add_argument("--min-confidence", type=float, default=0.0, help="keep no hypothesis under this confidence "
+                   "(geometric-mean probability per symbol of its text, 0-1)")
     p.add_argument("--add", type=Path, default=None, metavar="LABELED",
                    help="a labeled manifest (the real labels) whose entries join the kept pseudo-labels in --out")
     _decoding_args(p)
@@ -147,6 +147,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
             done += 1
             if sink:
                 sink.write(json.dumps({"audio": str(path), "text": result.text, "seconds": result.seconds,
+                                       "log_likelihood": result.log_likelihood,
                                        "words": [w.__dict__ for w in result.words]}) + "\n")
                 sink.flush()
             print(f"{path}\t{result.text}", flush=True)

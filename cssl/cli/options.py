@@ -33,3 +33,11 @@ def ensemble_arg(p: argparse.ArgumentParser) -> None:
                    help="another fine-tuning checkpoint of the same vocabulary, averaged with the first "
                         "(each frame's probabilities); repeat for more. Decode ensembles with --lexicon, --lm or "
                         "--grammar: greedy decoding drops letters where the models spike at different frames")
+
+
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: ``N`` is seeds 1 to N; ``2,3`` is those seeds (two invocations can share an arm's seeds)."""
+    seeds = [int(part) for part in text.split(",") if part.strip()]
+    if not seeds or min(seeds) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a count N >= 1 or seeds >= 1 separated by commas")
+    return seeds if "," in text else list(range(1, seeds[0] + 1))

@@ -49,6 +49,16 @@ def ctc_loss(logits: Tensor, frame_lengths: Tensor, targets: Tensor, target_leng
     return CTCLossOutput(per_utt[keep].sum(), int(keep.sum()), infeasible)
 
 
+def sequence_log_likelihood(log_probs: Tensor, target: list[int], blank: int = 0) -> float:
+    """log P(target | x) under CTC: every frame path that collapses to ``target`` (ids, no blanks) summed,
+    from one utterance's (T, V) log-probabilities; -inf when the audio has too few frames for it."""
+    lp = log_probs.float()[:, None, :]  # (T, V) -> (T, 1, V)
+    targets = torch.tensor([target], dtype=torch.long)  # (1, L)
+    nll = F.ctc_loss(lp, targets, torch.tensor([lp.shape[0]]), torch.tensor([len(target)]), blank=blank,
+                     reduction="none", zero_infinity=False)  # (1,)
+    return -float(nll[0])
+
+
 def greedy_decode(logits: Tensor, frame_lengths: Tensor, blank: int = 0) -> list[list[int]]:
     """Best path: argmax per frame, repeats merged, blanks dropped; one id list per utterance."""
     best = logits.argmax(dim=-1)  # (B, T)
