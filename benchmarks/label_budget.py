@@ -21,6 +21,11 @@ The shape of the wav2vec 2.0 paper's low-resource table, on synthetic speech:
 - ``--set KEY=VALUE`` (with ``--tag NAME``): a fine-tuning override of every run, e.g. the local
   tower trained too (``freeze.feature_encoder=false``); the tag names the runs' folders, so the
   preset's runs are neither reused nor overwritten;
+- ``--self-train KEEP``: self-training on top of each pretrained run (:mod:`cssl.pseudo_label`): it
+  transcribes the pool's train split outside the labels (about an hour of audio, its transcripts
+  used only to report the pseudo-labels' WER) with beam search and its dev-tuned LM, the most
+  confident KEEP share joins the real labels, and the pretrained checkpoint is fine-tuned afresh
+  on both (rows ``self-trained``; no early stop before ``--self-train-min-steps``);
 - scoring: greedy and beam search + the demo's 3-gram LM (transcripts of the demo
   corpus's train split, LM weight and word score chosen on dev per model) on the test split.
 
@@ -152,19 +157,21 @@ def last_step(run: Path) -> int:
 
 
 def trained(args, run: Path, model: str, train: Path, minutes: float, utterances: int, seed: int, metric: str,
-            lm: Path, **extra) -> dict:
-    """Fine-tunes ``model`` on ``train`` into ``run`` until early stopping and scores it on test, or reads the
-    row of a run finished earlier; ``extra`` goes into a new row."""
+            lm: Path, min_steps: int | None = None, **extra) -> dict:
+    """Fine-tunes ``model`` on ``train`` into ``run`` until early stopping (none before ``min_steps``, default
+    ``--min-steps``) and scores it on test, or reads the row of a run finished earlier; ``extra`` goes into a
+    new row."""
     done = run / "result.json"
     if done.exists():
         return json.loads(done.read_text())
     print(f"== {minutes:g} min of labels ({utterances} utterances), {run.name}, until early stopping "
           f"(at most {args.max_steps} updates)", flush=True)
     clock = time.monotonic()
+    overrides = [f"seed={seed}", f"early_stop.patience={args.patience}",
+                 f"early_stop.min_steps={min_steps or args.min_steps}", "save_every=100000",
+                 *([f"threads={args.threads}"] if args.threads else []), *args.set]
     best = finetune("scratch" if model == "scratch" else "pretrained", train, args.demo_corpus / "dev.tsv", run,
-                    args.max_steps, args.pretrained,
-                    [f"seed={seed}", f"early_stop.patience={args.patience}", f"early_stop.min_steps={args.min_steps}",
-                     "save_every=100000", *([f"threads={args.threads}"] if args.threads else []), *args.set])
+                    args.max_steps, args.pretrained, overrides)
     minutes_trained = (time.monotonic() - clock) / 60
     greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
     row = {"minutes": minutes, "utterances": utterances, "model": model, "seed": seed,
@@ -221,7 +228,8 @@ def self_trained(args, minutes: float, subset: Manifest, unlabeled: Manifest, se
     train.entries += [Entry(str(subset.audio_path(e).resolve()), e.num_samples, e.text, e.speaker) for e in subset]
     manifest = args.out / f"{run.name}.jsonl"
     write_manifest(train, manifest)
-    return trained(args, run, SELF_TRAINED, manifest, minutes, len(subset), seed, metric, lm, pseudo=pseudo)
+    return trained(args, run, SELF_TRAINED, manifest, minutes, len(subset), seed, metric, lm,
+                   max(args.min_steps, args.self_train_min_steps), pseudo=pseudo)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also self-train each pretrained run: it transcribes the pool's audio outside the labels "
                              "(beam + its tuned LM), the most confident KEEP share (0-1] joins the labels and the "
                              "pretrained checkpoint is fine-tuned again on both (rows 'self-trained')")
+    parser.add_argument("--self-train-min-steps", type=int, default=1500,
+                        help="no early stop of a self-trained run before this many updates: it learns from 30 times "
+                             "the audio, and left the head-only warm-up's dev CER behind only after 600 updates")
     parser.add_argument("--unlabeled-minutes", type=float, default=None,
                         help="at most this much of the pool's unlabeled audio for --self-train (default: all of its "
                              "train split outside the labels)")
