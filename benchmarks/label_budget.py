@@ -53,7 +53,7 @@ from cssl.config import load_config
 from cssl.experiments import FINETUNE_PRESET, PRETRAINED, best_checkpoint, build_lm, finetune, score, synthesize
 from cssl.train.nbest import dev_rank
 from finetune.config import FinetuneConfig
-from cssl.label_budget import (FIGURES, MODELS, ORDER, SELF_TRAINED, SHIPPED, checkpoint_tag, efficiency_line, group,
+from cssl.label_budget import (FIGURES, MODELS, arm, SELF_TRAINED, SHIPPED, checkpoint_tag, efficiency_line, group,
                                mean_cell, mean_spread, reductions, run_name)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def plot(rows: list[dict], png: Path) -> None:
     groups = group(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("wer", "cer")):
-        for model in ORDER:
+        for model in dict.fromkeys(k[1] for k in groups):  # every arm, in table order
             for decoder, style in (("greedy", "o-"), ("lm", "s--")):
                 keys = [k for k in groups if k[1] == model]
                 stats = [mean_spread(groups[k], decoder, metric) for k in keys]
@@ -123,16 +123,18 @@ def table(rows: list[dict]) -> str:
                   "CER + LM |", "|---:|---:|---:|---:|---:|"]
     for minutes, gains in found.items():
         lines.append(f"| {minutes:g} min | " + " | ".join(f"{g:.1%}" for g in gains) + " |")
-    efficiency = [line for line in (efficiency_line(rows), efficiency_line(rows, SELF_TRAINED)) if line]
+    arms = ["pretrained", *dict.fromkeys(arm(r) for r in sorted(rows, key=lambda r: r.get("round", 1))
+                                          if r["model"] == SELF_TRAINED)]
+    efficiency = [line for line in (efficiency_line(rows, a) for a in arms) if line]
     if efficiency:
         lines += ["", *efficiency]
     taught = [r for r in rows if r["model"] == SELF_TRAINED]
     if taught:
-        lines += ["", "| labels | seed | pseudo-labels kept (min of audio) | their WER (kept / all transcribed) | "
-                  "teacher test WER + LM |", "|---:|---:|---:|---:|---:|"]
-        for r in sorted(taught, key=lambda r: (r["minutes"], r["seed"])):
+        lines += ["", "| labels | round | seed | pseudo-labels kept (min of audio) | their WER (kept / all transcribed) "
+                  "| teacher test WER + LM |", "|---:|---:|---:|---:|---:|---:|"]
+        for r in sorted(taught, key=lambda r: (r["minutes"], r.get("round", 1), r["seed"])):
             p = r["pseudo"]
-            lines.append(f"| {r['minutes']:g} min | {r['seed']} | {p['kept']} of {p['transcribed']} "
+            lines.append(f"| {r['minutes']:g} min | {r.get('round', 1)} | {r['seed']} | {p['kept']} of {p['transcribed']} "
                          f"({p['kept_minutes']:.1f}) | {p['wer_kept']:.3f} / {p['wer_all']:.3f} | "
                          f"{p['teacher_wer_lm']:.3f} |")
     return "\n".join(lines)
@@ -199,22 +201,27 @@ def unlabeled_audio(pool: Manifest, labeled: Manifest, minutes: float | None) ->
 
 
 def self_trained(args, minutes: float, subset: Manifest, unlabeled: Manifest, seed: int, tag: str, metric: str,
-                 lm: Path) -> dict:
-    """Self-training: the pretrained run of this budget and seed transcribes ``unlabeled`` with beam search
-    and its dev-tuned LM; the most confident ``--self-train`` share joins the labels, and the pretrained
-    checkpoint is fine-tuned afresh on both (same recipe and seed)."""
+                 lm: Path, rounds: int = 1) -> dict:
+    """Self-training: the pretrained run of this budget and seed (from the second round on, the previous
+    round's self-trained run) transcribes ``unlabeled`` with beam search and its dev-tuned LM; the most
+    confident ``--self-train`` share joins the labels, and the pretrained checkpoint is fine-tuned afresh
+    on both (same recipe and seed)."""
     from cssl.pseudo_label import pseudo_label
     from cssl.recognizer import Recognizer
 
-    variant = "-".join(part for part in (args.tag, f"keep{args.self_train:g}") if part)
-    run = args.out / run_name(minutes, SELF_TRAINED, seed, tag, variant)
+    def variant(k: int) -> str:
+        return "-".join(part for part in (args.tag, f"keep{args.self_train:g}", f"round{k}" if k > 1 else "") if part)
+
+    run = args.out / run_name(minutes, SELF_TRAINED, seed, tag, variant(rounds))
     if (run / "result.json").exists():
         return json.loads((run / "result.json").read_text())
-    teacher_run = args.out / run_name(minutes, "pretrained", seed, tag, args.tag)
+    teacher_run = args.out / (run_name(minutes, "pretrained", seed, tag, args.tag) if rounds == 1
+                              else run_name(minutes, SELF_TRAINED, seed, tag, variant(rounds - 1)))
     teacher_row = json.loads((teacher_run / "result.json").read_text())
     teacher = best_checkpoint(teacher_run)
-    print(f"== pseudo-labels: {teacher} transcribes {len(unlabeled)} utterances ({unlabeled.hours * 60:.1f} min) "
-          f"with LM weight {teacher_row['lm_weight']:g}, word score {teacher_row['word_score']:g}", flush=True)
+    print(f"== pseudo-labels, round {rounds}: {teacher} transcribes {len(unlabeled)} utterances "
+          f"({unlabeled.hours * 60:.1f} min) with LM weight {teacher_row['lm_weight']:g}, word score "
+          f"{teacher_row['word_score']:g}", flush=True)
     rec = Recognizer.from_checkpoint(teacher, lm=str(lm), lm_weight=teacher_row["lm_weight"],
                                      word_score=teacher_row["word_score"])
     labels = pseudo_label(rec, unlabeled, keep=args.self_train)
@@ -229,7 +236,7 @@ def self_trained(args, minutes: float, subset: Manifest, unlabeled: Manifest, se
     manifest = args.out / f"{run.name}.jsonl"
     write_manifest(train, manifest)
     return trained(args, run, SELF_TRAINED, manifest, minutes, len(subset), seed, metric, lm,
-                   max(args.min_steps, args.self_train_min_steps), pseudo=pseudo)
+                   max(args.min_steps, args.self_train_min_steps), pseudo=pseudo, round=rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also self-train each pretrained run: it transcribes the pool's audio outside the labels "
                              "(beam + its tuned LM), the most confident KEEP share (0-1] joins the labels and the "
                              "pretrained checkpoint is fine-tuned again on both (rows 'self-trained')")
+    parser.add_argument("--self-train-rounds", type=int, default=1,
+                        help="rounds of self-training: each round's model makes the next round's pseudo-labels")
     parser.add_argument("--self-train-min-steps", type=int, default=1500,
                         help="no early stop of a self-trained run before this many updates: it learns from 30 times "
                              "the audio, and left the head-only warm-up's dev CER behind only after 600 updates")
@@ -308,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(trained(args, run, model, train, minutes, len(subset), seed, metric, lm))
         if args.self_train and "pretrained" in models:
             unlabeled = unlabeled_audio(labeled_pool(pool_dir), subset, args.unlabeled_minutes)
-            for seed in args.seeds:
-                rows.append(self_trained(args, minutes, subset, unlabeled, seed, tag, metric, lm))
+            for rounds in range(1, args.self_train_rounds + 1):
+                for seed in args.seeds:
+                    rows.append(self_trained(args, minutes, subset, unlabeled, seed, tag, metric, lm, rounds))
     text = table(rows)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     (args.out / "table.md").write_text(text + "\n", encoding="utf-8")

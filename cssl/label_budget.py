@@ -37,11 +37,17 @@ def mean_cell(rows: list[dict], decoder: str, metric: str) -> str:
     return f"{mean:.3f}" if len(rows) == 1 else f"{mean:.3f} ± {sd:.3f}"
 
 
+def arm(row: dict) -> str:
+    """A row's arm: its model, and for self-training after the first round, the round (``self-trained x2``)."""
+    rounds = row.get("round", 1)
+    return row["model"] if rounds == 1 else f"{row['model']} x{rounds}"
+
+
 def group(rows: list[dict]) -> dict[tuple[float, str], list[dict]]:
-    """Runs by (minutes, model), in budget order."""
+    """Runs by (minutes, arm), in budget order."""
     groups: dict[tuple[float, str], list[dict]] = {}
-    for r in sorted(rows, key=lambda r: (r["minutes"], ORDER.index(r["model"]), r["seed"])):
-        groups.setdefault((r["minutes"], r["model"]), []).append(r)
+    for r in sorted(rows, key=lambda r: (r["minutes"], ORDER.index(r["model"]), r.get("round", 1), r["seed"])):
+        groups.setdefault((r["minutes"], arm(r)), []).append(r)
     return groups
 
 

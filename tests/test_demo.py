@@ -51,8 +51,14 @@ def test_label_efficiency_line_and_the_shipped_figures(tmp_path: Path) -> None:
     assert line.startswith("Label efficiency: pretrained with 1 min of labels against scratch with 10 min (means of 2 and 2 seeds)")
     assert "greedy WER 0.600 vs 0.700" in line and "lm CER 0.150 vs 0.175" in line
     assert efficiency_line(rows, "self-trained") is None  # no self-trained rows
-    taught = efficiency_line([*rows, row(1, "self-trained", 1, 0.4)], "self-trained")
-    assert taught.startswith("Label efficiency: self-trained with 1 min") and "greedy WER 0.400 vs 0.700" in taught
+    second = {**row(1, "self-trained", 1, 0.2), "round": 2}
+    taught = [*rows, row(1, "self-trained", 1, 0.4), second]
+    line = efficiency_line(taught, "self-trained")
+    assert line.startswith("Label efficiency: self-trained with 1 min") and "greedy WER 0.400 vs 0.700" in line
+    assert "greedy WER 0.200 vs 0.700" in efficiency_line(taught, "self-trained x2")  # rounds are arms of their own
+    from cssl.label_budget import group
+
+    assert list(group(taught))[:3] == [(1, "pretrained"), (1, "self-trained"), (1, "self-trained x2")]
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"x" * 10)
     shipped = tmp_path / "label_budget.json"
