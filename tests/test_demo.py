@@ -53,8 +53,8 @@ def test_label_efficiency_line_and_the_shipped_figures(tmp_path: Path) -> None:
     assert efficiency_line(rows, "self-trained") is None  # no self-trained rows
     second = {**row(1, "self-trained", 1, 0.2), "round": 2}
     taught = [*rows, row(1, "self-trained", 1, 0.4), second]
-    line = efficiency_line(taught, "self-trained")
-    assert line.startswith("Label efficiency: self-trained with 1 min") and "greedy WER 0.400 vs 0.700" in line
+    first = efficiency_line(taught, "self-trained")
+    assert first.startswith("Label efficiency: self-trained with 1 min") and "greedy WER 0.400 vs 0.700" in first
     assert "greedy WER 0.200 vs 0.700" in efficiency_line(taught, "self-trained x2")  # rounds are arms of their own
     from cssl.label_budget import group
 
