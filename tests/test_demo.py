@@ -26,11 +26,10 @@ def test_demo_runs_end_to_end_and_reuses_the_corpus(tmp_path: Path, capsys) -> N
         if float(scratch) > 0:
             assert float(gain.strip().rstrip("%")) == pytest.approx(100 * (1 - float(pre) / float(scratch)), abs=0.06)
     assert "Label efficiency: not measured for" in report or "Label efficiency: pretrained with" in report
-    for name in ("pretrain_curves", "finetune_curves", "reliability_pretrained", "reliability_scratch",
-                 "reliability_scratch-frozen"):
+    for name in ("pretrain_curves", "finetune_curves", "reliability_pretrained", "reliability_scratch"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     rows = [line for line in report.splitlines() if line.startswith("| pretrained |") or line.startswith("| scratch")]
-    assert len(rows) == 3 and all(len(r.split("|")) == 13 for r in rows)  # 11 figures per model
+    assert len(rows) == 2 and all(len(r.split("|")) == 13 for r in rows)  # the default models, 11 figures each
     assert "LM weight" in report and "chosen on dev" in first
     assert "| model | test WER greedy |" in first and "2 updates" in report
     assert (tmp_path / "test_pretrained_lm.jsonl").read_text().count("\n") >= 1
