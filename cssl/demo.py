@@ -48,7 +48,7 @@ DEFAULT_MODELS = ("pretrained", "scratch")
 FINETUNE_STEPS = 1200
 """Updates per fine-tuning run. The preset's 600 are too few for the pretrained model on the train split's
 8.4 minutes: at 600 it scored test WER + LM 0.848 against scratch's 0.681; at 1,200 0.498 against 0.672
-(900: 0.557 for pretrained; one seed, Intel Xeon Sapphire Rapids). The two default models at 1,200 cost
+(900: 0.557 against 0.694; one seed, Intel Xeon Sapphire Rapids). The two default models at 1,200 cost
 what three at 800 would."""
 
 
