@@ -45,11 +45,12 @@ MODELS = {
 """The fine-tuned models the demo can compare, and what each is."""
 DEFAULT_MODELS = ("pretrained", "scratch")
 """The ones it fine-tunes unless ``--models`` says otherwise (the frozen-random control costs a third run)."""
-FINETUNE_STEPS = 1200
+FINETUNE_STEPS = 900
 """Updates per fine-tuning run. The preset's 600 are too few for the pretrained model on the train split's
-8.4 minutes: at 600 it scored test WER + LM 0.848 against scratch's 0.681; at 1,200 0.498 against 0.672
-(900: 0.557 against 0.694; one seed, Intel Xeon Sapphire Rapids). The two default models at 1,200 cost
-what three at 800 would."""
+8.4 minutes: at 600 it scored test WER + LM 0.848 against scratch's 0.681; at 900 0.557 against 0.694; at
+1,200 0.498 against 0.672 (one seed, Intel Xeon Sapphire Rapids). Two models at 900 are the 1,800
+updates three at 600 were, so the demo keeps its time; at 1,200 its fine-tuning alone took 23 minutes
+on that machine (two threads)."""
 
 
 @dataclass
