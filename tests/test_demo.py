@@ -91,3 +91,29 @@ def test_run_names_share_scratch_runs_and_separate_checkpoints() -> None:
     assert run_name(1, "self-trained", 2, "a-1", "keep0.5") == "1min-self-trained-a-1-keep0.5-seed2"
     with pytest.raises(ValueError, match="model 'frozen'"):
         run_name(1, "frozen", 1, "a-1")
+
+
+def test_self_trained_student_is_kept_only_when_dev_says_it_is_better(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from label_budget import dev_gate
+
+    def run(name: str, cers: list[float]) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        lines = [json.dumps({"split": "valid", "step": 50 * (i + 1), "wer": 0.9, "cer": c}) for i, c in enumerate(cers)]
+        (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        return folder
+
+    teacher_row = {"greedy": {"wer": 0.9, "cer": 0.5}, "lm": {"wer": 0.7, "cer": 0.45}, "lm_weight": 3, "word_score": 4}
+    student_row = {"greedy": {"wer": 0.8, "cer": 0.4}, "lm": {"wer": 0.68, "cer": 0.5}, "lm_weight": 1, "word_score": -2,
+                   "model": "self-trained"}
+    teacher = run("teacher", [0.8, 0.5, 0.6])
+    better, worse = run("better", [0.7, 0.45, 0.4]), run("worse", [0.76, 0.9, 0.85])
+    kept = dev_gate(student_row, teacher_row, better, teacher, "cer")
+    assert kept["chosen"] == "student" and kept["lm"] == student_row["lm"]
+    set_aside = dev_gate(student_row, teacher_row, worse, teacher, "cer")
+    assert set_aside["chosen"] == "teacher" and set_aside["lm"] == teacher_row["lm"] and set_aside["lm_weight"] == 3
+    assert set_aside["student"]["lm"] == student_row["lm"]
