@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 
 from cssl.cli.options import seed_list
-from cssl.data.manifest import Entry, Manifest, read_manifest, write_manifest
+from cssl.data.manifest import Manifest, read_manifest, write_manifest
 from cssl.config import load_config
 from cssl.experiments import FINETUNE_PRESET, PRETRAINED, best_checkpoint, build_lm, finetune, score, synthesize
 from cssl.train.nbest import dev_rank
@@ -251,10 +251,8 @@ def self_trained(args, minutes: float, subset: Manifest, unlabeled: Manifest, se
               "teacher_wer_lm": teacher_row["lm"]["wer"], "keep": args.self_train}
     print(f"kept {pseudo['kept']} of {pseudo['transcribed']} ({pseudo['kept_minutes']:.1f} min); their WER "
           f"{pseudo['wer_kept']:.3f} (all transcribed: {pseudo['wer_all']:.3f})", flush=True)
-    train = labels.manifest()
-    train.entries += [Entry(str(subset.audio_path(e).resolve()), e.num_samples, e.text, e.speaker) for e in subset]
     manifest = args.out / f"{run.name}.jsonl"
-    write_manifest(train, manifest)
+    write_manifest(labels.manifest(subset), manifest)
     row = trained(args, run, SELF_TRAINED, manifest, minutes, len(subset), seed, metric, lm,
                   max(args.min_steps, args.self_train_min_steps), pseudo=pseudo, round=rounds)
     return dev_gate(row, teacher_row, run, teacher_run, metric)

@@ -53,10 +53,14 @@ class PseudoLabels:
     rejects: Rejects = field(default_factory=Rejects)
     """Utterances that could not be read."""
 
-    def manifest(self) -> Manifest:
-        """The kept utterances as a labeled manifest (absolute paths)."""
+    def manifest(self, labeled: Manifest | None = None) -> Manifest:
+        """The kept utterances as a labeled manifest (absolute paths), followed by ``labeled``'s entries (the
+        real labels) when given."""
+        entries = [p.entry for p, k in zip(self.labels, self.kept) if k]
+        if labeled is not None:
+            entries += [Entry(str(labeled.audio_path(e).resolve()), e.num_samples, e.text, e.speaker) for e in labeled]
         # Entries are absolute paths: the root is never resolved against.
-        return Manifest(Path("/"), [p.entry for p, k in zip(self.labels, self.kept) if k])
+        return Manifest(Path("/"), entries)
 
     def error_rates(self, kept_only: bool) -> ErrorRates | None:
         """WER and CER of the hypotheses (the kept ones, or all) against the manifest's transcripts;

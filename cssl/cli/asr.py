@@ -166,7 +166,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
 
 
 def run_pseudo_label(args: argparse.Namespace) -> int:
-    from cssl.data.manifest import Entry, Manifest, read_manifest, write_manifest
+    from cssl.data.manifest import read_manifest, write_manifest
     from cssl.pseudo_label import pseudo_label
 
     if not 0 < args.keep <= 1:
@@ -177,10 +177,7 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
         if not added.labeled:
             raise UsageError(f"--add {args.add}: every entry needs a transcript (it holds the real labels)")
     labels = pseudo_label(_recognizer(args), read_manifest(args.manifest), args.keep, args.min_confidence)
-    out = labels.manifest()
-    if added is not None:
-        out.entries += [Entry(str(added.audio_path(e).resolve()), e.num_samples, e.text, e.speaker) for e in added]
-    write_manifest(out, args.out)
+    write_manifest(labels.manifest(added), args.out)
     hypotheses = args.out.with_name(args.out.stem + ".hypotheses.jsonl")
     with open(hypotheses, "w", encoding="utf-8") as sink:
         for p, kept in zip(labels.labels, labels.kept):
