@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cssl.config import ConfigError
@@ -42,3 +44,22 @@ def test_fsdp_without_a_gpu_is_a_clear_error(monkeypatch) -> None:
 ])
 def test_bf16_autocast_needs_the_flag_and_the_avx512_kernels(flags: str, capability: str, expected: bool) -> None:
     assert cpu_has_bf16(flags, capability) is expected
+
+
+def test_exit_process_flushes_output_and_skips_teardown(tmp_path) -> None:
+    """The exit status is kept, buffered output and log lines reach their files, atexit handlers do not run."""
+    import subprocess
+    import sys
+
+    script = ("import atexit, logging, sys\n"
+              "from cssl.train.runtime import exit_process\n"
+              f"logging.basicConfig(filename={str(tmp_path / 'run.log')!r}, level=logging.INFO)\n"
+              "atexit.register(lambda: print('teardown ran'))\n"
+              "logging.info('logged line')\n"
+              "sys.stdout.write('no newline yet')\n"
+              "exit_process(3)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == "no newline yet"
+    assert "logged line" in (tmp_path / "run.log").read_text()

@@ -183,7 +183,7 @@ def test_four_processes_over_shards_then_two_use_each_utterance_once(corpus, tmp
 
     _, root = corpus
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     args = [f"data.manifest={root}", "mixed_precision=no", "data.num_workers=0", "data.max_batch_samples=64000",
             "data.crop_samples=16000", "optim.accumulation=4", "optim.max_steps=40", "loss.num_distractors=5",
             "save_every=1", "valid_every=1000", "threads=1", f"out_dir={tmp_path / 'run'}", "resume=auto"]
@@ -193,9 +193,13 @@ def test_four_processes_over_shards_then_two_use_each_utterance_once(corpus, tmp
                                str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
                                "no", "-m", "pretrain", str(preset("pretrain/tiny.yaml")), *args,
                                f"stop_after={stop_after}"], env=env, cwd=repo, capture_output=True, text=True)
-        # The launcher's own traceback fills the tail: keep the workers' first error lines too.
-        cause = [line for line in proc.stderr.splitlines()
+        # The launcher's own traceback fills the tail: keep the workers' first error lines and the
+        # Python stacks faulthandler prints when a worker aborts.
+        lines = proc.stderr.splitlines()
+        fatal = next((i for i, line in enumerate(lines) if "Fatal Python error" in line), len(lines))
+        cause = [line for line in lines[:fatal]
                  if re.search(r"terminate|what\(\)|Error|error:", line) and "elastic" not in line][:20]
+        cause += lines[fatal:fatal + 40]
         assert proc.returncode == 0, "\n".join(cause) + "\n...\n" + proc.stderr[-2000:]
 
     def used(ckpt) -> dict[int, set]:

@@ -51,9 +51,11 @@ def run_stage(prog: str, doc: str, config_cls: type, check: Callable[[Any], str 
         for text in warn(cfg) if warn else []:
             print(f"{prog}: warning: {text}", file=sys.stderr)
         main(cfg)
-        from cssl.train.runtime import end_processes
-
-        end_processes()
         return 0
 
-    return run_reporting(prog, body, args.debug)
+    from cssl.train.runtime import end_processes, exit_process
+
+    code = run_reporting(prog, body, args.debug)
+    if code == 0 and end_processes():
+        exit_process(code)
+    return code

@@ -12,10 +12,13 @@ of all losses) / (all counted frames): the same update whatever the number of pr
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
+import sys
 from collections.abc import Iterable
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -103,16 +106,30 @@ def _forget_accelerator_settings() -> None:
     AcceleratorState._reset_state(reset_partial_state=False)
 
 
-def end_processes() -> None:
-    """Closes the process group of a multi-process run once every process has got here.
-
-    A process that exits with its gloo group still open can be aborted by the group's own
-    threads as the interpreter shuts down ("terminate called without an active exception"),
-    failing a run that finished; every process waits for the others, then closes the group.
-    """
+def end_processes() -> bool:
+    """Closes the process group of a multi-process run once every process has got here; True
+    when there was one (the caller then ends the process with :func:`exit_process`)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        return True
+    return False
+
+
+def exit_process(code: int) -> NoReturn:
+    """Ends a process of a multi-process run at once, without the interpreter's teardown.
+
+    DistributedDataParallel's reducer keeps the gloo group's C++ object (and its transport
+    threads, ``pt_gloo_runloop``) alive after ``destroy_process_group`` and after the model is
+    freed; it is destroyed during the interpreter's teardown, where it now and then aborts the
+    process ("terminate called without an active exception", exit -6) and fails a run that had
+    finished and saved everything. Output is flushed first; every file the run writes is closed
+    by then.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def stop_reason(max_minutes: float | None, stop_after: int | None, step: int, elapsed_s: float) -> str | None:
