@@ -46,18 +46,21 @@ def test_bf16_autocast_needs_the_flag_and_the_avx512_kernels(flags: str, capabil
     assert cpu_has_bf16(flags, capability) is expected
 
 
-def test_exit_process_flushes_output_and_skips_teardown(tmp_path) -> None:
+def test_end_processes_flushes_output_and_skips_teardown(tmp_path) -> None:
     """The exit status is kept, buffered output and log lines reach their files, atexit handlers do not run."""
     import subprocess
     import sys
 
     script = ("import atexit, logging, sys\n"
-              "from cssl.train.runtime import exit_process\n"
+              "import torch.distributed as dist\n"
+              "from cssl.train.runtime import end_processes\n"
               f"logging.basicConfig(filename={str(tmp_path / 'run.log')!r}, level=logging.INFO)\n"
               "atexit.register(lambda: print('teardown ran'))\n"
               "logging.info('logged line')\n"
               "sys.stdout.write('no newline yet')\n"
-              "exit_process(3)\n")
+              f"dist.init_process_group('gloo', init_method='file://{tmp_path / 'store'}', rank=0, world_size=1)\n"
+              "end_processes(3)\n"
+              "print('single process: returned')\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 3, proc.stderr

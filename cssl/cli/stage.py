@@ -53,9 +53,9 @@ def run_stage(prog: str, doc: str, config_cls: type, check: Callable[[Any], str 
         main(cfg)
         return 0
 
-    from cssl.train.runtime import end_processes, exit_process
+    from cssl.train.runtime import end_processes
 
     code = run_reporting(prog, body, args.debug)
-    if code == 0 and end_processes():
-        exit_process(code)
+    if code == 0:
+        end_processes(code)
     return code

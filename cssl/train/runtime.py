@@ -106,18 +106,9 @@ def _forget_accelerator_settings() -> None:
     AcceleratorState._reset_state(reset_partial_state=False)
 
 
-def end_processes() -> bool:
-    """Closes the process group of a multi-process run once every process has got here; True
-    when there was one (the caller then ends the process with :func:`exit_process`)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-        return True
-    return False
-
-
-def exit_process(code: int) -> NoReturn:
-    """Ends a process of a multi-process run at once, without the interpreter's teardown.
+def end_processes(code: int) -> None:
+    """Ends a multi-process run's process with ``code`` once every process has got here, without the
+    interpreter's teardown; returns at once in a single-process run.
 
     DistributedDataParallel's reducer keeps the gloo group's C++ object (and its transport
     threads, ``pt_gloo_runloop``) alive after ``destroy_process_group`` and after the model is
@@ -126,6 +117,10 @@ def exit_process(code: int) -> NoReturn:
     finished and saved everything. Output is flushed first; every file the run writes is closed
     by then.
     """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
