@@ -60,7 +60,7 @@ def test_end_processes_flushes_output_and_skips_teardown(tmp_path) -> None:
               "sys.stdout.write('no newline yet')\n"
               f"dist.init_process_group('gloo', init_method='file://{tmp_path / 'store'}', rank=0, world_size=1)\n"
               "end_processes(3)\n"
-              "print('single process: returned')\n")
+              "print('end_processes returned')\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 3, proc.stderr

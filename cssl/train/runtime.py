@@ -18,7 +18,6 @@ import os
 import random
 import sys
 from collections.abc import Iterable
-from typing import NoReturn
 
 import numpy as np
 import torch
