@@ -195,7 +195,7 @@ def trained(args, run: Path, model: str, train: Path, minutes: float, utterances
     best = finetune("scratch" if model == "scratch" else "pretrained", train, args.demo_corpus / "dev.tsv", run,
                     args.max_steps, args.pretrained, overrides)
     minutes_trained = (time.monotonic() - clock) / 60
-    greedy, with_lm, tuning = score(best, args.demo_corpus, lm, run / "test", model)
+    greedy, with_lm, tuning = score(best, args.demo_corpus / "dev.tsv", args.demo_corpus / "test.tsv", lm, run / "test", model)
     row = {"minutes": minutes, "utterances": utterances, "model": model, "seed": seed,
            "steps": last_step(run), "best_step": best_step(run, metric), "train_minutes": round(minutes_trained, 1),
            "pretrained": str(args.pretrained) if model != "scratch" else None,

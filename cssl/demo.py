@@ -81,7 +81,7 @@ def assess(name: str, best: Path, corpus: Path, out: Path, lm: Path) -> ModelRes
 
     calibration = calibrate(best, corpus / "dev.tsv", corpus / "test.tsv")
     shutil.copyfile(best.with_name(best.stem + "_reliability.png"), out / f"reliability_{name}.png")
-    greedy, lm_eval, tuning = score(best, corpus, lm, out / f"test_{name}", name)
+    greedy, lm_eval, tuning = score(best, corpus / "dev.tsv", corpus / "test.tsv", lm, out / f"test_{name}", name)
     history = read_history(best.parent / "metrics.jsonl")
     valid = [r for r in history if r["split"] == "valid"]
     return ModelResult(name, best, min((r["wer"] for r in valid), default=math.nan),

@@ -100,16 +100,17 @@ def build_lm(corpus: Path, path: Path) -> Path:
     return path
 
 
-def score(best: Path, corpus: Path, lm: Path, prefix: Path, name: str) -> tuple[Evaluation, Evaluation, LMTuning]:
-    """Scores a checkpoint on the test split greedily, and with beam search and the LM whose weight
-    and word score were chosen on dev; writes ``{prefix}_greedy.jsonl``, ``{prefix}_lm.jsonl`` and the dev grid,
+def score(best: Path, dev: Path, test: Path, lm: Path, prefix: Path, name: str
+          ) -> tuple[Evaluation, Evaluation, LMTuning]:
+    """Scores a checkpoint on the ``test`` manifest greedily, and with beam search and the LM whose weight
+    and word score were chosen on the ``dev`` manifest; writes ``{prefix}_greedy.jsonl``, ``{prefix}_lm.jsonl`` and the dev grid,
     ``{prefix}_lm_grid.md``."""
     from cssl.evaluation import evaluate_manifest
     from cssl.lm_tuning import tune_lm
     from cssl.recognizer import Recognizer
 
     greedy = Recognizer.from_checkpoint(best)
-    tuning = tune_lm(greedy, corpus / "dev.tsv", lm)
+    tuning = tune_lm(greedy, dev, lm)
     Path(f"{prefix}_lm_grid.md").write_text(f"Dev WER by LM weight and word score ({name}):\n\n{tuning.table()}\n")
     edges = "".join(f"; at the grid's {edge}" for edge in tuning.edges())
     print(f"{name:>15} LM weight {tuning.lm_weight:g}, word score {tuning.word_score:g} chosen on dev "
@@ -118,7 +119,7 @@ def score(best: Path, corpus: Path, lm: Path, prefix: Path, name: str) -> tuple[
                       lm_weight=tuning.lm_weight, word_score=tuning.word_score)
     results = []
     for decoder, rec in (("greedy", greedy), ("lm", beam)):
-        r = evaluate_manifest(rec, corpus / "test.tsv", Path(f"{prefix}_{decoder}.jsonl"))
+        r = evaluate_manifest(rec, test, Path(f"{prefix}_{decoder}.jsonl"))
         print(f"{name:>15} {decoder:>6}: WER {r.wer:.3f} CER {r.cer:.3f} RTF {r.rtf:.4f} "
               f"({r.utterances} utterances)", flush=True)
         results.append(r)

@@ -57,6 +57,18 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=SCAN_WORKERS)
     p.set_defaults(func=run_synth)
 
+    p = commands.add_parser("align", help="phone alignments of transcribed speech, by eSpeak NG synthesis and DTW",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            description="Speaks each transcript with eSpeak NG at the recording's pace and aligns the "
+                                        "two by dynamic time warping of MFCC frames; writes NAME.phones.jsonl beside "
+                                        "the manifest, which cssl probe and the pretraining probe read. English "
+                                        "transcripts (or another eSpeak NG voice's language, --voice).")
+    p.add_argument("manifest", type=Path, help="labeled manifest (.tsv with .wrd, or .jsonl with text)")
+    p.add_argument("--out", type=Path, default=None, help="alignment file (default: NAME.phones.jsonl beside the manifest)")
+    p.add_argument("--voice", default="en-us", help="eSpeak NG voice that speaks the transcripts")
+    p.add_argument("--utterances", type=int, default=None, help="align only the first N entries")
+    p.set_defaults(func=run_align)
+
     p = commands.add_parser("vocab", help="build the character vocabulary of a labeled manifest", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("manifest", type=Path)
     p.add_argument("out", type=Path, help="vocabulary JSON to write")
@@ -130,6 +142,25 @@ def run_synth(args: argparse.Namespace) -> int:
         workers=args.workers, vocab_size=args.vocab_size, num_speakers=args.speakers, keywords=keywords,
     )
     print(summary.table())
+    return 0
+
+
+def run_align(args: argparse.Namespace) -> int:
+    from cssl.data.alignment import alignment_path
+    from cssl.data.manifest import read_manifest
+    from cssl.synth.align import AlignConfig, align_manifest
+    from cssl.ticker import Ticker
+
+    out = args.out or alignment_path(args.manifest)
+    if out.resolve() == args.manifest.resolve():
+        raise UsageError(f"--out {out} is the manifest itself; give another file")
+    total = len(read_manifest(args.manifest))
+    ticker = Ticker("align", total if args.utterances is None else min(total, args.utterances))
+    report = align_manifest(args.manifest, out, AlignConfig(voice=args.voice), args.utterances,
+                            lambda done, _: ticker.update(done))
+    ticker.close()
+    print(f"{out}: {report.aligned} utterances aligned in {report.seconds:.0f} s; {len(report.skipped)} skipped"
+          + "".join(f"\n  {path}: {why}" for path, why in list(report.skipped.items())[:10]))
     return 0
 
 
