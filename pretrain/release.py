@@ -3,7 +3,9 @@
     python -m pretrain.release runs/pretrain-10h/last.pt cssl/assets/tiny-pretrained.pt
 
 The release keeps the kind, config and step (so ``finetune init=`` reads it like any
-pretraining checkpoint) and drops the optimizer, sampler and RNG state. Floating-point
+pretraining checkpoint) and drops the optimizer, sampler and RNG state. When the run's training
+manifest is still where the config says and names speakers, their sorted list goes in as
+``speakers``: what the model heard, so that a benchmark can refuse a model that heard its test speakers. Floating-point
 tensors are stored as float16 (half the size; loading casts them back to float32).
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from cssl.data.manifest import read_manifest
 from cssl.train.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -26,8 +29,19 @@ def release(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.
     model = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     slim = {"kind": "pretrain", "config": ckpt["config"], "step": ckpt["step"], "model": model,
             "release_of": Path(checkpoint).name}
+    speakers = training_speakers(ckpt["config"])
+    if speakers:
+        slim["speakers"] = speakers
     save_checkpoint(out, slim)
     return slim
+
+
+def training_speakers(config: dict) -> list[str]:
+    """Sorted speakers of the run's training manifest (a file manifest still on disk), else []."""
+    manifest = Path(((config or {}).get("data") or {}).get("manifest") or "")
+    if manifest.suffix not in (".jsonl", ".tsv") or not manifest.is_file():
+        return []
+    return sorted({e.speaker for e in read_manifest(manifest) if e.speaker is not None})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     slim = release(args.checkpoint, args.out)
     params = sum(v.numel() for v in slim["model"].values())
-    print(f"{args.out}: step {slim['step']}, {params / 1e6:.2f} M values, {args.out.stat().st_size / 2**20:.1f} MiB")
+    heard = f"; {len(slim['speakers'])} speakers recorded" if "speakers" in slim else ""
+    print(f"{args.out}: step {slim['step']}, {params / 1e6:.2f} M values, {args.out.stat().st_size / 2**20:.1f} MiB{heard}")
     return 0
 
 
