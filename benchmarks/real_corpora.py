@@ -32,9 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cssl.data.alignment import alignment_path  # noqa: E402
 from cssl.data.manifest import Entry, Manifest, ManifestError, read_manifest, write_manifest  # noqa: E402
 from cssl.data.scan import ScanConfig, scan_folder  # noqa: E402
 from cssl.data.split import split_manifest  # noqa: E402
+from cssl.synth.align import align_manifest  # noqa: E402
 
 COMMANDS = "yes no up down left right on off stop go".split()
 DIGITS = "zero one two three four five six seven eight nine".split()
@@ -165,9 +167,10 @@ def pretrained_speakers(checkpoint: Path) -> set[str] | None:
     return None
 
 
-def pretraining_pool(data: Path, out: Path, sc_seed: int = 0) -> dict:
+def pretraining_pool(data: Path, out: Path, sc_seed: int = 0, align: bool = True) -> dict:
     """Writes the pretraining pool (every clip of non-test speakers of every corpus at hand) and the test
-    speakers per corpus into ``out``; returns a summary."""
+    speakers per corpus into ``out``; returns a summary. With ``align``, the validation set's phone
+    alignments too (``pretrain-dev.phones.jsonl``, by synthesis: the pretraining probe reads them)."""
     corpora = {name: read_corpus(name, data, sc_seed) for name in available(data)}
     if not corpora:
         raise FileNotFoundError(f"{data}: none of {sorted(FOLDERS.values())} found")
@@ -185,6 +188,11 @@ def pretraining_pool(data: Path, out: Path, sc_seed: int = 0) -> dict:
             per_speaker.setdefault(e.speaker, []).append(e)  # type: ignore[arg-type]
         dev = [e for speaker in sorted(per_speaker) for e in per_speaker[speaker][:VALID_PER_SPEAKER]]
         write_manifest(Manifest(Path("/"), dev), out / "pretrain-dev.jsonl")
+        if align and not alignment_path(out / "pretrain-dev.jsonl").is_file():  # for the validation probe
+            texts = {e.path: e.text for e in corpora["ls"].spoken["dev"]}
+            labeled = Manifest(Path("/"), [Entry(e.path, e.num_samples, texts[e.path], e.speaker) for e in dev])
+            write_manifest(labeled, out / "pretrain-dev-text.jsonl")
+            align_manifest(out / "pretrain-dev-text.jsonl", alignment_path(out / "pretrain-dev.jsonl"))
     (out / "test_speakers.json").write_text(json.dumps(tests, indent=1) + "\n", encoding="utf-8")
     summary = {name: {part: {"clips": len(c.spoken[part]), "speakers": len({e.speaker for e in c.spoken[part]}),
                              "hours": round(sum(e.num_samples for e in c.spoken[part]) / 16000 / 3600, 3)}

@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     if "real" in arms:
+        if not args.real.is_file():
+            parser.error(f"--real {args.real}: no such checkpoint (make pretrained-real builds the shipped one)")
         arms["real"] = args.real
     splits, words, spoken, tests = {}, {}, {}, {}
     if args.pooled:  # every corpus at hand lends its labeled clips, also one not in --corpora

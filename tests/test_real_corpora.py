@@ -64,7 +64,7 @@ def test_librispeech_split_is_by_speaker_balanced_and_fixed(data: Path) -> None:
 
 
 def test_pretraining_pool_leaves_the_test_speakers_out(data: Path, tmp_path: Path) -> None:
-    summary = real_corpora.pretraining_pool(data, tmp_path)
+    summary = real_corpora.pretraining_pool(data, tmp_path, align=False)
     pool = read_manifest(tmp_path / "pretrain.jsonl")
     tests = set(json.loads((tmp_path / "test_speakers.json").read_text())["ls"])
     assert len(tests) == 4 and not tests & {e.speaker for e in pool}
@@ -79,7 +79,7 @@ def test_a_model_that_heard_a_test_speaker_is_refused_by_name(data: Path, tmp_pa
         real_corpora.refuse_test_speakers(leaked, corpus.test_speakers, "model.pt", "LibriSpeech-mini")
     real_corpora.refuse_test_speakers(["ls:999"], corpus.test_speakers, "model.pt", "LibriSpeech-mini")
     # a release records its training manifest's speakers; the benchmarks read them back
-    real_corpora.pretraining_pool(data, tmp_path)
+    real_corpora.pretraining_pool(data, tmp_path, align=False)
     config = {"data": {"manifest": str(tmp_path / "pretrain.jsonl")}}
     heard = training_speakers(config)
     torch.save({"kind": "pretrain", "speakers": heard, "model": {}}, tmp_path / "release.pt")
