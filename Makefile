@@ -8,7 +8,7 @@ DEMO_DIR ?= runs/demo
 VENV_FS2 := .venv-fairseq2
 STAMP_FS2 := $(VENV_FS2)/.installed
 
-.PHONY: setup demo pretrained test test-slow test-gpu test-interop bench clean
+.PHONY: setup demo pretrained pretrained-real test test-slow test-gpu test-interop bench clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,15 @@ pretrained: $(STAMP)
 	$(BIN)/python -m pretrain configs/pretrain/tiny-30h.yaml threads=1
 	mkdir -p checkpoints/tiny-30h && cp runs/pretrain-30h/last.pt checkpoints/tiny-30h/last.pt
 	$(BIN)/python -m pretrain.release runs/pretrain-30h/last.pt cssl/assets/tiny-pretrained.pt
+
+# The shipped real-speech checkpoint (cssl/assets/tiny-real-pretrained.pt, docs/real-speech-pretraining.md):
+# needs the development recordings in ../shared/data (Mini LibriSpeech, Speech Commands half A, FSDD). The
+# pool of every non-test speaker, the validation alignments, then configs/pretrain/tiny-real.yaml (resumes
+# where it stopped, resume=auto) and the release, which records the speakers heard.
+pretrained-real: $(STAMP)
+	$(BIN)/python benchmarks/real_corpora.py
+	$(BIN)/python -m pretrain configs/pretrain/tiny-real.yaml threads=1
+	$(BIN)/python -m pretrain.release runs/pretrain-real/last.pt cssl/assets/tiny-real-pretrained.pt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not gpu and not interop"; rc=$$?; \

@@ -132,6 +132,22 @@ def test_presets_ship_inside_the_package() -> None:
         preset("pretrain/nope.yaml")
 
 
+def test_every_stage_preset_loads_into_its_stage_config() -> None:
+    """A typo in a shipped preset (an unknown key, a value out of range) fails here, not in a user's run."""
+    from cssl.config import PRESETS
+    from finetune.config import FinetuneConfig
+    from pretrain.config import PretrainConfig
+
+    stages = {"pretrain": PretrainConfig, "finetune": FinetuneConfig}
+    loaded = []
+    for stage, cls in stages.items():
+        for path in sorted((PRESETS / stage).glob("*.yaml")):
+            loaded.append(load_config(cls, path))
+    assert len(loaded) >= 10
+    read = load_config(FinetuneConfig, PRESETS / "finetune" / "tiny-read.yaml")
+    assert (read.early_stop.metric, read.optim.lr, read.model.context.embed_dim) == ("cer", 0.0005, 256)
+
+
 def test_a_section_file_replaces_the_section(tmp_path: Path) -> None:
     (tmp_path / "inner.yaml").write_text("mode: b\n")
     cfg = load_config(Outer, None, ["inner.lr=5", f"inner={tmp_path / 'inner.yaml'}"])
