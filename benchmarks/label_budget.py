@@ -89,12 +89,17 @@ def labeled_pool(corpus: Path) -> Manifest:
 
 
 def plot(rows: list[dict], png: Path) -> None:
+    plot_groups(group(rows), png, "Test {metric} (unseen voices)")
+
+
+def plot_groups(groups: dict[tuple[float, str], list[dict]], png: Path, title: str, top: float = 1.05) -> None:
+    """Test WER and CER (mean and spread over seeds) against minutes of labels, per arm, greedy and with the LM;
+    ``title`` may name ``{metric}``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = group(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("wer", "cer")):
         for model in dict.fromkeys(k[1] for k in groups):  # every arm, in table order
@@ -104,7 +109,7 @@ def plot(rows: list[dict], png: Path) -> None:
                 ax.errorbar([k[0] for k in keys], [m for m, _ in stats], yerr=[sd for _, sd in stats], fmt=style,
                             capsize=3, label=f"{model}, {decoder}")
         ax.set(xscale="log", xlabel="minutes of labels", ylabel=f"test {metric.upper()} (mean, std over seeds)",
-               title=f"Test {metric.upper()} (unseen voices)", ylim=(0, 1.05))
+               title=title.format(metric=metric.upper()), ylim=(0, top))
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

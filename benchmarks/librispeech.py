@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import real_corpora  # noqa: E402
-from label_budget import best_step, last_step, nested_subsets  # noqa: E402
+from label_budget import best_step, last_step, nested_subsets, plot_groups  # noqa: E402
 
 from cssl.cli.options import seed_list  # noqa: E402
 from cssl.config import preset  # noqa: E402
@@ -160,34 +160,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = grouped(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ("wer", "cer")):
-        for arm in dict.fromkeys(k[1] for k in groups):
-            keys = [k for k in groups if k[1] == arm]
-            for decoder, style in (("greedy", "o-"), ("lm", "s--")):
-                stats = [mean_spread(groups[k], decoder, metric) for k in keys]
-                ax.errorbar([k[0] for k in keys], [m for m, _ in stats], yerr=[sd for _, sd in stats], fmt=style,
-                            capsize=3, label=f"{arm}, {decoder}")
-        ax.set(xscale="log", xlabel="minutes of labels", ylabel=f"test {metric.upper()} (mean, std over seeds)",
-               title=f"Mini LibriSpeech test speakers: {metric.upper()}", ylim=(0, 1.1))
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-
-
 def write(out: Path, rows: list[dict]) -> None:
     text = table(rows)
     (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     (out / "table.md").write_text(text + "\n", encoding="utf-8")
-    plot(rows, out / "librispeech.png")
+    plot_groups(grouped(rows), out / "librispeech.png", "Mini LibriSpeech test speakers: {metric}", top=1.1)
     print(f"# Mini LibriSpeech, test speakers\n\n{text}\n\nplot: {out / 'librispeech.png'}")
 
 
