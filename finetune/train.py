@@ -150,8 +150,9 @@ def main(cfg: FinetuneConfig) -> Path:
         progress.message(f"done at step {run.step}; {why}, so best.pt is the last model; "
                          f"data: {stream.rejects.summary()}")
     else:
-        progress.message(f"done at step {run.step}; best dev WER {stage.best['best_wer']:.4f} (best.pt); "
-                         f"data: {stream.rejects.summary()}")
+        ranked = "CER" if cfg.early_stop.metric == "cer" else "WER"
+        progress.message(f"done at step {run.step}; best dev {ranked}: WER {stage.best['best_wer']:.4f}, CER "
+                         f"{stage.best.get('best_cer', math.inf):.4f} (best.pt); data: {stream.rejects.summary()}")
         if len(stage.nbest) > 1:
             best = average_best(run, stage, stream, health, best)
     accel.wait_for_everyone()

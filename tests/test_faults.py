@@ -110,7 +110,7 @@ def test_finetuning_whose_dev_set_is_all_rejected_stops_with_a_message(tmp_path:
                "mixed_precision=no", "init=null", "freeze.feature_encoder=false", "threads=1")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "none of its 2 utterances could be scored" in proc.stderr and "Traceback" not in proc.stderr
-    assert "best dev WER 0.0000" not in proc.stdout
+    assert "best dev" not in proc.stdout  # no closing line claims a best model
 
 
 # 2. Symbolic-link loops are entered once.
