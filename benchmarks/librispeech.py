@@ -49,13 +49,11 @@ from label_budget import best_step, last_step, nested_subsets, plot_groups  # no
 
 from cssl.cli.options import seed_list  # noqa: E402
 from cssl.config import preset  # noqa: E402
-from cssl.data.manifest import Entry, Manifest, write_manifest  # noqa: E402
+from cssl.data.manifest import Manifest, write_manifest  # noqa: E402
 from cssl.experiments import PRETRAINED, finetune, score  # noqa: E402
 from cssl.label_budget import FIGURES, checkpoint_tag, mean_cell, mean_spread  # noqa: E402
 
 PRESET = preset("finetune/tiny-read.yaml")
-REAL = ROOT / "cssl" / "assets" / "tiny-real-pretrained.pt"
-"""The shipped real-speech checkpoint (the ``real`` arm's default)."""
 ARMS = ("scratch", "synthetic", "real")
 DEV_PER_SPEAKER = 16
 
@@ -77,12 +75,9 @@ def prepare(data: Path, out: Path, budgets: list[float], seed: int) -> dict[str,
     paths = {name: out / f"{name}.jsonl" for name in ("train", "dev", "test")}
     for name, path in paths.items():
         write_manifest(corpus.labeled[name], path)
-    per_speaker: dict[str, list[Entry]] = {}
-    for e in corpus.labeled["dev"]:
-        per_speaker.setdefault(e.speaker, []).append(e)  # type: ignore[arg-type]
-    small = [e for speaker in sorted(per_speaker) for e in per_speaker[speaker][:DEV_PER_SPEAKER]]
     paths["dev-small"] = out / "dev-small.jsonl"
-    write_manifest(Manifest(Path("/"), small), paths["dev-small"])
+    write_manifest(Manifest(Path("/"), real_corpora.first_per_speaker(list(corpus.labeled["dev"]), DEV_PER_SPEAKER)),
+                   paths["dev-small"])
     for minutes, subset in nested_subsets(corpus.labeled["train"], budgets, seed).items():
         paths[f"labels-{minutes:g}"] = out / f"labels-{minutes:g}min.jsonl"
         write_manifest(subset, paths[f"labels-{minutes:g}"])
@@ -96,15 +91,6 @@ def prepare(data: Path, out: Path, budgets: list[float], seed: int) -> dict[str,
     paths["test_speakers"] = out / "test_speakers.json"
     paths["test_speakers"].write_text(json.dumps(sorted(corpus.test_speakers)) + "\n", encoding="utf-8")
     return paths
-
-
-def check_checkpoint(path: Path, test_speakers: set[str]) -> None:
-    """Refuses a pretrained checkpoint that heard a test speaker (when it says what it heard)."""
-    heard = real_corpora.pretrained_speakers(path)
-    if heard is None:
-        print(f"{path}: records no pretraining speakers; cannot check it against the test speakers", flush=True)
-        return
-    real_corpora.refuse_test_speakers(heard, test_speakers, str(path), "LibriSpeech-mini")
 
 
 def run_arm(args, paths: dict[str, Path], minutes: float, arm: str, init: Path | None, seed: int) -> dict:
@@ -174,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "librispeech")
     parser.add_argument("--budgets", default="10,60", help="minutes of labels, comma separated")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma separated, among {', '.join(ARMS)}")
-    parser.add_argument("--real", type=Path, default=REAL, help="the real-speech checkpoint of the 'real' arm")
+    parser.add_argument("--real", type=Path, default=real_corpora.REAL_PRETRAINED, help="the real-speech checkpoint of the 'real' arm")
     parser.add_argument("--init", action="append", default=[], metavar="NAME=CKPT", help="another pretrained arm")
     parser.add_argument("--seeds", type=seed_list, default=seed_list("3"),
                         help="training seeds: a count N (seeds 1..N) or a comma list (2,3)")
@@ -218,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     tests = set(json.loads(paths["test_speakers"].read_text()))
     for init in arms.values():
         if init is not None:
-            check_checkpoint(init, tests)
+            real_corpora.refuse_checkpoint(init, tests, "LibriSpeech-mini")
     if args.threads:
         import torch
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cssl.data.alignment import alignment_path  # noqa: E402
-from cssl.data.manifest import Entry, Manifest, ManifestError, read_manifest, write_manifest  # noqa: E402
+from cssl.data.manifest import Entry, Manifest, ManifestError, write_manifest  # noqa: E402
 from cssl.data.scan import ScanConfig, scan_folder  # noqa: E402
 from cssl.data.split import split_manifest  # noqa: E402
 from cssl.synth.align import align_manifest  # noqa: E402
@@ -48,6 +48,8 @@ LS_TEST_PER_SEX = 2
 LS_DEV_PER_SEX = 2
 VALID_PER_SPEAKER = 16
 """Utterances of each LibriSpeech dev speaker in the pretraining validation set."""
+REAL_PRETRAINED = ROOT / "cssl" / "assets" / "tiny-real-pretrained.pt"
+"""The shipped real-speech checkpoint (the default of the benchmarks' ``real`` arms)."""
 FOLDERS = {"ls": "librispeech-mini", "sc": "speechcommands-a", "fsdd": "fsdd"}
 
 
@@ -156,15 +158,28 @@ def refuse_test_speakers(speakers, test_speakers, what: str, benchmark: str) -> 
 def pretrained_speakers(checkpoint: Path) -> set[str] | None:
     """Speakers a pretrained release or checkpoint heard: its ``speakers`` record, else its training
     manifest's speakers when that file is still here; None when neither tells."""
-    import torch
+    from cssl.train.checkpoint import load_checkpoint
+    from pretrain.release import training_speakers
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if "speakers" in ckpt:
-        return set(ckpt["speakers"])
-    manifest = Path(((ckpt.get("config") or {}).get("data") or {}).get("manifest") or "")
-    if manifest.suffix in (".jsonl", ".tsv") and manifest.is_file():
-        return {e.speaker for e in read_manifest(manifest) if e.speaker}
-    return None
+    ckpt = load_checkpoint(checkpoint)
+    return set(ckpt["speakers"]) if "speakers" in ckpt else set(training_speakers(ckpt.get("config") or {})) or None
+
+
+def refuse_checkpoint(checkpoint: Path, test_speakers, benchmark: str) -> None:
+    """:func:`refuse_test_speakers` for the speakers a checkpoint heard; says so when it records none."""
+    heard = pretrained_speakers(checkpoint)
+    if heard is None:
+        print(f"{checkpoint}: records no pretraining speakers; cannot check it against the test speakers", flush=True)
+    else:
+        refuse_test_speakers(heard, test_speakers, str(checkpoint), benchmark)
+
+
+def first_per_speaker(entries: list[Entry], count: int) -> list[Entry]:
+    """The first ``count`` entries of each speaker, speakers in sorted order."""
+    per_speaker: dict[str, list[Entry]] = {}
+    for e in entries:
+        per_speaker.setdefault(e.speaker, []).append(e)  # type: ignore[arg-type]
+    return [e for speaker in sorted(per_speaker) for e in per_speaker[speaker][:count]]
 
 
 def pretraining_pool(data: Path, out: Path, sc_seed: int = 0, align: bool = True) -> dict:
@@ -177,21 +192,14 @@ def pretraining_pool(data: Path, out: Path, sc_seed: int = 0, align: bool = True
     out.mkdir(parents=True, exist_ok=True)
     pool = [e for c in corpora.values() for part in ("train", "dev") for e in c.spoken[part]]
     tests = {name: sorted(c.test_speakers) for name, c in corpora.items()}
-    for name, speakers in tests.items():
-        refuse_test_speakers((e.speaker for e in pool), speakers, str(out / "pretrain.jsonl"), name)
     unlabeled = [Entry(e.path, e.num_samples, None, e.speaker) for e in pool]
     write_manifest(Manifest(Path("/"), unlabeled), out / "pretrain.jsonl")
     if "ls" in corpora:  # validation: the first utterances of each LibriSpeech dev speaker (in the pool too)
-        dev = [Entry(e.path, e.num_samples, None, e.speaker) for e in corpora["ls"].spoken["dev"]]
-        per_speaker: dict[str, list[Entry]] = {}
-        for e in dev:
-            per_speaker.setdefault(e.speaker, []).append(e)  # type: ignore[arg-type]
-        dev = [e for speaker in sorted(per_speaker) for e in per_speaker[speaker][:VALID_PER_SPEAKER]]
-        write_manifest(Manifest(Path("/"), dev), out / "pretrain-dev.jsonl")
+        dev = first_per_speaker(corpora["ls"].spoken["dev"], VALID_PER_SPEAKER)
+        write_manifest(Manifest(Path("/"), [Entry(e.path, e.num_samples, None, e.speaker) for e in dev]),
+                       out / "pretrain-dev.jsonl")
         if align and not alignment_path(out / "pretrain-dev.jsonl").is_file():  # for the validation probe
-            texts = {e.path: e.text for e in corpora["ls"].spoken["dev"]}
-            labeled = Manifest(Path("/"), [Entry(e.path, e.num_samples, texts[e.path], e.speaker) for e in dev])
-            write_manifest(labeled, out / "pretrain-dev-text.jsonl")
+            write_manifest(Manifest(Path("/"), dev), out / "pretrain-dev-text.jsonl")
             align_manifest(out / "pretrain-dev-text.jsonl", alignment_path(out / "pretrain-dev.jsonl"))
     (out / "test_speakers.json").write_text(json.dumps(tests, indent=1) + "\n", encoding="utf-8")
     summary = {name: {part: {"clips": len(c.spoken[part]), "speakers": len({e.speaker for e in c.spoken[part]}),

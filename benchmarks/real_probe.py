@@ -31,13 +31,12 @@ from cssl.experiments import PRETRAINED  # noqa: E402
 RANDOM = "random towers"
 
 
-def probe_set(data: Path, out: Path, utterances: int | None) -> Path:
+def probe_set(corpus: real_corpora.Corpus, out: Path, utterances: int | None) -> Path:
     """The LibriSpeech test speakers' manifest with its alignments (aligned once, then reused)."""
     manifest = out / "ls-test.jsonl"
     if not alignment_path(manifest).is_file():
         from cssl.synth.align import align_manifest
 
-        corpus = real_corpora.librispeech(data / real_corpora.FOLDERS["ls"])
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(corpus.labeled["test"], manifest)
         report = align_manifest(manifest, max_utterances=utterances)
@@ -86,15 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         if not path:
             parser.error(f"{spec}: give NAME=CKPT")
         models[name] = Path(path)
-    tests = real_corpora.librispeech(args.data / real_corpora.FOLDERS["ls"]).test_speakers
-    for name, path in models.items():
+    corpus = real_corpora.librispeech(args.data / real_corpora.FOLDERS["ls"])
+    for path in models.values():
         if path is not None:
-            heard = real_corpora.pretrained_speakers(path)
-            if heard is not None:
-                real_corpora.refuse_test_speakers(heard, tests, str(path), "LibriSpeech-mini")
+            real_corpora.refuse_checkpoint(path, corpus.test_speakers, "LibriSpeech-mini")
     from cssl.probe import Probe
 
-    data = Probe.from_manifest(probe_set(args.data, args.out, args.utterances), max_utterances=args.utterances)
+    data = Probe.from_manifest(probe_set(corpus, args.out, args.utterances), max_utterances=args.utterances)
     results = {name: probe(name, path, data) for name, path in models.items()}
     levels = [s.level for s in next(iter(results.values())).levels]
     base = results[RANDOM].best().scores.pnmi

@@ -81,8 +81,6 @@ CORPORA = ("sc", "fsdd")
 ARMS = ("scratch", "synth", "shipped", "real")
 WORDS = {"sc": COMMANDS, "fsdd": DIGITS}
 """The words of each corpus (its ``words.txt``)."""
-REAL = ROOT / "cssl" / "assets" / "tiny-real-pretrained.pt"
-"""The shipped real-speech checkpoint (the ``real`` arm's default, ``--real``)."""
 MIN_SAMPLES = 3200
 """0.2 s: the shortest FSDD takes are a little longer; shorter clips are dropped by both stages."""
 
@@ -296,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", action="append", default=[], metavar="NAME=CKPT", help="another arm")
     parser.add_argument("--preset", type=Path, default=preset("finetune/tiny-words.yaml"))
     parser.add_argument("--steps", type=int, default=3000, help="fine-tuning updates of every arm")
-    parser.add_argument("--real", type=Path, default=REAL, help="the real-speech checkpoint of the 'real' arm")
+    parser.add_argument("--real", type=Path, default=real_corpora.REAL_PRETRAINED, help="the real-speech checkpoint of the 'real' arm")
     parser.add_argument("--synthetic", type=int, default=5000, help="synthetic keyword clips of the synth arm "
                         "(80%% of them are its train split)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -356,10 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.pooled:
         for corpus in corpora:
             splits[corpus]["pooled"] = pooled_train(corpus, spoken, args.out / corpus)
-    for arm, init in arms.items():  # no pretrained arm may have heard a test speaker
-        heard = real_corpora.pretrained_speakers(init) if init is not None else None
-        for corpus in corpora if heard is not None else ():
-            real_corpora.refuse_test_speakers(heard, tests[corpus], str(init), corpus)
+    for init in (init for init in arms.values() if init is not None):  # none may have heard a test speaker
+        for corpus in corpora:
+            real_corpora.refuse_checkpoint(init, tests[corpus], corpus)
     rows = []
     for corpus in corpora:
         for arm, init in arms.items():

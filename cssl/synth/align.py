@@ -8,7 +8,7 @@ silence of the recording are found by energy and labelled ``sil``.
 
 No acoustic model is needed, so the probe can run on any labeled English speech. The alignment is
 coarse: measured against eSpeak NG's own alignments of another voice, and on real speech only as
-good as eSpeak's pronunciation and MFCC distances allow (docs/real-speech.md gives the figures).
+good as eSpeak's pronunciation and MFCC distances allow (docs/real-speech-pretraining.md gives the figures).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from cssl.data.alignment import Segment, segments_from_onsets
+from cssl.data.alignment import SILENCE, Segment, frame_labels, segments_from_onsets
 from cssl.data.audio import SAMPLE_RATE, resample
 from cssl.errors import DataError
 from cssl.synth.espeak import MAX_RATE, MIN_RATE, Espeak
@@ -137,7 +137,7 @@ def align(wave: np.ndarray, text: str, espeak: Espeak, cfg: AlignConfig = AlignC
     """Phone segments covering a 16 kHz recording of ``text`` (see the module's description)."""
     first, last = speech_bounds(wave, cfg)
     if not text.strip() or last - first < 2 * HOP:
-        return [Segment("sil", 0, len(wave))] if len(wave) else []
+        return [Segment(SILENCE, 0, len(wave))] if len(wave) else []
     synthetic, onsets = spoken(espeak, text, (last - first) / SAMPLE_RATE, cfg)
     ours, theirs = mfcc_frames(wave[first:last]), mfcc_frames(synthetic)
     path = dtw_path(theirs, ours)  # (L, 2): (synthetic frame, recorded frame)
@@ -151,8 +151,6 @@ def align(wave: np.ndarray, text: str, espeak: Espeak, cfg: AlignConfig = AlignC
 
 def frame_agreement(ours: Sequence[Segment], truth: Sequence[Segment], hop: int = HOP) -> float:
     """Share of ``hop``-spaced sample positions where two alignments of one utterance name the same phone."""
-    from cssl.data.alignment import frame_labels
-
     length = min(ours[-1].end, truth[-1].end)
     frames = length // hop
     a, b = frame_labels(ours, frames, hop, hop), frame_labels(truth, frames, hop, hop)
@@ -162,7 +160,7 @@ def frame_agreement(ours: Sequence[Segment], truth: Sequence[Segment], hop: int 
 def boundary_errors(ours: Sequence[Segment], truth: Sequence[Segment]) -> list[int]:
     """Absolute differences in samples between the phone onsets of two alignments of the same phone
     sequence (silence left out), paired in order; empty when the sequences differ."""
-    a, b = [s for s in ours if s.phone != "sil"], [s for s in truth if s.phone != "sil"]
+    a, b = [s for s in ours if s.phone != SILENCE], [s for s in truth if s.phone != SILENCE]
     if [s.phone for s in a] != [s.phone for s in b]:
         return []
     return [abs(x.start - y.start) for x, y in zip(a, b)]
