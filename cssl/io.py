@@ -7,6 +7,10 @@ a full disk or a folder that cannot be written is reported as an
 :class:`~cssl.errors.OutputError` naming the file (and, for a full disk, the space
 needed and free). A process killed mid-write can leave a temporary file behind:
 :func:`remove_stale_temporaries` clears them when a job starts.
+
+One rule for the outputs of every command (:func:`check_outputs`): an output that is also an
+input is refused; an existing output is refused unless the user forces it, and is then replaced
+whole (a folder through :func:`replace_folder`: written beside, then swapped in).
 """
 
 from __future__ import annotations
@@ -72,6 +76,51 @@ def check_writable(folder: str | Path) -> None:
     probe = Path(folder) / ".write-test"
     atomic_write(probe, lambda tmp: tmp.write_bytes(b"ok"))
     probe.unlink(missing_ok=True)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_outputs(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None] = (),
+                  force: bool = False, option: str = "--force") -> None:
+    """Refuses, before any work, an output that is also an input (always: writing it would destroy what is
+    read) and an output that exists already (unless ``force``; ``option`` is how the user forces it)."""
+    ins = [Path(p) for p in inputs if p is not None]
+    for out in (Path(p) for p in outputs if p is not None):
+        clash = next((i for i in ins if _same(out, i)), None)
+        if clash is not None:
+            raise OutputError(f"{out}: this output is also an input ({clash}); writing it would destroy what is "
+                              "read: choose another output path")
+        if out.exists() and not force:
+            kind = "folder" if out.is_dir() else "file"
+            raise OutputError(f"{out}: the {kind} exists; choose another path or give {option} to replace it")
+
+
+def replace_folder(out: str | Path, write: Callable[[Path], object]) -> object:
+    """Writes a folder whole: ``write(tmp)`` fills a new folder beside ``out``, which then takes the place
+    of ``out`` (whose old contents go, none left beside the new). A failure leaves ``out`` as it was.
+    Returns what ``write`` returns (paths in it name the temporary folder)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        result = write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists() or out.is_symlink():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    os.chmod(out, 0o777 & ~_umask())
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    return result
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -407,3 +407,58 @@ def test_finetuning_without_dev_keeps_the_last_model_as_best(tmp_path: Path) -> 
                              "mixed_precision=no", "init=null", "threads=1"]))
     assert best == out / "best.pt" and load_checkpoint(best)["step"] == 2
     assert Recognizer.from_checkpoint(best).transcribe(tone(1.0)).seconds == 1.0  # the documented next step works
+
+
+# Outputs: an output that is also an input is refused; an existing one is replaced only with --force, whole.
+
+def test_evaluate_and_transcribe_refuse_to_write_over_their_inputs(tmp_path: Path) -> None:
+    ckpt = checkpoint(tmp_path)
+    manifest = labeled_manifest(tmp_path / "data", {"a.wav": tone(1.0)})
+    listed = manifest.read_text()
+    proc = run("-m", "cssl", "evaluate", str(ckpt), str(manifest), "--out", str(manifest), "--force")
+    assert proc.returncode != 0 and "also an input" in proc.stderr and manifest.read_text() == listed
+    clip = tmp_path / "data" / "a.wav"
+    audio = clip.read_bytes()
+    proc = run("-m", "cssl", "transcribe", str(ckpt), str(clip), "--jsonl", str(clip))
+    assert proc.returncode != 0 and "also an input" in proc.stderr and clip.read_bytes() == audio
+    report = tmp_path / "report.jsonl"
+    report.write_text("kept\n")
+    proc = run("-m", "cssl", "evaluate", str(ckpt), str(manifest), "--out", str(report))
+    assert proc.returncode != 0 and "--force" in proc.stderr and report.read_text() == "kept\n"
+    assert run("-m", "cssl", "evaluate", str(ckpt), str(manifest), "--out", str(report), "--force").returncode == 0
+    assert json.loads(report.read_text().splitlines()[0])["hypothesis"] == "A"
+    # the default report beside the checkpoint belongs to the command: a second evaluation replaces it
+    assert run("-m", "cssl", "evaluate", str(ckpt), str(manifest)).returncode == 0
+    assert run("-m", "cssl", "evaluate", str(ckpt), str(manifest)).returncode == 0
+
+
+def test_convert_refuses_an_existing_output_and_replaces_a_folder_whole(tmp_path: Path) -> None:
+    ckpt = checkpoint(tmp_path)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "pytorch_model.bin").write_bytes(b"old")  # the weights of another model
+    proc = run("-m", "cssl", "convert", str(ckpt), str(hf), "--to", "hf")
+    assert proc.returncode != 0 and "--force" in proc.stderr and "Traceback" not in proc.stderr
+    assert run("-m", "cssl", "convert", str(ckpt), str(hf), "--to", "hf", "--force").returncode == 0
+    assert not (hf / "pytorch_model.bin").exists() and (hf / "config.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".hf.")]  # nothing left beside
+    proc = run("-m", "cssl", "convert", str(ckpt), str(ckpt), "--to", "cssl", "--force")
+    assert proc.returncode != 0 and "also an input" in proc.stderr
+    side = tmp_path / "ta.json"
+    side.write_text("{}")  # torchaudio writes NAME.pt and NAME.json: either existing is refused
+    proc = run("-m", "cssl", "convert", str(ckpt), str(tmp_path / "ta.pt"), "--to", "torchaudio")
+    assert proc.returncode != 0 and "ta.json" in proc.stderr
+
+
+def test_shard_into_a_used_folder_needs_force_and_leaves_no_stale_shard(tmp_path: Path) -> None:
+    from cssl.data.shards import read_index
+
+    manifest = labeled_manifest(tmp_path / "data", {"a.wav": tone(1.0), "b.wav": tone(1.0)})
+    out = tmp_path / "shards"
+    assert run("-m", "cssl", "data", "shard", str(manifest), str(out), "--shard-hours", str(0.5 / 3600)).returncode == 0
+    assert len(read_index(out).shards) == 2
+    proc = run("-m", "cssl", "data", "shard", str(manifest), str(out))
+    assert proc.returncode != 0 and "--force" in proc.stderr
+    assert run("-m", "cssl", "data", "shard", str(manifest), str(out), "--force").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["index.json", "shard-000000.tar"]
+    assert read_index(out).entries == 2

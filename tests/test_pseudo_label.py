@@ -126,3 +126,33 @@ def test_command_writes_a_training_manifest_with_the_real_labels(tmp_path: Path)
     proc = subprocess.run([*base, "--add", str(data / "unlab.tsv").replace("unlab", "nothing")],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "nothing.tsv" in proc.stderr
+
+
+def test_command_never_writes_over_its_inputs_and_replaces_outputs_only_when_forced(tmp_path):
+    from tests.test_recognizer import checkpoint
+
+    ckpt = checkpoint(tmp_path)
+    data = tmp_path / "data"
+    for name in ("u1.wav", "l1.wav"):
+        write(data / name, tone(1.0))
+    write_manifest(Manifest(data, [Entry("u1.wav", 16000, "a")]), data / "unlab.tsv")
+    write_manifest(Manifest(data, [Entry("l1.wav", 16000, "a")]), data / "real.jsonl")
+    real = (data / "real.jsonl").read_text()
+    base = [sys.executable, "-m", "cssl", "pseudo-label", str(ckpt), str(data / "unlab.tsv"), "--threads", "1", "--keep", "1"]
+    for clash in (["--out", str(data / "unlab.tsv")], ["--add", str(data / "real.jsonl"), "--out", str(data / "real.jsonl")]):
+        proc = subprocess.run([*base, *clash, "--force"], capture_output=True, text=True)
+        assert proc.returncode != 0 and "also an input" in proc.stderr, proc.stderr
+    assert (data / "real.jsonl").read_text() == real and read_manifest(data / "unlab.tsv")[0].text == "a"
+    out = tmp_path / "pl.jsonl"
+    out.write_text("precious\n")
+    proc = subprocess.run([*base, "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "--force" in proc.stderr and out.read_text() == "precious\n"
+    proc = subprocess.run([*base, "--out", str(out), "--force"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert [e.text for e in read_manifest(out)] == ["A"]
+    # nothing kept (every file unreadable): a failure status and a reason, not a silent empty manifest
+    (data / "bad.wav").write_bytes(b"RIFF not audio")
+    write_manifest(Manifest(data, [Entry("bad.wav", 16000, "a")]), data / "bad.tsv")
+    proc = subprocess.run([*base[:5], str(data / "bad.tsv"), "--out", str(tmp_path / "none.jsonl")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "no file could be read" in proc.stderr, proc.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from cssl.config import ConfigError
 from cssl.train.runtime import cpu_has_bf16, describe_runtime, local_accumulation, make_accelerator
@@ -66,3 +67,41 @@ def test_end_processes_flushes_output_and_skips_teardown(tmp_path) -> None:
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout == "no newline yet"
     assert "logged line" in (tmp_path / "run.log").read_text()
+
+
+class _NanGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss whose gradients are not finite."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("nan"))
+
+
+def test_finite_loss_with_nan_gradients_skips_the_update():
+    from cssl.train.health import Health, NonFiniteLoss
+    from cssl.train.runtime import guarded_update
+
+    accel = make_accelerator("no")
+    layer = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in layer.parameters()]
+    health = Health(max_nonfinite=2)
+    loss = _NanGradient.apply(layer(torch.ones(2, 3))).sum()
+    loss.backward()
+    assert torch.isfinite(loss)
+    norm = guarded_update(accel, layer, optimizer, health, float(loss), 2.0, grad_clip=1.0, step=0)
+    assert norm != norm and health.nonfinite_total == 1  # NaN returned, counted
+    assert all(torch.equal(a, b) for a, b in zip(before, layer.parameters()))  # no step
+    assert all(p.grad is None for p in layer.parameters())  # gradients dropped
+    # a finite update goes through and resets the streak
+    layer(torch.ones(2, 3)).sum().backward()
+    assert guarded_update(accel, layer, optimizer, health, 1.0, 2.0, grad_clip=1.0, step=1) > 0
+    assert health.nonfinite_streak == 0 and not torch.equal(before[0], layer.weight)
+    with pytest.raises(NonFiniteLoss, match="non-finite gradient norm"):
+        for step in (2, 3):
+            _NanGradient.apply(layer(torch.ones(2, 3))).sum().backward()
+            guarded_update(accel, layer, optimizer, health, 1.0, 2.0, grad_clip=0.0, step=step)

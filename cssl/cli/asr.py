@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from cssl.cli.options import ensemble_arg, floats, set_threads, threads_arg
+from cssl.cli.options import decoder_inputs, ensemble_arg, floats, force_arg, set_threads, threads_arg
+from cssl.io import check_outputs
 from cssl.data.policy import AUDIO_EXTENSIONS
 from cssl.errors import UsageError
 
@@ -17,7 +18,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     p = groups.add_parser("evaluate", help="WER, CER and real-time factor of a checkpoint on a labeled manifest", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="fine-tuning checkpoint (best.pt)")
     p.add_argument("manifest", type=Path, help="labeled manifest (.tsv with .wrd/.ltr, or .jsonl)")
-    p.add_argument("--out", type=Path, default=None, help="per-utterance JSONL (default: beside the checkpoint)")
+    p.add_argument("--out", type=Path, default=None, help="per-utterance JSONL (default: beside the checkpoint, "
+                   "replacing the previous report of the same evaluation)")
     p.add_argument("--max-skipped", type=float, default=0.0, metavar="SHARE",
                    help="exit with status 3 when a larger share of the utterances could not be scored")
     _decoding_args(p)
@@ -65,6 +67,7 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
                    help="autocast for the model (auto: bf16 where the hardware has it natively)")
     ensemble_arg(p)
     threads_arg(p)
+    force_arg(p)
 
 
 
@@ -102,6 +105,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from cssl.evaluation import evaluate_manifest
 
     out = args.out or args.checkpoint.with_name(f"{args.checkpoint.stem}_{args.manifest.stem}.jsonl")
+    check_outputs([out], [*decoder_inputs(args), args.manifest], force=args.force or args.out is None)
     ev = evaluate_manifest(_recognizer(args), args.manifest, out)
     for note in ev.notes:
         print(note)
@@ -133,6 +137,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
             files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
         else:
             files.append(item)
+    check_outputs([args.jsonl], [*decoder_inputs(args), *files], force=args.force)
     rejects = Rejects()
     done = 0
     sink = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None
@@ -176,6 +181,7 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
         added = read_manifest(args.add)
         if not added.labeled:
             raise UsageError(f"--add {args.add}: every entry needs a transcript (it holds the real labels)")
+    check_outputs([args.out], [*decoder_inputs(args), args.manifest, args.add], force=args.force)
     labels = pseudo_label(_recognizer(args), read_manifest(args.manifest), args.keep, args.min_confidence)
     write_manifest(labels.manifest(added), args.out)
     hypotheses = args.out.with_name(args.out.stem + ".hypotheses.jsonl")
@@ -196,4 +202,9 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
         rejects = args.out.with_name(args.out.stem + ".rejects.tsv")
         labels.rejects.write(rejects)
         print(f"skipped files and reasons: {rejects}")
+    if not kept:
+        why = ("no file could be read" if not labels.labels else
+               f"no hypothesis reached --min-confidence {args.min_confidence:g}" if args.min_confidence > 0 else
+               "nothing was kept")
+        print(f"cssl pseudo-label: {why}; {args.out} holds no pseudo-label", file=sys.stderr)
     return 0 if kept else 1

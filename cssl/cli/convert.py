@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cssl.cli.options import force_arg
+
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Adds the ``convert`` command."""
@@ -23,15 +25,18 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=WRITABLE, required=True, help="format of DST")
     p.add_argument("--model", type=Path, default=None,
                    help="architecture (model YAML) of a bare state dict without its NAME.json (torchaudio) or NAME.yaml (fairseq2)")
+    force_arg(p)
     p.set_defaults(func=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> int:
     from cssl.config import load_config
-    from cssl.convert import detect, read_checkpoint, write_checkpoint
+    from cssl.convert import detect, output_paths, read_checkpoint, write_checkpoint
+    from cssl.io import check_outputs
     from cssl.convert.payload import has_heads
     from cssl.model import ModelConfig
 
+    check_outputs(output_paths(args.dst, args.to), [args.src, args.model], force=args.force)
     config = load_config(ModelConfig, args.model) if args.model else None
     ckpt = read_checkpoint(args.src, config)
     kind = ("fine-tuned (CTC head, " + f"{len(ckpt['vocab']['symbols'])} symbols)" if ckpt["kind"] == "finetune"

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cssl.cli.options import force_arg
 from cssl.data.policy import AUDIO_EXTENSIONS, MAX_CHANNELS, MIN_RATE, SCAN_WORKERS
 from cssl.errors import UsageError
 
@@ -87,6 +88,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("manifest", type=Path)
     p.add_argument("out", type=Path, help="folder for the shards and index.json")
     p.add_argument("--shard-hours", type=float, default=1.0, help="audio per shard")
+    force_arg(p)
     p.set_defaults(func=run_shard)
 
 
@@ -186,9 +188,13 @@ def run_vocab(args: argparse.Namespace) -> int:
 
 def run_shard(args: argparse.Namespace) -> int:
     from cssl.data.manifest import read_manifest
-    from cssl.data.shards import write_shards
+    from cssl.data.shards import read_index, write_shards
+    from cssl.io import check_outputs, replace_folder
 
-    index = write_shards(read_manifest(args.manifest), args.out, args.shard_hours)
+    check_outputs([args.out], [args.manifest], force=args.force)
+    manifest = read_manifest(args.manifest)
+    replace_folder(args.out, lambda tmp: write_shards(manifest, tmp, args.shard_hours))  # no stale shard left
+    index = read_index(args.out)
     size = sum(s.bytes for s in index.shards) / 2**20
     print(f"{args.out}: {len(index.shards)} shards, {index.entries} utterances, {index.hours:.2f} h, {size:.1f} MiB")
     return 0

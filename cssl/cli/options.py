@@ -41,3 +41,14 @@ def seed_list(text: str) -> list[int]:
     if not seeds or min(seeds) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give a count N >= 1 or seeds >= 1 separated by commas")
     return seeds if "," in text else list(range(1, seeds[0] + 1))
+
+
+def force_arg(p: argparse.ArgumentParser) -> None:
+    """``--force``: replace an existing output (never one that is also an input)."""
+    p.add_argument("--force", action="store_true", help="replace the output if it exists (an output that is also "
+                   "an input is refused all the same)")
+
+
+def decoder_inputs(args: argparse.Namespace) -> list:
+    """The files a decoding command reads besides its audio: checkpoints, LM, lexicon, grammar."""
+    return [args.checkpoint, *args.ensemble, args.lm, args.lexicon, args.grammar]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cssl.errors import UserError
+from cssl.io import replace_folder
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it: ``cssl --help`` stays quick
     from cssl.model import ModelConfig
@@ -84,6 +85,15 @@ def read_checkpoint(path: str | Path, config: ModelConfig | None = None) -> dict
     return read_torchaudio(path, raw, config)
 
 
+def output_paths(out: str | Path, to: str) -> list[Path]:
+    """What writing ``to`` at ``out`` creates: the folder (hf) or the file and its companion."""
+    from cssl.convert.fairseq2 import card_path
+    from cssl.convert.torchaudio import sidecar
+
+    out = Path(out)
+    return {"torchaudio": [out, sidecar(out)], "fairseq2": [out, card_path(out)]}.get(to, [out])
+
+
 def write_checkpoint(ckpt: dict[str, Any], out: str | Path, to: str) -> list[Path]:
     """Writes a cssl checkpoint dict as ``to``; returns the files written."""
     from cssl.convert.fairseq2 import write_fairseq2
@@ -92,8 +102,9 @@ def write_checkpoint(ckpt: dict[str, Any], out: str | Path, to: str) -> list[Pat
     from cssl.train.checkpoint import save_checkpoint
 
     out = Path(out)
-    if to == "hf":
-        return write_hf(ckpt, out)
+    if to == "hf":  # a folder written whole: no file of an older model left beside the new one
+        written = replace_folder(out, lambda tmp: write_hf(ckpt, tmp))
+        return [out / p.name for p in written]  # the folder's files are flat
     if to == "torchaudio":
         return write_torchaudio(ckpt, out)
     if to == "fairseq2":

@@ -1,7 +1,7 @@
 """Health checks users ask for during self-supervised training.
 
-* Non-finite losses: the update is skipped and counted; too many in a row stops the run
-  with :class:`NonFiniteLoss` (usually a learning rate too high for the precision).
+* Non-finite losses or gradients: the update is skipped and counted; too many in a row stops
+  the run with :class:`NonFiniteLoss` (usually a learning rate too high for the precision).
 * Codebook collapse: the quantizer uses fewer than two entries per codebook.
 * A contrastive loss stuck at log(K+1) (chance: the context cannot tell targets from
   distractors) or at 0 (the task leaks: targets are trivially identifiable).
@@ -18,7 +18,7 @@ from cssl.errors import UserError
 
 
 class NonFiniteLoss(UserError, RuntimeError):
-    """Too many consecutive updates with a NaN or infinite loss."""
+    """Too many consecutive updates with a NaN or infinite loss or gradient."""
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Health:
     max_nonfinite: int = 10
     """Consecutive non-finite updates tolerated before stopping."""
     nonfinite_total: int = 0
-    """Updates skipped because of a non-finite loss."""
+    """Updates skipped because of a non-finite loss or gradient norm."""
     nonfinite_streak: int = 0
     """Current run of consecutive non-finite updates."""
     warned: set[str] = field(default_factory=set)
@@ -36,10 +36,11 @@ class Health:
     loss_ema: float | None = None
     """Moving average of the logged contrastive loss (single batches are noisy)."""
 
-    def check_loss(self, loss: float, step: int, advice: str = "lower the learning rate") -> bool:
-        """True when the update may go ahead; False (and counted) when the loss is not finite.
+    def check_loss(self, loss: float, step: int, advice: str = "lower the learning rate", what: str = "loss") -> bool:
+        """True when the update may go ahead; False (and counted) when ``loss`` is not finite.
 
-        ``advice`` (from :func:`nonfinite_advice`) ends the message when the run is stopped.
+        ``what`` names the figure (``loss``, ``gradient norm``); ``advice`` (from :func:`nonfinite_advice`)
+        ends the message when the run is stopped.
         """
         if math.isfinite(loss):
             self.nonfinite_streak = 0
@@ -48,7 +49,7 @@ class Health:
         self.nonfinite_streak += 1
         if self.nonfinite_streak >= self.max_nonfinite:
             raise NonFiniteLoss(
-                f"step {step}: {self.nonfinite_streak} updates in a row had a non-finite loss "
+                f"step {step}: {self.nonfinite_streak} updates in a row had a non-finite {what} "
                 f"({self.nonfinite_total} in total); {advice}"
             )
         return False

@@ -157,7 +157,7 @@ def train(run: Run, stage: Stage, model, optimizer, stream: BatchStream, health:
         totals = dict(zip(stage.sums, global_sum(accel, [sums[k] for k in stage.sums])))
         grad_norm = guarded_update(accel, model, optimizer, health, totals["loss"], totals["count"], o.grad_clip, step)
         if math.isnan(grad_norm):
-            progress.message(f"step {step}: non-finite loss, update skipped ({health.nonfinite_total} so far)")
+            progress.message(f"step {step}: non-finite loss or gradients, update skipped ({health.nonfinite_total} so far)")
         run.step = step = step + 1
         progress.add_audio(totals["audio_s"])
         if step % cfg.log_every == 0 or step == o.max_steps:

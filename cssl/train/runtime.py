@@ -176,29 +176,34 @@ def global_sum(accelerator: Accelerator, values: list[float]) -> list[float]:
     return t.tolist()
 
 
-def finish_update(accelerator: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                  total_count: float, grad_clip: float) -> float:
-    """Normalises accumulated gradients by the update's count, clips, steps; returns the grad norm."""
+def gradient_norm(accelerator: Accelerator, model: torch.nn.Module, total_count: float, grad_clip: float) -> float:
+    """Normalises accumulated gradients by the update's count and clips them; returns their norm
+    before clipping (non-finite when a gradient is)."""
     params = [p for p in model.parameters() if p.grad is not None]
     scale = accelerator.num_processes / max(total_count, 1.0)
     for p in params:
         p.grad.mul_(scale)
     if grad_clip > 0:
-        norm = accelerator.clip_grad_norm_(params, grad_clip)
-    else:
-        norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params]))
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return float(norm)
+        return float(accelerator.clip_grad_norm_(params, grad_clip))
+    return float(torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params])))
 
 
 def guarded_update(accel: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, health,
                    loss: float, total_count: float, grad_clip: float, step: int) -> float:
-    """Steps when the update's summed loss is finite; otherwise drops its gradients (``health`` counts
-    it and raises after too many in a row). Returns the gradient norm, NaN for a skipped update."""
+    """Steps when the update's summed loss and its gradient norm are finite; otherwise drops its
+    gradients (``health`` counts it and raises after too many in a row). Returns the gradient norm,
+    NaN for a skipped update. Under fp16 loss scaling an infinite gradient is the scaler's to skip
+    (it lowers the scale), as torch.amp does."""
     lr = optimizer.param_groups[0]["lr"] if optimizer.param_groups else 0.0
-    if health.check_loss(loss, step, nonfinite_advice(lr, grad_clip, str(accel.mixed_precision))):
-        return finish_update(accel, model, optimizer, total_count, grad_clip)
+    advice = nonfinite_advice(lr, grad_clip, str(accel.mixed_precision))
+    if math.isfinite(loss):
+        norm = gradient_norm(accel, model, total_count, grad_clip)
+        if health.check_loss(0.0 if accel.scaler is not None else norm, step, advice, what="gradient norm"):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return norm
+    else:
+        health.check_loss(loss, step, advice)
     optimizer.zero_grad(set_to_none=True)
     return math.nan
 
