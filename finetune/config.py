@@ -101,7 +101,7 @@ class FinetuneConfig(RunConfig):
     """Cross-validation for choosing hyper-parameters (off unless ``cv.folds`` >= 2)."""
     out_dir: str = "runs/finetune"
     """Checkpoints (last.pt, best.pt), metrics and logs."""
-    valid_every: int = 100
+    valid_every: PositiveInt = 100
     """Updates between dev evaluations (greedy WER/CER)."""
-    save_every: int = 500
+    save_every: PositiveInt = 500
     """Updates between step checkpoints."""

@@ -462,3 +462,29 @@ def test_shard_into_a_used_folder_needs_force_and_leaves_no_stale_shard(tmp_path
     assert run("-m", "cssl", "data", "shard", str(manifest), str(out), "--force").returncode == 0
     assert sorted(p.name for p in out.iterdir()) == ["index.json", "shard-000000.tar"]
     assert read_index(out).entries == 2
+
+
+def test_a_truncated_mp3_is_skipped_by_transcription_as_by_the_manifest_builder(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    ckpt = checkpoint(tmp_path)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    sf.write(clips / "whole.mp3", tone(1.0), 16000, format="MP3")
+    data = (clips / "whole.mp3").read_bytes()
+    (clips / "cut.mp3").write_bytes(data[: len(data) * 6 // 10])  # a cut-off download
+    _, rejects = scan_folder(clips, ScanConfig(workers=1))
+    assert rejects.counts() == {"truncated": 1}
+    proc = run("-m", "cssl", "transcribe", str(ckpt), str(clips))
+    assert proc.returncode == 0 and "transcribed 1 of 2 files; 1 skipped: 1 truncated" in proc.stderr, proc.stderr
+
+
+def test_zero_validation_interval_and_empty_out_dir_are_config_errors(tmp_path: Path) -> None:
+    from cssl.train.loop import open_run
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("valid_every: 0\n")
+    with pytest.raises(ConfigError, match="valid_every"):
+        load_config(FinetuneConfig, bad)
+    with pytest.raises(ConfigError, match="out_dir is empty"):
+        open_run(PretrainConfig(out_dir=""))

@@ -47,14 +47,20 @@ def probe(path: str | Path) -> tuple[int, int, int]:
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decodes a whole file: float32 ``(frames, channels)`` and its sample rate."""
+    """Decodes a whole file: float32 ``(frames, channels)`` and its sample rate. A file that decodes to
+    fewer or more frames than its header announces (a cut-off download) is ``truncated``: the manifest
+    builder, the training loaders, evaluation and transcription all read through here."""
     path = Path(path)
     _check_file(path)
     _check_riff_size(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            frames, rate = f.frames, f.samplerate
+            data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise AudioError(path, "cannot decode", str(err)) from None
+    if len(data) != frames:
+        raise AudioError(path, "truncated", f"header says {frames} frames, decoded {len(data)}")
     return data, rate
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from cssl.config import ConfigError
 from cssl.data.dataset import Batch
 from cssl.train.health import Health
 from cssl.train.progress import Progress
@@ -118,6 +119,8 @@ class Run:
 
 def open_run(cfg: Any, find_unused: bool = False) -> Run:
     """Threads, accelerator, seeds, a writable ``out_dir`` and this process's share of an update."""
+    if not str(cfg.out_dir).strip():
+        raise ConfigError("out_dir is empty: name the folder for checkpoints and logs (out_dir=runs/NAME)")
     set_threads(cfg.threads)
     accel = make_accelerator(cfg.mixed_precision, find_unused=find_unused)
     seed_everything(cfg.seed)
