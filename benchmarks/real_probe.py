@@ -44,9 +44,9 @@ def probe_set(corpus: real_corpora.Corpus, out: Path, utterances: int | None) ->
     return manifest
 
 
-def probe(name: str, checkpoint: Path | None, data):
-    """Probe result (:class:`cssl.probe.Probe` ``data``) of a checkpoint, or of random towers of the
-    shipped checkpoint's architecture."""
+def towers(checkpoint: Path | None):
+    """The pretrainer (towers, quantizer) of a checkpoint, or random towers of the shipped checkpoint's
+    architecture (``None``)."""
     import torch
 
     from cssl.loading import load_pretrainer
@@ -59,6 +59,12 @@ def probe(name: str, checkpoint: Path | None, data):
 
         torch.manual_seed(0)
         pretrainer = build_pretrainer(cfg)
+    return pretrainer
+
+
+def probe(name: str, checkpoint: Path | None, data):
+    """Probe result (:class:`cssl.probe.Probe` ``data``) of a checkpoint or random towers (``None``)."""
+    pretrainer = towers(checkpoint)
     result = data.run(pretrainer.model, pretrainer.quantizer)
     print(f"{name}: {result.summary()}", flush=True)
     return result

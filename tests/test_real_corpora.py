@@ -103,3 +103,24 @@ def test_opus_mp3_flac_and_wav_decode_alike(tmp_path: Path) -> None:
         assert decoded.shape == wave.shape, e.path
         best = max(np.corrcoef(decoded[lag:], wave[: len(wave) - lag])[0, 1] for lag in range(0, 1200, 1))
         assert best > 0.95, (e.path, best)
+
+
+def test_linear_ctc_probe_reads_characters_off_features_that_hold_them() -> None:
+    import ctc_probe
+
+    symbols = ["<blank>", "a", "b", "c"]
+    rng = np.random.default_rng(0)
+    texts = ["".join(rng.choice(list("abc"), size=int(rng.integers(2, 6)))) for _ in range(24)]
+
+    def frames(text: str, noise: float) -> torch.Tensor:
+        """Each character for 3 frames then a blank frame, as one-hot rows plus noise: (T, 8)."""
+        ids = [i for c in text for i in [symbols.index(c)] * 3 + [0]]
+        x = torch.zeros(len(ids), 8)
+        x[torch.arange(len(ids)), torch.tensor(ids)] = 1.0
+        return x + noise * torch.from_numpy(rng.standard_normal(x.shape)).float()
+
+    targets = [torch.tensor([symbols.index(c) for c in t]) for t in texts]
+    head = ctc_probe.fit_head([frames(t, 0.05) for t in texts], targets, len(symbols), epochs=60, lr=0.05)
+    assert [ctc_probe.greedy(head, frames(t, 0.05), symbols) for t in ("abca", "cab", "bb")] == ["abca", "cab", "bb"]
+    noise = ctc_probe.fit_head([torch.randn(4 * len(t), 8) for t in texts], targets, len(symbols), epochs=60, lr=0.05)
+    assert ctc_probe.greedy(noise, torch.randn(16, 8), symbols) != "abca"  # nothing to read off pure noise
