@@ -93,7 +93,8 @@ class Pretraining(Stage):
             for key, value in _figures(out, float(out.contrastive), batch).items():
                 sums[key] += value
             batches += 1
-        totals = dict(zip(FIGURES, global_sum(accel, [sums[k] for k in FIGURES])))
+        *summed, batches = global_sum(accel, [sums[k] for k in FIGURES] + [batches])  # over every process
+        totals = dict(zip(FIGURES, summed))
         if totals["count"] == 0:
             raise DataError(f"{c.data.valid_manifest}: no validation utterance could be scored "
                             f"({len(self.valid.dataset)} listed; unreadable files are skipped and counted); "

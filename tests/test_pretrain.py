@@ -75,7 +75,7 @@ def test_several_processes_match_one_with_the_same_global_batch(corpus: Path, tm
               "data.crop_samples=16000", "data.min_samples=16000", "optim.max_steps=3", "save_every=3",
               "model.context.dropout=0.0", "model.context.attention_dropout=0.0", "model.context.dropout_input=0.0",
               "model.dropout_features=0.0", "threads=1", "log_every=1", "mixed_precision=no",
-              f"optim.accumulation={processes}"]
+              f"optim.accumulation={processes}", f"data.valid_manifest={corpus}", "valid_every=3"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "pretrain", str(TINY), *common, f"out_dir={one}"],
@@ -89,6 +89,12 @@ def test_several_processes_match_one_with_the_same_global_batch(corpus: Path, tm
     assert "grad strides do not match" not in proc.stderr  # DDP's bucket views fit every gradient
     # Same data, masks and parameters at every step: the global losses agree to float precision.
     assert losses(one) == pytest.approx(losses(two), rel=1e-5)
+    # Validation figures are global: each process scores its share, the totals are summed over processes
+    # (code perplexity is a mean over batches: divided by every process's batches, not this one's).
+    valid = [[json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"valid"' in x][-1]
+             for run in (one, two)]
+    assert valid[1]["accuracy"] == pytest.approx(valid[0]["accuracy"], abs=0.05)
+    assert valid[1]["code_ppl"] == pytest.approx(valid[0]["code_ppl"], rel=0.25)
     a, b = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
     assert a["step"] == b["step"] == 3
     # Adam turns float noise in near-zero gradients into steps of up to lr (1e-3): allow a few 1e-4.
