@@ -35,20 +35,63 @@ _IMPOSSIBLE = -1e4
 
 
 def arpa_words(path: str | Path) -> list[str]:
-    """The unigram words of an ARPA file, without <s>, </s> and <unk>."""
-    words, inside = [], False
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.startswith("\\1-grams:"):
-            inside = True
+    """The unigram words of an ARPA file, without <s>, </s> and <unk>, after checking the whole file's form
+    (header counts, one log10 probability and N words per N-gram line, ``\\end\\``): a damaged file is a
+    :class:`DataError` naming its line, not a crash inside the decoder."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read the language model ({err}); give an ARPA text file "
+                        "(cssl lm build)") from None
+
+    def bad(number: int, why: str) -> DataError:
+        return DataError(f"{path}, line {number}: {why}; is it a whole ARPA language model? Rebuild it (cssl lm build)")
+
+    counts: dict[int, int] = {}
+    seen: dict[int, int] = {}
+    words: list[str] = []
+    order, ended = None, False
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text == "\\data\\":
             continue
-        if inside:
-            if not line.strip() or line.startswith("\\"):
-                break
-            word = line.split("\t")[1]
-            if word not in ("<s>", "</s>", "<unk>"):
-                words.append(word)
-    if not words:
+        if text == "\\end\\":
+            ended = True
+            break
+        if text.startswith("ngram ") and order is None:
+            n, _, count = text[len("ngram "):].partition("=")
+            if not (n.strip().isdigit() and count.strip().isdigit()):
+                raise bad(number, f"{text!r} is not an 'ngram N=COUNT' line")
+            counts[int(n)] = int(count)
+            continue
+        if text.startswith("\\") and text.endswith("-grams:"):
+            order = int(text[1:-len("-grams:")]) if text[1:-len("-grams:")].isdigit() else -1
+            if order not in counts:
+                raise bad(number, f"section {text} is not in the header's counts")
+            seen[order] = 0
+            continue
+        if order is None:
+            raise bad(number, f"{text[:40]!r} before the first N-grams section")
+        fields = text.split()
+        try:
+            float(fields[0])
+            if len(fields) > order + 1:
+                float(fields[order + 1])
+        except ValueError:
+            raise bad(number, f"{text[:60]!r} does not start with a log10 probability") from None
+        if len(fields) not in (order + 1, order + 2):
+            raise bad(number, f"a {order}-gram line needs {order} word(s), got {text[:60]!r}")
+        seen[order] += 1
+        if order == 1 and fields[1] not in ("<s>", "</s>", "<unk>"):
+            words.append(fields[1])
+    if not counts or 1 not in seen:
         raise DataError(f"{path}: no 1-grams found; is it an ARPA language model?")
+    if not ended:
+        raise bad(len(lines), "the file ends before \\end\\ (cut short?)")
+    wrong = {n: (counts[n], seen.get(n, 0)) for n in counts if counts[n] != seen.get(n, 0)}
+    if wrong:
+        n, (said, found) = next(iter(wrong.items()))
+        raise bad(len(lines), f"the header announces {said} {n}-grams, the file holds {found}")
     return words
 
 
@@ -84,6 +127,7 @@ class BeamDecoder:
         if lm is None and lexicon is None:
             raise UsageError("beam search needs an LM (--lm), a word list (--lexicon) or both")
         self.boundary = vocab.symbols.index(WORD_SEP)
+        lm_words = arpa_words(lm) if lm is not None else []  # checks the file before KenLM reads it
         with contextlib.ExitStack() as stack:
             if lexicon is not None:
                 words = read_word_list(lexicon)
@@ -97,7 +141,7 @@ class BeamDecoder:
                 lm = Path(lm)
                 spelled = lm.with_suffix(".lexicon.txt")
                 if not spelled.is_file() or spelled.stat().st_mtime < lm.stat().st_mtime:
-                    if write_lexicon(arpa_words(lm), vocab, spelled) == 0:
+                    if write_lexicon(lm_words, vocab, spelled) == 0:
                         raise DataError(f"{lm}: none of its words can be spelled with the model's characters")
                 self.words = None
             with _native_stderr_on_failure():  # KenLM reports its loading progress on stderr

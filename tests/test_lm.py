@@ -52,3 +52,31 @@ def test_arpa_loads_in_the_ctc_beam_decoder(tmp_path: Path) -> None:
     assert hyp.words == ["A", "CAT"]
     hyp = decoder(emissions(spell("THE|") + [{"C": 0.5, "M": 0.5}] + spell("AT|ATE|")))[0][0]
     assert hyp.words == ["THE", "CAT", "ATE"]  # "the cat ate" is a training sentence, "the mat ate" is not
+
+
+def test_damaged_arpa_files_are_named_errors_not_decoder_crashes(tmp_path) -> None:
+    from cssl.beam import BeamDecoder, arpa_words
+    from cssl.errors import DataError
+    from cssl.lm import build_ngram, write_arpa
+    from cssl.text.vocab import Vocabulary
+
+    good = tmp_path / "good.arpa"
+    write_arpa(build_ngram(["the cat sat", "the dog sat"], order=2), good)
+    assert sorted(arpa_words(good)) == ["CAT", "DOG", "SAT", "THE"]  # normalised to upper case
+    text = good.read_text()
+    lines = text.splitlines()
+    cases = {
+        "cut.arpa": (text[: len(text) // 2], "before"),  # a cut-off download
+        "binary.arpa": (b"\xff\xfe\x00garbage", "cannot read"),
+        "number.arpa": (text.replace(lines[[i for i, x in enumerate(lines) if x.startswith("\\1-grams")][0] + 1],
+                                     "abc\tTHE\t-0.1"), "log10 probability"),
+        "counts.arpa": (text.replace("ngram 1=", "ngram 1=9"), "announces"),
+    }
+    vocab = Vocabulary.build(["the cat sat dog"])
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+        with pytest.raises(DataError, match=message):
+            arpa_words(path)
+        with pytest.raises(DataError, match=name):
+            BeamDecoder(vocab, lm=path)
