@@ -11,6 +11,7 @@ update loop itself is :func:`cssl.train.loop.train`.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -18,7 +19,8 @@ import torch
 from cssl.convert import read_checkpoint
 from cssl.convert.payload import has_heads
 from cssl.data.alignment import alignment_path
-from cssl.data.dataset import Batch, build_loader
+from cssl.config import ConfigError
+from cssl.data.dataset import Batch, DataConfig, build_loader
 from cssl.data.shards import is_sharded, read_index
 from cssl.data.stream import StreamConfig
 from cssl.errors import DataError
@@ -148,8 +150,13 @@ def main(cfg: PretrainConfig) -> Path:
 def training_stream(cfg: PretrainConfig, accel, rejects_path: Path):
     """Batches of ``data.manifest``: a manifest, or a sharded corpus (its folder or ``index.json``); and a size line."""
     if is_sharded(cfg.data.manifest):
-        index = read_index(cfg.data.manifest)
         d = cfg.data
+        ignored = unsupported_by_shards(d)
+        if ignored:
+            raise ConfigError(f"data.manifest={d.manifest} is a sharded corpus, whose stream does not apply "
+                              f"{', '.join(ignored)}: leave them at their defaults, or pretrain from a manifest "
+                              "(cssl data manifest) to use them")
+        index = read_index(cfg.data.manifest)
         stream = ShardBatchStream(index, StreamConfig(d.max_batch_samples, crop_samples=d.crop_samples, seed=cfg.seed,
                                                       normalize=d.normalize),
                                   accel.process_index, accel.num_processes, d.num_workers, rejects_path)
@@ -158,6 +165,23 @@ def training_stream(cfg: PretrainConfig, accel, rejects_path: Path):
                           num_replicas=accel.num_processes, rank=accel.process_index)
     return (BatchStream(loader, cfg.data.manifest, rejects_path),
             f"{len(loader.dataset)} utterances ({loader.dropped} outside the length filters)")
+
+
+SHARD_STREAM_KEYS = ("manifest", "valid_manifest", "normalize", "crop_samples", "max_batch_samples", "num_workers")
+"""The data keys a sharded corpus's stream honours; the others must keep their defaults there."""
+
+
+def unsupported_by_shards(data: DataConfig) -> list[str]:
+    """``data.KEY=VALUE`` of each key set away from its default that the shard stream would not apply."""
+    def changed(value, default, prefix: str) -> list[str]:
+        if dataclasses.is_dataclass(value):  # augment: name the key inside it
+            return [k for f in fields(value)
+                    for k in changed(getattr(value, f.name), getattr(default, f.name), f"{prefix}.{f.name}")]
+        return [] if value == default else [f"{prefix}={value}"]
+
+    default = DataConfig()
+    return [k for f in fields(DataConfig) if f.name not in SHARD_STREAM_KEYS
+            for k in changed(getattr(data, f.name), getattr(default, f.name), f"data.{f.name}")]
 
 
 def initial_pretrainer(cfg: PretrainConfig) -> tuple[Wav2Vec2Pretrainer, str]:

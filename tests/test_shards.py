@@ -219,3 +219,18 @@ def test_four_processes_over_shards_then_two_use_each_utterance_once(corpus, tmp
     assert last["step"] == 6 and max(used(last)) == 1
     for epoch, entries in used(last).items():
         assert last["stream"]["marked"][str(epoch)] == len(entries), epoch
+
+
+def test_sharded_pretraining_refuses_data_keys_its_stream_would_not_apply(corpus, tmp_path: Path) -> None:
+    from cssl.config import ConfigError, load_config, preset
+    from pretrain.config import PretrainConfig
+    from pretrain.train import main, unsupported_by_shards
+
+    _, root = corpus
+    base = [f"data.manifest={root}", "mixed_precision=no", "data.num_workers=0", f"out_dir={tmp_path / 'run'}"]
+    for key in ("data.augment.speed_prob=0.5", "data.max_batch_size=4", "data.bucket=false", "data.max_samples=32000"):
+        cfg = load_config(PretrainConfig, preset("pretrain/tiny.yaml"), [*base, key])
+        assert [k.lower() for k in unsupported_by_shards(cfg.data)] == [key]
+        with pytest.raises(ConfigError, match=key.split("=")[0].replace(".", r"\.")):
+            main(cfg)
+    assert unsupported_by_shards(load_config(PretrainConfig, preset("pretrain/tiny.yaml"), base).data) == []
