@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -234,3 +235,25 @@ def test_sharded_pretraining_refuses_data_keys_its_stream_would_not_apply(corpus
         with pytest.raises(ConfigError, match=key.split("=")[0].replace(".", r"\.")):
             main(cfg)
     assert unsupported_by_shards(load_config(PretrainConfig, preset("pretrain/tiny.yaml"), base).data) == []
+
+
+def test_resuming_after_resharding_or_with_a_manifest_is_refused(corpus, tmp_path: Path) -> None:
+    from cssl.config import load_config, preset
+    from cssl.data.manifest import write_manifest
+    from pretrain.config import PretrainConfig
+    from pretrain.train import main
+
+    manifest, root = corpus
+    shards = tmp_path / "shards"
+    write_shards(manifest, shards, shard_hours=8 / 3600)
+    args = ["mixed_precision=no", "data.num_workers=0", "data.max_batch_samples=64000", "data.crop_samples=16000",
+            "loss.num_distractors=5", "save_every=2", "valid_every=100", "optim.max_steps=4", f"out_dir={tmp_path / 'run'}"]
+    main(load_config(PretrainConfig, preset("pretrain/tiny.yaml"), [*args, f"data.manifest={shards}", "stop_after=2"]))
+    shutil.rmtree(shards)
+    write_shards(manifest, shards, shard_hours=20 / 3600)  # the same audio, cut into other shards
+    with pytest.raises(DataError, match="the shards changed since the checkpoint"):
+        main(load_config(PretrainConfig, preset("pretrain/tiny.yaml"), [*args, f"data.manifest={shards}", "resume=auto"]))
+    write_manifest(manifest, tmp_path / "all.tsv")
+    with pytest.raises(DataError, match="written by a run over shards"):
+        main(load_config(PretrainConfig, preset("pretrain/tiny.yaml"), [*args, f"data.manifest={tmp_path / 'all.tsv'}",
+                                                                       "resume=auto"]))

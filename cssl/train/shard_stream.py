@@ -48,7 +48,11 @@ class ShardBatchStream:
     def state_dict(self) -> dict[str, Any]:
         """This process's position (see :meth:`gathered_state` for the checkpoint's)."""
         return {"epoch": self.epoch, "progress": {str(e): p.state_dict() for e, p in self.progress.items()},
-                "marked": {str(e): n for e, n in self.marked.items()}}
+                "marked": {str(e): n for e, n in self.marked.items()}, "index": self.fingerprint()}
+
+    def fingerprint(self) -> list[list]:
+        """What the progress refers to: each shard's name, utterances and size."""
+        return [[s.name, s.entries, s.bytes] for s in self.index.shards]
 
     def gathered_state(self, accel) -> dict[str, Any]:
         """Every process's progress merged (a collective call: all processes make it)."""
@@ -70,12 +74,18 @@ class ShardBatchStream:
             del self.progress[epoch]  # every process is past it
             self.marked.pop(epoch, None)
         return {"epoch": low, "progress": {str(e): p.state_dict() for e, p in sorted(merged.items())},
-                "marked": {str(e): n for e, n in sorted(marked.items())}}
+                "marked": {str(e): n for e, n in sorted(marked.items())}, "index": self.fingerprint()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "progress" not in state:
             raise DataError(f"{self.source}: the checkpoint was written by a run over a manifest, not over shards; "
                             "resume with the same data.manifest, or start a new run with init=")
+        if "index" in state and [list(s) for s in state["index"]] != self.fingerprint():
+            then = len(state["index"])
+            raise DataError(f"{self.source}: the shards changed since the checkpoint was written ({then} shards then, "
+                            f"{len(self.index.shards)} now, or different contents): its progress names positions in "
+                            "the old shards. Resume with the folder as it was, or start a new run with init= and "
+                            "the checkpoint")
         self.progress = {int(e): EpochProgress.from_state(p) for e, p in state["progress"].items()}
         # The merged count goes to rank 0 alone, so that the next merge sums it once.
         self.marked = {int(e): n for e, n in state.get("marked", {}).items()} if self.rank == 0 else {}

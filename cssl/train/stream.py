@@ -45,6 +45,9 @@ class BatchStream:
         return self.state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        if "consumed" not in state:
+            raise DataError(f"{self.source}: the checkpoint was written by a run over shards, not over this manifest; "
+                            "resume with the same sharded data.manifest, or start a new run with init=")
         self.epoch = int(state["epoch"])
         self.consumed = int(state["consumed"])
         self._iter = None
