@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cssl.data.manifest import Entry, Manifest, ManifestError, read_manifest, write_manifest
@@ -130,3 +131,31 @@ def test_lhotse_cutset_whole_recording_cuts_read_as_entries(tmp_path: Path, monk
         read_manifest(save("cuts2.jsonl.gz", [cut("s", "a.flac", 0.5, 16000, start=0.2, rec_duration=1.0)]))
     with pytest.raises(ManifestError, match=r"cut u: audio sources \['url'\]"):
         read_manifest(save("cuts3.jsonl.gz", [cut("u", "http://x/a.flac", 1.0, 16000, kind="url")]))
+
+
+def test_lhotse_cuts_cssl_cannot_honour_are_refused_by_line(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import tone, write
+
+    write(tmp_path / "st.wav", np.stack([tone(1.0), tone(1.0, 300)], axis=1))  # 2 channels
+    rec = {"id": "r", "sources": [{"type": "file", "channels": [0, 1], "source": str(tmp_path / "st.wav")}],
+           "sampling_rate": 16000, "num_samples": 16000, "duration": 1.0, "channel_ids": [0, 1]}
+    whole = {"id": "c", "start": 0.0, "duration": 1.0, "channel": [0, 1], "supervisions": [], "recording": rec}
+
+    def read(name: str, *lines: object):
+        path = tmp_path / name
+        path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+        return read_manifest(path)
+
+    assert len(read("ok_cuts.jsonl", whole)) == 1  # every channel: what cssl reads (mixed)
+    with pytest.raises(ManifestError, match=r"one_cuts.jsonl:2: cut c selects channel\(s\) \[1\] of a 2-channel"):
+        read("one_cuts.jsonl", whole, {**whole, "channel": 1})
+    with pytest.raises(ManifestError, match=r"vol_cuts.jsonl:1: cut c: the recording has transforms \['Volume'\]"):
+        read("vol_cuts.jsonl", {**whole, "recording": {**rec, "transforms": [{"name": "Volume", "kwargs": {"factor": 2}}]}})
+    with pytest.raises(ManifestError, match=r"list_cuts.jsonl:2: a JSON list, not a cut"):
+        read("list_cuts.jsonl", whole, [whole])
+    with pytest.raises(ManifestError, match=r"dur_cuts.jsonl:1: cut c lacks the cut.s duration"):
+        read("dur_cuts.jsonl", {k: v for k, v in whole.items() if k != "duration"})
+    with pytest.raises(ManifestError, match=r"bad_cuts.jsonl:2: not a JSON object"):
+        read("bad_cuts.jsonl", whole, '{"id": "x", "recording": ')

@@ -4,9 +4,11 @@ without lhotse.
 Each line is a cut: its ``recording`` (``sources``, ``sampling_rate``, ``duration``) and its
 ``supervisions`` (``text``, ``speaker``). A cut that covers its whole recording, from one
 audio file, becomes a manifest entry (text: the supervisions' texts joined; speaker: the
-first one's). Cuts that are segments of a longer recording, or whose audio is a URL, a
-command or in memory, are refused with the line and the cut's id: cssl reads one file per
-utterance. Relative source paths are taken from the working folder, as lhotse does.
+first one's). Cuts that are segments of a longer recording, whose audio is a URL, a command
+or in memory, that select some channels of a multi-channel recording, or whose recording has
+transforms (volume, speed, resampling) are refused with the line and the cut's id: cssl reads
+one file per utterance, every channel mixed, as it is. Relative source paths are taken from the
+working folder, as lhotse does.
 """
 
 from __future__ import annotations
@@ -44,8 +46,15 @@ def read_cuts(path: str | Path) -> Manifest:
         with opener(path, "rt", encoding="utf-8") as f:
             for lineno, line in enumerate(f, start=1):
                 if line.strip():
-                    entries.append(_entry(json.loads(line), f"{path}:{lineno}"))
-    except (OSError, EOFError, json.JSONDecodeError) as err:
+                    where = f"{path}:{lineno}"
+                    try:
+                        cut = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ManifestError(f"{where}: not a JSON object ({err.msg}); one cut per line") from None
+                    if not isinstance(cut, dict):
+                        raise ManifestError(f"{where}: a JSON {type(cut).__name__}, not a cut (one JSON object per line)")
+                    entries.append(_entry(cut, where))
+    except (OSError, EOFError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: not a readable lhotse CutSet ({type(err).__name__}: {err})") from None
     return Manifest(Path.cwd(), entries)
 
@@ -59,6 +68,20 @@ def _entry(cut: dict, where: str) -> Entry:
     if len(sources) != 1 or sources[0].get("type") != "file":
         kinds = [s.get("type") for s in sources]
         raise ManifestError(f"{where}: cut {name}: audio sources {kinds}; cssl reads cuts of one audio file")
+    missing = [k for k, d in (("duration", cut), ("duration", rec), ("sampling_rate", rec)) if k not in d]
+    if missing or "source" not in sources[0]:
+        what = "the cut's duration" if "duration" not in cut else "its source path" if "source" not in sources[0] \
+            else f"the recording's {missing[-1]}"
+        raise ManifestError(f"{where}: cut {name} lacks {what}; write the manifest with lhotse (CutSet.to_file)")
+    channels, selected = rec.get("channel_ids") or [0], cut.get("channel", 0)
+    chosen = selected if isinstance(selected, list) else [selected]
+    if sorted(chosen) != sorted(channels) and len(channels) > 1:
+        raise ManifestError(f"{where}: cut {name} selects channel(s) {chosen} of a {len(channels)}-channel recording; "
+                            "cssl mixes every channel of a file: write the selected channel as its own file first")
+    if rec.get("transforms"):
+        kinds = [t.get("name", "?") if isinstance(t, dict) else str(t) for t in rec["transforms"]]
+        raise ManifestError(f"{where}: cut {name}: the recording has transforms {kinds}, which cssl does not apply; "
+                            "write the transformed audio as files first (lhotse's cuts.save_audios)")
     start, duration = float(cut.get("start", 0.0)), float(cut["duration"])
     if start > TOLERANCE_S or abs(duration - float(rec["duration"])) > TOLERANCE_S:
         raise ManifestError(f"{where}: cut {name} is a segment ({start:.2f}+{duration:.2f} s) of recording "
