@@ -488,3 +488,18 @@ def test_zero_validation_interval_and_empty_out_dir_are_config_errors(tmp_path: 
         load_config(FinetuneConfig, bad)
     with pytest.raises(ConfigError, match="out_dir is empty"):
         open_run(PretrainConfig(out_dir=""))
+
+
+def test_convert_refuses_what_would_not_load_and_names_the_difference(tmp_path: Path) -> None:
+    ckpt = checkpoint(tmp_path)
+    ta = tmp_path / "ta.pt"
+    assert run("-m", "cssl", "convert", str(ckpt), str(ta), "--to", "torchaudio").returncode == 0
+    state = torch.load(ta, weights_only=True)
+    for cut, expect in (("k_proj", "lacks attention.k_proj"), ("pos_conv", "no positional convolution")):
+        broken = tmp_path / f"no_{cut}.pt"
+        torch.save({k: v for k, v in state.items() if cut not in k}, broken)
+        (tmp_path / f"no_{cut}.json").write_text(ta.with_suffix(".json").read_text())
+        out = tmp_path / f"out_{cut}.pt"
+        proc = run("-m", "cssl", "convert", str(broken), str(out), "--to", "cssl")
+        assert proc.returncode != 0 and expect in proc.stderr, proc.stderr
+        assert "Transformer layers: set" not in proc.stderr and not out.exists()

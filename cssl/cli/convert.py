@@ -41,6 +41,19 @@ def run_convert(args: argparse.Namespace) -> int:
     ckpt = read_checkpoint(args.src, config)
     kind = ("fine-tuned (CTC head, " + f"{len(ckpt['vocab']['symbols'])} symbols)" if ckpt["kind"] == "finetune"
             else "pretrained" + (" (quantizer included)" if has_heads(ckpt) else " (towers only)"))
+    verify(ckpt, str(args.src))  # what is written must load: refuse it here, naming the difference
     written = write_checkpoint(ckpt, args.dst, args.to)
     print(f"{args.src} ({detect(args.src)}, {kind}) -> {args.to}: {', '.join(str(p) for p in written)}")
     return 0
+
+
+def verify(ckpt: dict, name: str) -> None:
+    """Loads the checkpoint into the model its config describes (towers, CTC head, and quantizer and
+    projections when it has them); raises the loader's error, with its hint, when they disagree."""
+    from cssl.convert.payload import has_heads
+    from cssl.loading import load_model, load_pretrainer
+
+    if ckpt.get("kind") == "pretrain" and has_heads(ckpt):
+        load_pretrainer(ckpt, name)
+    else:
+        load_model(ckpt, name=name)

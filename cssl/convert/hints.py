@@ -43,12 +43,21 @@ def mismatch_hint(missing: Sequence[str], unexpected: Sequence[str], key: str | 
     convs = [int(m.group(1)) for k in unexpected if (m := re.search(r"conv_layers\.(\d+)\.", k))]
     if convs:
         return f"the file has {max(convs) + 1} conv layers: set model.feature_encoder.conv_layers to match"
-    if any(re.search(r"transformer\.layers\.\d+\.", k) for k in missing):
-        first = min(int(re.search(r"transformer\.layers\.(\d+)\.", k).group(1)) for k in missing
-                    if re.search(r"transformer\.layers\.(\d+)\.", k))
-        return f"the file has {first} Transformer layers: set model.context.num_layers = {first}"
+    in_layers = [(int(m.group(1)), m.group(2)) for k in missing if (m := re.search(r"transformer\.layers\.(\d+)\.(.+)", k))]
+    if in_layers:
+        first = min(i for i, _ in in_layers)
+        parts = {part for i, part in in_layers if i == first}
+        if any("attention" in p for p in parts) and any("feed_forward" in p for p in parts):  # whole layers
+            return f"the file has {first} Transformer layers: set model.context.num_layers = {first}"
+        names = sorted({part for _, part in in_layers})
+        return (f"the file lacks {', '.join(names[:3])} in Transformer layer(s) "
+                f"{', '.join(str(i) for i in sorted({i for i, _ in in_layers})[:5])}: it is incomplete or another "
+                "architecture's; convert it again from its source")
+    if any("pos_conv" in k for k in missing):
+        return ("the file has no positional convolution (pos_conv): it is incomplete or another architecture's; "
+                "convert it again from its source")
     if any("layer_norm" in k for k in list(missing) + list(unexpected)):
         return "the file's local tower uses the other norm: set model.feature_encoder.norm (group_norm / layer_norm)"
-    if any(k.endswith(".conv.bias") for k in list(missing) + list(unexpected)):
+    if any(re.search(r"conv_layers\.\d+\.conv\.bias$", k) for k in list(missing) + list(unexpected)):
         return "the file's conv layers differ in biases: set model.feature_encoder.bias"
     return "set model.* to the file's architecture"
