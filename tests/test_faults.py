@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from cssl.config import ConfigError, load_config
+from cssl.data.audio import AudioError
 from cssl.data.dataset import DataConfig, build_loader
 from cssl.data.manifest import Entry, Manifest, write_manifest
 from cssl.data.scan import ScanConfig, scan_folder
@@ -503,3 +504,28 @@ def test_convert_refuses_what_would_not_load_and_names_the_difference(tmp_path: 
         proc = run("-m", "cssl", "convert", str(broken), str(out), "--to", "cssl")
         assert proc.returncode != 0 and expect in proc.stderr, proc.stderr
         assert "Transformer layers: set" not in proc.stderr and not out.exists()
+
+
+def test_damaged_weights_and_indexes_are_one_line_errors(tmp_path: Path) -> None:
+    from cssl.data.shards import read_index
+    from cssl.data.stream import decode
+
+    ckpt = checkpoint(tmp_path)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(ckpt.read_bytes()[:5000])  # a copy cut short
+    proc = run("-m", "cssl", "convert", str(cut), str(tmp_path / "x.pt"), "--to", "cssl")
+    assert proc.returncode != 0 and "cut.pt: not a readable checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+    hf = tmp_path / "hf"
+    assert run("-m", "cssl", "convert", str(ckpt), str(hf), "--to", "hf").returncode == 0
+    weights = hf / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:3000])
+    proc = run("-m", "cssl", "convert", str(hf), str(tmp_path / "y.pt"), "--to", "cssl")
+    assert proc.returncode != 0 and "not a readable safetensors file" in proc.stderr and "Traceback" not in proc.stderr
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "index.json").write_text(json.dumps({"format": read_index.__globals__["FORMAT"], "shards": []}))
+    with pytest.raises(DataError, match="incomplete shard index"):
+        read_index(shards)
+    with pytest.raises(AudioError, match="cannot decode") as err:
+        decode(b"RIFF not audio at all", "shard-000000.tar:u1.wav")
+    assert "BytesIO" not in str(err.value)

@@ -19,6 +19,7 @@ torchaudio   ``Wav2Vec2Model.state_dict()`` (+ NAME.json) state dict + NAME.json
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,8 +125,11 @@ def _load(path: Path) -> dict[str, Any]:
 
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
+    except pickle.UnpicklingError:  # weights_only met a global: fairseq's Namespace, or worse
         raw = load_fairseq_file(path)  # refuses, naming them, pickles with anything beyond the allow-list
+    except (RuntimeError, EOFError, OSError, ValueError) as err:  # cut short, not a torch file...
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:200]}); "
+                              "it may be cut short: copy or write it again") from None
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: holds a {type(raw).__name__}, not a checkpoint dict")
     return raw

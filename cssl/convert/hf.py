@@ -191,9 +191,14 @@ def write_hf(ckpt: dict[str, Any], out: Path) -> list[Path]:
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     if (path / WEIGHTS[0]).is_file():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path / WEIGHTS[0]), device="cpu")
+        try:
+            return load_file(str(path / WEIGHTS[0]), device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path / WEIGHTS[0]}: not a readable safetensors file ({err}); it may be cut "
+                                  "short: copy or convert it again") from None
     if (path / WEIGHTS[1]).is_file():
         try:
             return torch.load(path / WEIGHTS[1], map_location="cpu", weights_only=True)

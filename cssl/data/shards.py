@@ -109,7 +109,11 @@ def read_index(path: str | Path) -> ShardIndex:
         raise DataError(f"{file}: not a readable shard index ({err}); write one with cssl data shard") from err
     if data.get("format") != FORMAT:
         raise DataError(f"{file}: format {data.get('format')!r}, expected {FORMAT!r}")
-    return ShardIndex(file.parent, tuple(ShardInfo(**s) for s in data["shards"]), bool(data["labeled"]))
+    try:
+        return ShardIndex(file.parent, tuple(ShardInfo(**s) for s in data["shards"]), bool(data["labeled"]))
+    except (KeyError, TypeError) as err:
+        raise DataError(f"{file}: an incomplete shard index ({type(err).__name__}: {err}; it needs 'labeled' and "
+                        "'shards' with name, entries, seconds and bytes each); write it again with cssl data shard") from None
 
 
 def _write_shard(manifest: Manifest, indices: list[int], path: Path) -> ShardInfo:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -217,9 +218,14 @@ def read_shard(path: Path, bad: list[tuple[str, str]]) -> Iterator[dict]:
 def decode(data: bytes, name: str) -> torch.Tensor:
     """Mono float32 at 16 kHz from an audio file's bytes (checked and resampled by :func:`~cssl.data.audio.prepare`)."""
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            frames, rate = f.frames, f.samplerate
+            samples = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise AudioError(name, "cannot decode", str(err)) from None
+        detail = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the shard member", str(err))
+        raise AudioError(name, "cannot decode", detail) from None
+    if len(samples) != frames:  # the policy of cssl.data.audio.read_audio
+        raise AudioError(name, "truncated", f"header says {frames} frames, decoded {len(samples)}")
     return prepare(torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1))), rate, name)
 
 
