@@ -73,7 +73,8 @@ class Pretraining(Stage):
         }
         q = c.model.quantizer
         warnings = self.health.check_pretraining(step, c.optim.schedule.warmup_steps, metrics["contrastive"],
-                                                 c.loss.num_distractors, metrics["code_ppl"], q.groups * q.entries,
+                                                 c.loss.num_distractors + c.loss.cross_distractors,  # every negative
+                                                 metrics["code_ppl"], q.groups * q.entries,
                                                  q.groups)
         return metrics, warnings
 

@@ -142,3 +142,24 @@ def test_continued_pretraining_starts_from_a_release_with_a_fresh_optimizer(corp
     with pytest.raises(CheckpointError, match="weights only .* init="):
         main(load_config(PretrainConfig, TINY, [f"data.manifest={corpus}", *FAST, "optim.max_steps=2",
                                                 f"resume={tmp_path / 'release.pt'}", f"out_dir={tmp_path / 'x'}"]))
+
+
+def test_stuck_at_chance_counts_cross_distractors_among_the_negatives() -> None:
+    import math
+
+    from cssl.train.health import Health
+    from pretrain.train import Pretraining
+
+    cfg = PretrainConfig()
+    cfg.loss.num_distractors, cfg.loss.cross_distractors = 10, 10
+    cfg.optim.schedule.warmup_steps = 10
+    stage = Pretraining(cfg, accel=None, valid=None, health=Health())
+    chance = math.log(10 + 10 + 1)  # 21 candidates: the loss of a context that cannot tell them apart
+    totals = {"loss": chance, "contrastive": chance, "diversity": 0.0, "penalty": 0.0, "count": 1.0, "correct": 0.0,
+              "code_ppl": 50.0, "prob_ppl": 50.0, "audio_s": 1.0}
+    warnings = [w for step in range(20, 30) for w in stage.log(step, totals, 1e-3, 1.0)[1]]
+    assert any("chance" in w for w in warnings), warnings
+    # at log(11), the chance of in-utterance distractors alone, 21 candidates are being told apart: no warning
+    fresh = Pretraining(cfg, accel=None, valid=None, health=Health())
+    below = {**totals, "loss": math.log(11), "contrastive": math.log(11)}
+    assert not [w for step in range(20, 30) for w in fresh.log(step, below, 1e-3, 1.0)[1] if "chance" in w]
