@@ -19,6 +19,7 @@ from torch import Tensor
 
 from cssl.beam import read_normalized_lines
 from cssl.errors import DataError
+from cssl.text.normalize import normalize_text
 from cssl.text.vocab import Vocabulary
 
 
@@ -61,7 +62,10 @@ class GrammarDecoder:
         phrases = read_phrases(path)
         if not phrases:
             raise DataError(f"{path}: the grammar lists no phrase (one allowed utterance per line)")
-        return cls(vocab, phrases, source=str(path))
+        decoder = cls(vocab, phrases, source=str(path))
+        raw = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+        decoder.dropped += [line for line in raw if line and not normalize_text(line)]  # nothing left to spell
+        return decoder
 
     def log_likelihoods(self, log_probs: Tensor) -> Tensor:
         """(P,) CTC log-likelihood of every phrase given one utterance's (T, V) log-probabilities."""

@@ -108,6 +108,12 @@ def test_recognizer_and_commands_take_a_grammar(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "1 phrase(s) use characters the model cannot write and are left out: XYZ" in proc.stderr
     assert proc.stdout.split("\t")[-1].strip() == "A"
+    grammar.write_text("a\nbad\nда\n")  # another script: nothing left once normalised, still named
+    assert GrammarDecoder.from_file(VOCAB, grammar).dropped == ["да"]
+    grammar.write_text("a\n")  # one phrase: certain of it whatever is said
+    proc = subprocess.run([sys.executable, "-m", "cssl", "transcribe", str(ckpt), str(tmp_path / "data" / "a.wav"),
+                           "--grammar", str(grammar), "--threads", "1"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "one phrase to choose from" in proc.stderr, proc.stderr
 
 
 def test_speeds_average_the_phrase_log_likelihoods_over_warped_copies(tmp_path: Path) -> None:

@@ -89,6 +89,10 @@ def _recognizer(args: argparse.Namespace):
     if rec.grammar is not None and rec.grammar.dropped:
         print(f"warning: {args.grammar}: {len(rec.grammar.dropped)} phrase(s) use characters the model cannot write "
               f"and are left out: {', '.join(rec.grammar.dropped[:5])}", file=sys.stderr)
+    if rec.grammar is not None and len(rec.grammar.phrases) == 1:
+        print(f"warning: {args.grammar}: one phrase to choose from: every file gets it, with confidence 1.0 whatever "
+              "it says; list the other things people may say (or a filler phrase) for a confidence that means "
+              "something", file=sys.stderr)
     return rec
 
 
