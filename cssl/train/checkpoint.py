@@ -2,7 +2,7 @@
 
 A checkpoint is a dict of plain containers and tensors (``weights_only=True`` loads it):
 ``config`` (the stage config as a dict), ``model`` (state dict), ``optimizer``, ``step``,
-``sampler`` (epoch and batches consumed), ``rng`` (torch, CUDA, numpy and Python
+``stream`` (the data position: epoch and batches consumed, or each shard's used entries), ``rng`` (torch, CUDA, numpy and Python
 generator states), ``state`` (stage counters and history), plus anything the stage adds
 (``vocab``, ``temperature``...). The model rebuilds from ``config`` alone.
 """
@@ -41,12 +41,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or foreign files
         raise CheckpointError(f"{path}: not a readable cssl checkpoint ({type(err).__name__}: {err})") from err
-
-
-def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The ``checkpoint_<step>.pt`` in ``folder`` with the highest step, or None."""
-    found = _step_files(folder)
-    return found[-1][1] if found else None
 
 
 def load_latest(folder: str | Path) -> tuple[Path, dict[str, Any], list[str]] | None:
