@@ -36,7 +36,7 @@ from cssl.train.loop import Run, Stage, open_run, resume_run, save_run, train
 from cssl.train.nbest import NBest, dev_rank
 from cssl.train.plots import plot_finetuning
 from cssl.train.progress import Progress
-from cssl.train.runtime import build_optimizer
+from cssl.train.runtime import build_optimizer, gather_rejects
 from cssl.train.stream import BatchStream
 from finetune.config import FinetuneConfig
 
@@ -77,6 +77,7 @@ class FineTuning(Stage):
 
     def validate(self, model, step: int) -> dict[str, float]:
         metrics = evaluate(self.accel, model, self.valid, self.vocab, self.dev_rejects, self.cfg.data.valid_manifest)
+        self.dev_rejects = gather_rejects(self.accel, self.dev_rejects)  # every process's share of the dev set
         if self.cfg.average_best > 1:
             unwrapped = self.accel.unwrap_model(model)
             self.nbest.offer(step, metrics["wer"], metrics["cer"],

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from cssl.config import load_config
+from cssl.data.manifest import Entry, Manifest
 from cssl.train.checkpoint import load_checkpoint
 from pretrain.config import PretrainConfig
 from pretrain.train import main
@@ -163,3 +164,30 @@ def test_stuck_at_chance_counts_cross_distractors_among_the_negatives() -> None:
     fresh = Pretraining(cfg, accel=None, valid=None, health=Health())
     below = {**totals, "loss": math.log(11), "contrastive": math.log(11)}
     assert not [w for step in range(20, 30) for w in fresh.log(step, below, 1e-3, 1.0)[1] if "chance" in w]
+
+
+def test_several_processes_write_one_rejects_file_with_every_rank_s_skips(corpus: Path, tmp_path: Path) -> None:
+    from cssl.data.manifest import read_manifest, write_manifest
+
+    manifest = read_manifest(corpus)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "bad0.wav").write_bytes(b"RIFF not audio")
+    (data / "bad1.wav").write_bytes(b"")
+    entries = [Entry(str(data / "bad0.wav"), 16000), Entry(str(data / "bad1.wav"), 16000)]
+    entries += [Entry(str(manifest.audio_path(e)), e.num_samples) for e in list(manifest)[:6]]
+    listing = tmp_path / "with-bad.tsv"
+    write_manifest(Manifest(Path("/"), entries), listing)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "-m", "pretrain", str(TINY), f"data.manifest={listing}", "data.num_workers=0",
+                           "data.max_batch_size=1", "data.bucket=false", "data.crop_samples=16000",
+                           "data.min_samples=8000", "optim.max_steps=6", "optim.accumulation=2", "optim.schedule.warmup_steps=2",
+                           "save_every=6", "threads=1",
+                           "mixed_precision=no", f"out_dir={out}"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = (out / "rejects.tsv").read_text().splitlines()
+    assert sorted(Path(r.split("\t")[0]).name for r in rows) == ["bad0.wav", "bad1.wav"]  # rank 0's and rank 1's
+    assert "2 skipped" in proc.stdout + proc.stderr

@@ -34,8 +34,8 @@ from cssl.config import ConfigError
 from cssl.data.dataset import Batch
 from cssl.train.health import Health
 from cssl.train.progress import Progress
-from cssl.train.runtime import (describe_runtime, global_sum, guarded_update, local_accumulation, make_accelerator,
-                                seed_everything, set_lr, set_threads, stop_reason)
+from cssl.train.runtime import (describe_runtime, gather_rejects, global_sum, guarded_update, local_accumulation,
+                                make_accelerator, seed_everything, set_lr, set_threads, stop_reason)
 from cssl.train.state import find_resume, prepare_out_dir, restore_training, save_training
 from cssl.train.stream import BatchStream
 
@@ -183,6 +183,7 @@ def train(run: Run, stage: Stage, model, optimizer, stream: BatchStream, health:
         if early:
             progress.message(f"stopping at step {step}: {early}")
             stop = True
+    stream.rejects = gather_rejects(accel, stream.rejects)  # every process's: the closing summary is the run's
     if accel.is_main_process and len(stream.rejects):
         stream.rejects.write(run.out_dir / "rejects.tsv")
     run.model, run.optimizer, run.progress = model, optimizer, progress  # for the stage's closing work

@@ -176,6 +176,21 @@ def global_sum(accelerator: Accelerator, values: list[float]) -> list[float]:
     return t.tolist()
 
 
+def gather_rejects(accelerator: Accelerator, rejects):
+    """Every process's skipped inputs in one :class:`~cssl.data.rejects.Rejects` (a collective call: all
+    processes make it; one process: ``rejects`` itself)."""
+    if accelerator.num_processes == 1:
+        return rejects
+    from accelerate.utils import gather_object
+
+    from cssl.data.rejects import Rejects
+
+    merged = Rejects()
+    for items in gather_object([list(rejects.items.values())]):
+        merged.extend(items)
+    return merged
+
+
 def gradient_norm(accelerator: Accelerator, model: torch.nn.Module, total_count: float, grad_clip: float) -> float:
     """Normalises accumulated gradients by the update's count and clips them; returns their norm
     before clipping (non-finite when a gradient is)."""
