@@ -59,3 +59,21 @@ def test_crops_and_augmentation_are_deterministic_per_epoch(tmp_path: Path) -> N
     assert all(torch.equal(first[i], again[i]) for i in first)  # same with worker processes
     assert all(len(w) <= 8000 for w in first.values())
     assert any(not torch.equal(first[i], other[i]) for i in first)  # a new epoch draws anew
+
+
+def test_speed_perturbed_batches_stay_within_max_batch_samples(tmp_path: Path) -> None:
+    from cssl.data.augment import Augmenter
+
+    entries = []
+    for i, seconds in enumerate([1.0, 1.0, 1.0, 1.0, 0.9, 0.8]):
+        write(tmp_path / f"u{i}.wav", tone(seconds, 200 + 20 * i))
+        entries.append(Entry(f"u{i}.wav", int(seconds * 16000)))
+    write_manifest(Manifest(tmp_path, entries), tmp_path / "m.tsv")
+    cfg = DataConfig(manifest=str(tmp_path / "m.tsv"), crop_samples=None, min_samples=1000, max_batch_samples=32000,
+                     num_workers=0, augment=AugmentConfig(speed_prob=1.0, speed_factors=[0.9]))
+    loader = build_loader(cfg, cfg.manifest, train=True, seed=0)
+    assert Augmenter(cfg.augment).longest(16000) == len(Augmenter(cfg.augment)(torch.from_numpy(tone(1.0)), torch.Generator()))
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            assert batch.waves.numel() <= cfg.max_batch_samples, tuple(batch.waves.shape)  # slowed down 11%: still within

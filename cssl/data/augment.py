@@ -350,6 +350,15 @@ class Augmenter:
         cfg = self.cfg
         return cfg.noise_prob > 0 or cfg.speed_prob > 0 or cfg.gain_prob > 0 or cfg.band_prob > 0
 
+    def longest(self, samples: int) -> int:
+        """The most samples augmenting a ``samples``-long wave can give (the slowest speed factor's
+        length: ``ceil(T * rate / round(rate * f))``, as :func:`speed_perturb` resamples)."""
+        cfg = self.cfg
+        if cfg.speed_prob <= 0:
+            return samples
+        slowest = min(cfg.speed_factors)
+        return max(samples, -(-samples * self.sample_rate // round(self.sample_rate * slowest)))
+
     def load_noise(self) -> int:
         """Scans the noise folder now (if background noise is used); returns the usable file count."""
         return len(self.noise_bank.files) if self.noise_bank is not None else 0

@@ -128,9 +128,11 @@ class AudioDataset(Dataset):
         self.epoch = epoch
 
     def lengths(self) -> list[int]:
-        """Per-item lengths as batched (capped at the crop size), for the sampler."""
+        """Per-item lengths as batched, for the sampler: the longest augmentation can make them (speed
+        perturbation slows some down), capped at the crop size; batches then keep ``max_batch_samples``."""
         cap = self.crop_samples
-        return [e.num_samples if cap is None else min(e.num_samples, cap) for e in self.manifest]
+        longest = self.augment.longest if self.augment is not None else int
+        return [longest(e.num_samples) if cap is None else min(longest(e.num_samples), cap) for e in self.manifest]
 
     def __getitem__(self, index: int) -> Item | Reject:
         entry = self.manifest[index]
