@@ -77,3 +77,24 @@ def test_speed_perturbed_batches_stay_within_max_batch_samples(tmp_path: Path) -
         loader.set_epoch(epoch)
         for batch in loader:
             assert batch.waves.numel() <= cfg.max_batch_samples, tuple(batch.waves.shape)  # slowed down 11%: still within
+
+
+def test_each_process_resumes_at_its_own_batch_count(tmp_path: Path) -> None:
+    from cssl.train.stream import BatchStream
+
+    entries = []
+    for i in range(8):
+        write(tmp_path / f"u{i}.wav", tone(1.0, 200 + 20 * i))
+        entries.append(Entry(f"u{i}.wav", 16000))
+    write_manifest(Manifest(tmp_path, entries), tmp_path / "m.tsv")
+    cfg = DataConfig(manifest=str(tmp_path / "m.tsv"), crop_samples=None, max_batch_size=1, num_workers=0)
+    # rank 1 of 2 met an unusable batch and took one more than rank 0
+    saved = {"epoch": 0, "consumed": 2, "ranks": [[0, 2], [0, 3]]}
+    for rank, expect in ((0, 2), (1, 3)):
+        stream = BatchStream(build_loader(cfg, cfg.manifest, train=True, seed=0, num_replicas=2, rank=rank))
+        stream.load_state_dict(saved)
+        assert stream.consumed == expect
+    # another number of processes re-shares the epoch from rank 0's count
+    one = BatchStream(build_loader(cfg, cfg.manifest, train=True, seed=0))
+    one.load_state_dict(saved)
+    assert one.consumed == 2

@@ -40,16 +40,27 @@ class BatchStream:
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "consumed": self.consumed}
 
-    def gathered_state(self, accel) -> dict[str, int]:
-        """The checkpoint's position: every process consumed the same number of batches."""
-        return self.state_dict()
+    def gathered_state(self, accel) -> dict:
+        """The checkpoint's position: rank 0's, and every process's own under ``ranks`` (a process that met an
+        unusable batch took one more than the others; a collective call: all processes make it)."""
+        state = self.state_dict()
+        if accel.num_processes > 1:
+            from accelerate.utils import gather_object
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+            state = {**state, "ranks": [[s["epoch"], s["consumed"]] for s in gather_object([state])]}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
         if "consumed" not in state:
             raise DataError(f"{self.source}: the checkpoint was written by a run over shards, not over this manifest; "
                             "resume with the same sharded data.manifest, or start a new run with init=")
-        self.epoch = int(state["epoch"])
-        self.consumed = int(state["consumed"])
+        epoch, consumed = state["epoch"], state["consumed"]
+        sampler = self.loader.sampler
+        ranks = state.get("ranks")
+        if ranks and len(ranks) == getattr(sampler, "num_replicas", 1):  # the same processes: each its own place
+            epoch, consumed = ranks[getattr(sampler, "rank", 0)]
+        self.epoch = int(epoch)
+        self.consumed = int(consumed)
         self._iter = None
 
     def __next__(self) -> Batch:
