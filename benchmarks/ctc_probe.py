@@ -16,7 +16,6 @@ only where the development recordings are; otherwise says so and exits 0.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -28,7 +27,6 @@ import librispeech  # noqa: E402
 import real_corpora  # noqa: E402
 import real_probe  # noqa: E402
 
-from cssl.experiments import PRETRAINED  # noqa: E402
 
 
 def features(model, manifest) -> list[list]:
@@ -98,27 +96,13 @@ def probe(pretrainer, train, dev, epochs: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", metavar="NAME=CKPT", help="pretrained checkpoints or releases to probe")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ctc-probe")
+    parser = real_probe.probe_parser(__doc__, ROOT / "runs" / "ctc-probe")
     parser.add_argument("--minutes", type=float, default=10.0, help="the label subset the heads learn from")
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    if "ls" not in real_corpora.available(args.data):
-        print(f"{args.data}: no LibriSpeech-mini here; nothing to do")
+    models = real_probe.models_to_probe(parser, args)
+    if models is None:
         return 0
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    models: dict[str, Path | None] = {real_probe.RANDOM: None, "synthetic (shipped)": PRETRAINED}
-    for spec in args.models:
-        name, _, path = spec.partition("=")
-        if not path:
-            parser.error(f"{spec}: give NAME=CKPT")
-        models[name] = Path(path)
     paths = librispeech.prepare(args.data, args.out, [args.minutes], seed=0)
     tests = set(json.loads(paths["test_speakers"].read_text()))
     for path in models.values():

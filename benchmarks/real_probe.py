@@ -70,17 +70,22 @@ def probe(name: str, checkpoint: Path | None, data):
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def probe_parser(doc: str, out: Path) -> argparse.ArgumentParser:
+    """The arguments every probe of pretrained models takes: NAME=CKPT ..., --data, --out, --threads."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", metavar="NAME=CKPT", help="pretrained checkpoints or releases to probe")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "real-probe")
-    parser.add_argument("--utterances", type=int, default=None, help="probe the first N test utterances (default: all)")
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def models_to_probe(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Path | None] | None:
+    """Random towers (``None``), the shipped checkpoint and every ``NAME=CKPT`` of ``args.models``; None (said)
+    where the development recordings are not; applies ``args.threads``."""
     if "ls" not in real_corpora.available(args.data):
         print(f"{args.data}: no LibriSpeech-mini here; nothing to do")
-        return 0
+        return None
     if args.threads:
         import torch
 
@@ -91,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         if not path:
             parser.error(f"{spec}: give NAME=CKPT")
         models[name] = Path(path)
+    return models
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = probe_parser(__doc__, ROOT / "runs" / "real-probe")
+    parser.add_argument("--utterances", type=int, default=None, help="probe the first N test utterances (default: all)")
+    args = parser.parse_args(argv)
+    models = models_to_probe(parser, args)
+    if models is None:
+        return 0
     corpus = real_corpora.librispeech(args.data / real_corpora.FOLDERS["ls"])
     for path in models.values():
         if path is not None:
