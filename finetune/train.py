@@ -224,7 +224,7 @@ def _specaugment(cfg: FinetuneConfig, model: Wav2Vec2Model, batch, step: int):
     s = cfg.specaugment
     seeds = torch.tensor([mix_seed(cfg.seed, step, idx) for idx in batch.indices], device=batch.waves.device)
     frames = model.feature_extractor.output_lengths(batch.lengths)  # (B,)
-    width = int(model.feature_extractor.output_lengths(torch.tensor([batch.waves.shape[1]]))[0])
+    width = model.feature_extractor.num_frames(batch.waves.shape[1])
     time_mask = batch_span_mask(frames, width, s.time_prob, s.time_span, 0, seeds) if s.time_prob > 0 else None
     channel_mask = None
     if s.channel_prob > 0:

@@ -270,3 +270,18 @@ def test_stuck_warning_stays_silent_while_dev_cer_falls_under_a_flat_wer() -> No
             warned.append(step)
     assert state["best_wer"] == 0.981 and state["lowest_cer"] == 0.687
     assert warned == [1300]  # five validations after the lowest CER (1050), not while CER fell
+
+
+def test_specaugment_masks_as_many_frames_as_the_towers_give_for_audio_shorter_than_one_window() -> None:
+    from cssl.data.dataset import Batch
+    from cssl.model import ModelConfig
+    from finetune.train import _specaugment
+
+    cfg = load_config(FinetuneConfig, None, ["specaugment.time_prob=1.0", "specaugment.time_span=1"])
+    model = build_model(load_config(ModelConfig, ROOT / "configs" / "model" / "tiny.yaml"), vocab_size=5)
+    field = model.feature_extractor.receptive_field
+    for width in (field // 2, field, 3 * field):  # shorter than one window: padded to one, one frame
+        batch = Batch(torch.randn(2, width), torch.tensor([width, width // 2]), [0, 1])
+        time_mask, _ = _specaugment(cfg, model, batch, step=0)
+        frames = model.feature_extractor(batch.waves)[0].shape[1]
+        assert time_mask.shape == (2, frames), (width, time_mask.shape, frames)

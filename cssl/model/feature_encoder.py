@@ -141,6 +141,11 @@ class FeatureEncoder(nn.Module):
             lengths = lengths.clamp(min=0)
         return lengths
 
+    def num_frames(self, num_samples: int) -> int:
+        """Frames :meth:`forward` gives for a batch ``num_samples`` wide (input shorter than the receptive
+        field is padded to one window: one frame)."""
+        return int(self.output_lengths(torch.tensor([max(num_samples, self.receptive_field)]))[0])
+
     def forward(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         if waves.ndim != 2:
             raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(waves.shape)}")

@@ -146,7 +146,7 @@ class Wav2Vec2Pretrainer(nn.Module):
         """One batch: ``seeds`` (one per row) drive masks, distractors and Gumbel noise, drawn on the device."""
         seeds = torch.as_tensor(seeds, dtype=torch.int64, device=waves.device)  # (B,)
         frame_lengths = self.model.feature_extractor.output_lengths(lengths)
-        num_frames = _num_frames(self.model.feature_extractor, waves.shape[1])
+        num_frames = self.model.feature_extractor.num_frames(waves.shape[1])
         m = self.mask_cfg
         time_mask = batch_span_mask(frame_lengths, num_frames, m.prob, m.span, m.min_spans, seeds)  # (B, T)
         out = self.model.encode(waves, lengths, time_mask)
@@ -199,7 +199,3 @@ def build_pretrainer(cfg: ModelConfig, num_distractors: int = 100, cross_distrac
 def gumbel_temperature(step: int, start: float, end: float, decay: float) -> float:
     """Temperature at update ``step``: max(end, start * decay**step)."""
     return max(end, start * decay**step)
-
-
-def _num_frames(encoder: FeatureEncoder, num_samples: int) -> int:
-    return int(encoder.output_lengths(torch.tensor([max(num_samples, encoder.receptive_field)]))[0])
