@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -257,3 +258,26 @@ def test_resuming_after_resharding_or_with_a_manifest_is_refused(corpus, tmp_pat
     with pytest.raises(DataError, match="written by a run over shards"):
         main(load_config(PretrainConfig, preset("pretrain/tiny.yaml"), [*args, f"data.manifest={tmp_path / 'all.tsv'}",
                                                                        "resume=auto"]))
+
+
+def test_a_process_whose_shards_are_all_unreadable_says_so_not_that_the_epoch_was(corpus, tmp_path: Path) -> None:
+    from cssl.train.shard_stream import ShardBatchStream
+
+    _, root = corpus
+    copy = tmp_path / "shards"
+    shutil.copytree(root, copy)
+    index = read_index(copy)
+    for shard in index.shards:  # every member of every shard is garbage (tar intact)
+        path = index.path(shard)
+        with tarfile.open(path) as tar:
+            members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+        with tarfile.open(path, "w") as tar:
+            for member, data in members:
+                data = data if member.name.endswith(".json") else b"RIFF garbage"
+                member.size = len(data)
+                tar.addfile(member, io.BytesIO(data))
+    cfg = StreamConfig(max_batch_samples=200_000, shuffle_buffer=2, window=4)
+    with pytest.raises(DataError, match=r"the shards of process 1 of 2, a whole epoch gave no usable audio"):
+        next(ShardBatchStream(read_index(copy), cfg, rank=1, world=2))
+    with pytest.raises(DataError, match=r"a whole epoch \(\d+ utterances\) gave no usable audio"):
+        next(ShardBatchStream(read_index(copy), cfg))

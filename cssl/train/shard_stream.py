@@ -121,5 +121,11 @@ class ShardBatchStream:
         return self
 
     def _no_usable_data(self) -> None:
-        raise no_usable_data(f"{self.source}: a whole epoch ({self.index.entries} utterances)", self.rejects,
-                             self.rejects_path, "Rewrite the shards (cssl data shard).")
+        if self.world == 1:
+            what = f"{self.source}: a whole epoch ({self.index.entries} utterances)"
+            advice = "Rewrite the shards (cssl data shard)."
+        else:  # the shards are split among the processes: this one's share alone may be bad
+            what = f"{self.source}: the shards of process {self.rank} of {self.world}, a whole epoch"
+            advice = ("The shards are shared out among the processes and every process needs readable ones: rewrite "
+                      "the unreadable shards (cssl data shard), or run with fewer processes.")
+        raise no_usable_data(what, self.rejects, self.rejects_path, advice)
