@@ -307,6 +307,9 @@ def test_fairseq_namespace_checkpoint_and_ctc_dictionary(tmp_path: Path) -> None
     assert loaded.vocab.symbols == ("<blank>", "<unk>", "|", "<pad>", "</s>", "E", "T", "A")
     peer_rows = [0, 3, 4, 1, 2, 5, 6, 7]  # fairseq: <s>=blank 0, <pad> 1, </s> 2, <unk> 3, then the file
     assert torch.equal(loaded.model.aux.weight, state["w2v_encoder.proj.weight"][peer_rows])
+    # the same file in torch's legacy (non-zip) format, as fairseq wrote them before torch 1.6
+    torch.save({"args": args, "model": state}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert torch.equal(load_model(tmp_path / "legacy.pt").model.aux.weight, loaded.model.aux.weight)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
@@ -320,6 +323,11 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
     torch.save({"args": argparse.Namespace(arch="wav2vec2"), "model": {}, "extra": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match=r"refused: the pickle names \['builtins.getattr', 'pathlib.Path'"):
         read_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    torch.save({"args": argparse.Namespace(arch="wav2vec2"), "model": {}, "extra": Evil()}, tmp_path / "old.pt",
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match=r"old.pt: refused: the pickle names"):
+        read_checkpoint(tmp_path / "old.pt")
     assert not marker.exists()
     (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"model": {"x": 1}, "cfg": None}))
     with pytest.raises(CheckpointError):

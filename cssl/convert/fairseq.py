@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 
 def load_fairseq_file(path: Path) -> dict[str, Any]:
     """The checkpoint dict of a fairseq file, unpickled with nothing but the allow-list."""
+    if not zipfile.is_zipfile(path):  # torch's legacy format (fairseq files before torch 1.6): no listing of
+        return _load_legacy(path)      # globals; the weights-only unpickler refuses any outside the allow-list
     try:
         found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as err:
@@ -46,6 +50,22 @@ def load_fairseq_file(path: Path) -> dict[str, Any]:
                               f"{', '.join(SAFE_GLOBALS)}")
     with torch.serialization.safe_globals(list(SAFE_GLOBALS.values())):
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _load_legacy(path: Path) -> dict[str, Any]:
+    """A legacy-format (non-zip) checkpoint through the weights-only unpickler with the allow-list."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS.values())):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        named = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        raise CheckpointError(f"{path}: refused: the pickle names {named.group(1) if named else 'a global'}, which "
+                              f"loading would run; a fairseq wav2vec 2.0 checkpoint holds only tensors, containers and "
+                              f"{', '.join(SAFE_GLOBALS)}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:200]})") from None
 
 
 def is_fairseq(raw: dict[str, Any]) -> bool:
