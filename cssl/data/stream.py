@@ -148,7 +148,7 @@ class ShardStream(IterableDataset):
     def _entries(self, shards: list[ShardInfo], bad: list[tuple[str, str]]) -> Iterator[dict]:
         for shard in shards:
             used = self.progress.used.get(shard.name, set())
-            for entry in read_shard(self.index.path(shard), bad):
+            for entry in read_shard(self.index.path(shard), bad, shard.entries):
                 if entry["position"] not in used:
                     yield entry
 
@@ -190,9 +190,10 @@ class ShardStream(IterableDataset):
             bad.clear()
 
 
-def read_shard(path: Path, bad: list[tuple[str, str]]) -> Iterator[dict]:
+def read_shard(path: Path, bad: list[tuple[str, str]], entries: int | None = None) -> Iterator[dict]:
     """The entries of a shard in order (``position`` 0, 1, ...); a truncated or corrupt shard
-    yields what it can and adds its name and the error to ``bad``."""
+    yields what it can and adds to ``bad`` each entry it lost (``NAME#POSITION``, from the index's
+    count of ``entries``; the shard's name once when the count is unknown) with the error."""
     pending: dict[str, dict] = {}
     position = 0
     try:
@@ -212,7 +213,9 @@ def read_shard(path: Path, bad: list[tuple[str, str]]) -> Iterator[dict]:
                     yield {"shard": path.name, "position": position, "key": key, **part}
                     position += 1
     except (tarfile.TarError, EOFError, OSError, ValueError) as err:
-        bad.append((path.name, f"{type(err).__name__}: {err} (after {position} entries)"))
+        why = f"{type(err).__name__}: {err} (the shard breaks after {position} of its {entries or '?'} entries)"
+        lost = range(position, entries) if entries is not None and entries > position else None
+        bad.extend([(f"{path.name}#{p}", why) for p in lost] if lost else [(path.name, why)])
 
 
 def decode(data: bytes, name: str) -> torch.Tensor:
