@@ -443,6 +443,11 @@ def test_convert_refuses_an_existing_output_and_replaces_a_folder_whole(tmp_path
     assert run("-m", "cssl", "convert", str(ckpt), str(hf), "--to", "hf", "--force").returncode == 0
     assert not (hf / "pytorch_model.bin").exists() and (hf / "config.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".hf.")]  # nothing left beside
+    onto_file = tmp_path / "was-a-file"
+    onto_file.write_text("x")  # --to hf onto a file: refused, then replaced by the folder with --force
+    assert "--force" in run("-m", "cssl", "convert", str(ckpt), str(onto_file), "--to", "hf").stderr
+    assert run("-m", "cssl", "convert", str(ckpt), str(onto_file), "--to", "hf", "--force").returncode == 0
+    assert (onto_file / "config.json").is_file()
     proc = run("-m", "cssl", "convert", str(ckpt), str(ckpt), "--to", "cssl", "--force")
     assert proc.returncode != 0 and "also an input" in proc.stderr
     side = tmp_path / "ta.json"
