@@ -38,11 +38,6 @@ def fit_temperature(nll: Callable[[float], float], low: float = 0.25, high: floa
     return math.exp((a + b) / 2)
 
 
-def frame_nll(logits: Tensor, labels: Tensor, tau: float) -> float:
-    """Mean cross-entropy of frame labels (N,) under logits (N, V) / tau."""
-    return float(torch.nn.functional.cross_entropy(logits.float() / tau, labels))
-
-
 @dataclass
 class WordConfidence:
     """A decoded word with its confidence."""

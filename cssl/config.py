@@ -272,11 +272,6 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "checkpoint") ->
     return apply_dict(cls(), data, source=source)
 
 
-def dump_yaml(cfg: Any) -> str:
-    """The full config as YAML, lists written inline."""
-    return yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False, default_flow_style=None)
-
-
 def field_docs(cls: type) -> dict[str, str]:
     """Attribute docstrings of a dataclass and its dataclass bases: ``{field: first line}``.
 
@@ -352,10 +347,3 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
     return out
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
