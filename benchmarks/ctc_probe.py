@@ -29,17 +29,22 @@ import real_probe  # noqa: E402
 
 
 
-def features(model, manifest) -> list[list]:
+def waves(manifest) -> list:
+    """The manifest's audio, decoded once for every model probed: ``(S,)`` each."""
+    from cssl.data.audio import load_audio
+
+    return [load_audio(manifest.audio_path(entry)) for entry in manifest]
+
+
+def features(model, waves: list) -> list[list]:
     """Per utterance, the frozen features of every level: ``[(T, C) local, (T, D) layer 1, ...]``."""
     import torch
-
-    from cssl.data.audio import load_audio
 
     model.eval()
     out = []
     with torch.no_grad():
-        for entry in manifest:
-            enc = model.encode(load_audio(manifest.audio_path(entry)).unsqueeze(0))  # (1, S) -> (1, T, .)
+        for wave in waves:
+            enc = model.encode(wave.unsqueeze(0))  # (1, S) -> (1, T, .)
             out.append([enc.normed[0]] + [layer[0] for layer in enc.layers])
     return out
 
@@ -76,8 +81,8 @@ def greedy(head, x, symbols: list[str]) -> str:
     return "".join(symbols[i] for i in ids if i != 0)
 
 
-def probe(pretrainer, train, dev, epochs: int) -> list[float]:
-    """Dev CER of the linear CTC head of every level."""
+def probe(pretrainer, train, dev, audio: tuple[list, list], epochs: int) -> list[float]:
+    """Dev CER of the linear CTC head of every level (``audio``: the train and dev waves)."""
     import torch
 
     from cssl.metrics import error_rates
@@ -86,7 +91,7 @@ def probe(pretrainer, train, dev, epochs: int) -> list[float]:
     index = {c: i for i, c in enumerate(symbols)}
     targets = [torch.tensor([index[c] for c in e.text or ""]) for e in train]
     refs = [e.text or "" for e in dev]
-    train_x, dev_x = features(pretrainer.model, train), features(pretrainer.model, dev)
+    train_x, dev_x = features(pretrainer.model, audio[0]), features(pretrainer.model, audio[1])
     cers = []
     for level in range(len(train_x[0])):
         head = fit_head([f[level] for f in train_x], targets, len(symbols), epochs)
@@ -111,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     from cssl.data.manifest import read_manifest
 
     train, dev = read_manifest(paths[f"labels-{args.minutes:g}"]), read_manifest(paths["dev-small"])
+    audio = waves(train), waves(dev)
     results = {}
     for name, path in models.items():
-        results[name] = probe(real_probe.towers(path), train, dev, args.epochs)
+        results[name] = probe(real_probe.towers(path), train, dev, audio, args.epochs)
         print(f"{name}: " + " ".join(f"{c:.3f}" for c in results[name]), flush=True)
     levels = ["local"] + [f"layer {i}" for i in range(1, len(results[real_probe.RANDOM]))]
     lines = [f"| model | {' | '.join(levels)} | best |", "|---|" + "---:|" * (len(levels) + 1)]

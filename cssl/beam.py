@@ -103,13 +103,17 @@ def write_lexicon(words: list[str], vocab: Vocabulary, path: Path) -> int:
     return len(kept)
 
 
-def read_normalized_lines(path: str | Path, what: str) -> list[str]:
-    """The normalised lines of a text file (``what`` names it in the error when it cannot be read)."""
+def read_lines(path: str | Path, what: str) -> list[str]:
+    """The lines of a UTF-8 text file (``what`` names it in the error when it cannot be read)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: cannot read the {what} ({err})") from None
-    return [normalize_text(line) for line in text.splitlines()]
+
+
+def read_normalized_lines(path: str | Path, what: str) -> list[str]:
+    """The normalised lines of a text file (see :func:`read_lines`)."""
+    return [normalize_text(line) for line in read_lines(path, what)]
 
 
 def read_word_list(path: str | Path) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from cssl.beam import read_normalized_lines
+from cssl.beam import read_lines
 from cssl.errors import DataError
 from cssl.text.normalize import normalize_text
 from cssl.text.vocab import Vocabulary
@@ -35,9 +35,18 @@ class GrammarResult:
     """(P,) CTC log-likelihood of every phrase, in the grammar's order (-inf: too long for the audio)."""
 
 
+def read_grammar(path: str | Path) -> tuple[list[str], list[str]]:
+    """The distinct normalised non-empty lines of a grammar file, in first-seen order, and the lines
+    nothing is left of once normalised (another script)."""
+    raw = read_lines(path, "grammar")
+    normalized = [normalize_text(line) for line in raw]
+    emptied = [line.strip() for line, norm in zip(raw, normalized) if line.strip() and not norm]
+    return list(dict.fromkeys(line for line in normalized if line)), emptied
+
+
 def read_phrases(path: str | Path) -> list[str]:
-    """The distinct normalised non-empty lines of a grammar file, in first-seen order."""
-    return list(dict.fromkeys(line for line in read_normalized_lines(path, "grammar") if line))
+    """The phrases of a grammar file (:func:`read_grammar`)."""
+    return read_grammar(path)[0]
 
 
 class GrammarDecoder:
@@ -59,12 +68,11 @@ class GrammarDecoder:
 
     @classmethod
     def from_file(cls, vocab: Vocabulary, path: str | Path) -> GrammarDecoder:
-        phrases = read_phrases(path)
+        phrases, emptied = read_grammar(path)
         if not phrases:
             raise DataError(f"{path}: the grammar lists no phrase (one allowed utterance per line)")
         decoder = cls(vocab, phrases, source=str(path))
-        raw = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
-        decoder.dropped += [line for line in raw if line and not normalize_text(line)]  # nothing left to spell
+        decoder.dropped += emptied  # nothing left to spell
         return decoder
 
     def log_likelihoods(self, log_probs: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ samples``...), so a data loader can skip the file, count it and report it.
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -53,14 +54,21 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     path = Path(path)
     _check_file(path)
     _check_riff_size(path)
+    return decode(str(path), path)
+
+
+def decode(source, name: str | Path) -> tuple[np.ndarray, int]:
+    """Decodes a file name or file object (``name`` in errors): float32 ``(frames, channels)`` and its rate;
+    ``truncated`` when the decoded frames differ from the header's count."""
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(source) as f:
             frames, rate = f.frames, f.samplerate
             data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise AudioError(path, "cannot decode", str(err)) from None
+        detail = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", str(name), str(err))  # soundfile's repr
+        raise AudioError(name, "cannot decode", detail) from None
     if len(data) != frames:
-        raise AudioError(path, "truncated", f"header says {frames} frames, decoded {len(data)}")
+        raise AudioError(name, "truncated", f"header says {frames} frames, decoded {len(data)}")
     return data, rate
 
 

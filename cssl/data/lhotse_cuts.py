@@ -68,11 +68,11 @@ def _entry(cut: dict, where: str) -> Entry:
     if len(sources) != 1 or sources[0].get("type") != "file":
         kinds = [s.get("type") for s in sources]
         raise ManifestError(f"{where}: cut {name}: audio sources {kinds}; cssl reads cuts of one audio file")
-    missing = [k for k, d in (("duration", cut), ("duration", rec), ("sampling_rate", rec)) if k not in d]
-    if missing or "source" not in sources[0]:
-        what = "the cut's duration" if "duration" not in cut else "its source path" if "source" not in sources[0] \
-            else f"the recording's {missing[-1]}"
-        raise ManifestError(f"{where}: cut {name} lacks {what}; write the manifest with lhotse (CutSet.to_file)")
+    for key, holder, what in (("duration", cut, "the cut's duration"), ("source", sources[0], "its source path"),
+                              ("duration", rec, "the recording's duration"),
+                              ("sampling_rate", rec, "the recording's sampling_rate")):
+        if key not in holder:
+            raise ManifestError(f"{where}: cut {name} lacks {what}; write the manifest with lhotse (CutSet.to_file)")
     channels, selected = rec.get("channel_ids") or [0], cut.get("channel", 0)
     chosen = selected if isinstance(selected, list) else [selected]
     if sorted(chosen) != sorted(channels) and len(channels) > 1:

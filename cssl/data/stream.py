@@ -22,18 +22,17 @@ from __future__ import annotations
 import io
 import json
 import random
-import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from cssl.data.audio import AudioError, normalize_wave, prepare
+from cssl.data.audio import decode as decode_audio
 from cssl.data.shards import ShardIndex, ShardInfo
 from cssl.seeding import mix_seed
 
@@ -219,16 +218,9 @@ def read_shard(path: Path, bad: list[tuple[str, str]], entries: int | None = Non
 
 
 def decode(data: bytes, name: str) -> torch.Tensor:
-    """Mono float32 at 16 kHz from an audio file's bytes (checked and resampled by :func:`~cssl.data.audio.prepare`)."""
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            frames, rate = f.frames, f.samplerate
-            samples = f.read(dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        detail = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the shard member", str(err))
-        raise AudioError(name, "cannot decode", detail) from None
-    if len(samples) != frames:  # the policy of cssl.data.audio.read_audio
-        raise AudioError(name, "truncated", f"header says {frames} frames, decoded {len(samples)}")
+    """Mono float32 at 16 kHz from an audio file's bytes (the checks of :func:`~cssl.data.audio.read_audio`,
+    resampled by :func:`~cssl.data.audio.prepare`)."""
+    samples, rate = decode_audio(io.BytesIO(data), name)
     return prepare(torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1))), rate, name)
 
 

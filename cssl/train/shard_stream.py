@@ -48,7 +48,7 @@ class ShardBatchStream:
     def state_dict(self) -> dict[str, Any]:
         """This process's position (see :meth:`gathered_state` for the checkpoint's)."""
         return {"epoch": self.epoch, "progress": {str(e): p.state_dict() for e, p in self.progress.items()},
-                "marked": {str(e): n for e, n in self.marked.items()}, "index": self.fingerprint()}
+                "marked": {str(e): n for e, n in self.marked.items()}}
 
     def fingerprint(self) -> list[list]:
         """What the progress refers to: each shard's name, utterances and size."""
