@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
 VENV_FS2 := .venv-fairseq2
+VENV_DOCS := .venv-docs
+STAMP_DOCS := $(VENV_DOCS)/.installed
 STAMP_FS2 := $(VENV_FS2)/.installed
 
-.PHONY: setup demo pretrained pretrained-real test test-slow test-gpu test-interop bench clean
+.PHONY: setup demo pretrained pretrained-real test test-slow test-gpu test-interop bench docs clean
 
 setup: $(STAMP)
 
@@ -20,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m cssl.demo --out $(DEMO_DIR)
+	$(BIN)/cssl demo --out $(DEMO_DIR)
 
 # The shipped tiny pretrained checkpoint (configs/pretrain/tiny-30h.yaml): the 30 h corpus (about
 # 6-14 min), the 40,000-update schedule, then the half-precision release into cssl/assets/. The
@@ -32,9 +34,9 @@ pretrained: $(STAMP)
 	test -f runs/corpus-30h/corpus.json || $(BIN)/cssl data synth runs/corpus-30h --hours 30 --seed 1 --speakers 200
 	mkdir -p runs/pretrain-30h
 	test -f runs/pretrain-30h/last.pt || test ! -f checkpoints/tiny-30h/last.pt || cp checkpoints/tiny-30h/last.pt runs/pretrain-30h/
-	$(BIN)/python -m pretrain configs/pretrain/tiny-30h.yaml threads=1
+	$(BIN)/cssl pretrain configs/pretrain/tiny-30h.yaml threads=1
 	mkdir -p checkpoints/tiny-30h && cp runs/pretrain-30h/last.pt checkpoints/tiny-30h/last.pt
-	$(BIN)/python -m pretrain.release runs/pretrain-30h/last.pt cssl/assets/tiny-pretrained.pt
+	$(BIN)/cssl release runs/pretrain-30h/last.pt cssl/assets/tiny-pretrained.pt
 
 # The shipped real-speech checkpoint (cssl/assets/tiny-real-pretrained.pt, docs/real-speech-pretraining.md):
 # needs the development recordings in ../shared/data (Mini LibriSpeech, Speech Commands half A, FSDD). The
@@ -42,8 +44,8 @@ pretrained: $(STAMP)
 # where it stopped, resume=auto) and the release, which records the speakers heard.
 pretrained-real: $(STAMP)
 	$(BIN)/python benchmarks/real_corpora.py
-	$(BIN)/python -m pretrain configs/pretrain/tiny-real.yaml threads=1
-	$(BIN)/python -m pretrain.release runs/pretrain-real/last.pt cssl/assets/tiny-real-pretrained.pt
+	$(BIN)/cssl pretrain configs/pretrain/tiny-real.yaml threads=1
+	$(BIN)/cssl release runs/pretrain-real/last.pt cssl/assets/tiny-real-pretrained.pt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not gpu and not interop"; rc=$$?; \
@@ -73,5 +75,15 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "transformers==5.24.0" "pocketsphinx==5.1.1"
 	$(BIN)/python benchmarks/run_all.py --out runs/bench/summary.md
 
+# The documentation site (MkDocs + Material + mkdocstrings) in its own environment; --strict makes a
+# broken link, a missing page or an API reference that does not resolve an error.
+$(STAMP_DOCS): requirements-docs.lock
+	test -x $(VENV_DOCS)/bin/python || $(PYTHON) -m venv $(VENV_DOCS)
+	$(VENV_DOCS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-docs.lock
+	touch $(STAMP_DOCS)
+
+docs: $(STAMP_DOCS)
+	$(VENV_DOCS)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) $(VENV_FS2) build *.egg-info
+	rm -rf $(VENV) $(VENV_FS2) $(VENV_DOCS) site build *.egg-info

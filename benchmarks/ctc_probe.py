@@ -28,7 +28,6 @@ import real_corpora  # noqa: E402
 import real_probe  # noqa: E402
 
 
-
 def waves(manifest) -> list:
     """The manifest's audio, decoded once for every model probed: ``(S,)`` each."""
     from cssl.data.audio import load_audio
@@ -85,7 +84,7 @@ def probe(pretrainer, train, dev, audio: tuple[list, list], epochs: int) -> list
     """Dev CER of the linear CTC head of every level (``audio``: the train and dev waves)."""
     import torch
 
-    from cssl.metrics import error_rates
+    from cssl.score.metrics import error_rates
 
     symbols = ["<blank>"] + sorted({c for e in train for c in e.text or ""})
     index = {c: i for i, c in enumerate(symbols)}

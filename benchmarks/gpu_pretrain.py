@@ -23,8 +23,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cssl.config import load_config, preset
 from cssl.model import build_pretrainer
+from cssl.utils.config import load_config, preset
 from pretrain.config import PretrainConfig
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}

@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from cssl.config import load_config, preset
+from cssl.decode.recognizer import Recognizer
 from cssl.model import ModelConfig, build_model
-from cssl.recognizer import Recognizer
 from cssl.text.vocab import SPECIALS, Vocabulary
+from cssl.utils.config import load_config, preset
 
 MODELS = {"tiny": preset("model/tiny.yaml"), "base": preset("model/base.yaml")}
 

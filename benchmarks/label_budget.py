@@ -10,7 +10,7 @@ The shape of the wav2vec 2.0 paper's low-resource table, on synthetic speech:
   the pretraining corpus's (checked when ``--pretraining-corpus`` is there). Budgets are
   nested random subsets of it (the 1-minute set is inside the 10-minute set), drawn by
   duration with ``--seed``;
-- dev and test: the demo corpus's (``python -m cssl.demo``; synthesized here if missing), so
+- dev and test: the demo corpus's (``cssl demo``; synthesized here if missing), so
   the test voices are heard in no labeled subset and by no pretraining;
 - models: the shipped pretrained checkpoint (or ``--pretrained``), local tower frozen, and
   the same-size model from scratch, everything trained; the demo's fine-tuning recipe run
@@ -21,7 +21,7 @@ The shape of the wav2vec 2.0 paper's low-resource table, on synthetic speech:
 - ``--set KEY=VALUE`` (with ``--tag NAME``): a fine-tuning override of every run, e.g. the local
   tower trained too (``freeze.feature_encoder=false``); the tag names the runs' folders, so the
   preset's runs are neither reused nor overwritten;
-- ``--self-train KEEP``: self-training on top of each pretrained run (:mod:`cssl.pseudo_label`): it
+- ``--self-train KEEP``: self-training on top of each pretrained run (:mod:`cssl.decode.pseudo_label`): it
   transcribes the pool's train split outside the labels (about an hour of audio, its transcripts
   used only to report the pseudo-labels' WER) with beam search and its dev-tuned LM, the most
   confident KEEP share joins the real labels, and the pretrained checkpoint is fine-tuned afresh
@@ -51,12 +51,24 @@ from pathlib import Path
 
 from cssl.cli.options import seed_list
 from cssl.data.manifest import Manifest, read_manifest, write_manifest
-from cssl.config import load_config
-from cssl.experiments import FINETUNE_PRESET, PRETRAINED, best_checkpoint, build_lm, finetune, score, synthesize
+from cssl.experiments.label_budget import (
+    FIGURES,
+    MODELS,
+    SELF_TRAINED,
+    SHIPPED,
+    arm,
+    checkpoint_tag,
+    efficiency_line,
+    group,
+    mean_cell,
+    mean_spread,
+    reductions,
+    run_name,
+)
+from cssl.experiments.steps import FINETUNE_PRESET, PRETRAINED, best_checkpoint, build_lm, finetune, score, synthesize
 from cssl.train.nbest import dev_rank
+from cssl.utils.config import load_config
 from finetune.config import FinetuneConfig
-from cssl.label_budget import (FIGURES, MODELS, arm, SELF_TRAINED, SHIPPED, checkpoint_tag, efficiency_line, group,
-                               mean_cell, mean_spread, reductions, run_name)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -231,8 +243,8 @@ def self_trained(args, minutes: float, subset: Manifest, unlabeled: Manifest, se
     round's self-trained run) transcribes ``unlabeled`` with beam search and its dev-tuned LM; the most
     confident ``--self-train`` share joins the labels, and the pretrained checkpoint is fine-tuned afresh
     on both (same recipe and seed)."""
-    from cssl.pseudo_label import pseudo_label
-    from cssl.recognizer import Recognizer
+    from cssl.decode.pseudo_label import pseudo_label
+    from cssl.decode.recognizer import Recognizer
 
     def variant(k: int) -> str:
         return "-".join(part for part in (args.tag, f"keep{args.self_train:g}", f"round{k}" if k > 1 else "") if part)

@@ -48,10 +48,10 @@ import real_corpora  # noqa: E402
 from label_budget import best_step, last_step, nested_subsets, plot_groups  # noqa: E402
 
 from cssl.cli.options import seed_list  # noqa: E402
-from cssl.config import preset  # noqa: E402
 from cssl.data.manifest import Manifest, write_manifest  # noqa: E402
-from cssl.experiments import PRETRAINED, finetune, score  # noqa: E402
-from cssl.label_budget import FIGURES, checkpoint_tag, mean_cell, mean_spread  # noqa: E402
+from cssl.experiments.label_budget import FIGURES, checkpoint_tag, mean_cell, mean_spread  # noqa: E402
+from cssl.experiments.steps import PRETRAINED, finetune, score  # noqa: E402
+from cssl.utils.config import preset  # noqa: E402
 
 PRESET = preset("finetune/tiny-read.yaml")
 ARMS = ("scratch", "synthetic", "real")
@@ -85,7 +85,7 @@ def prepare(data: Path, out: Path, budgets: list[float], seed: int) -> dict[str,
               f"{subset.hours * 60:.1f} min", flush=True)
     paths["lm"] = out / "lm.arpa"
     if not paths["lm"].exists():
-        from cssl.lm import build_ngram, write_arpa
+        from cssl.decode.lm import build_ngram, write_arpa
 
         write_arpa(build_ngram([e.text or "" for e in corpus.labeled["train"]], order=3), paths["lm"])
     paths["test_speakers"] = out / "test_speakers.json"

@@ -18,7 +18,7 @@ import numpy as np
 
 from cssl.data.audio import load_audio
 from cssl.data.manifest import read_manifest
-from cssl.metrics import error_rates
+from cssl.score.metrics import error_rates
 
 
 def available() -> bool:

@@ -21,8 +21,8 @@ import resource
 import sys
 from pathlib import Path
 
-from cssl.config import preset
-from cssl.experiments import run_stage
+from cssl.experiments.steps import run_stage
+from cssl.utils.config import preset
 
 RECIPES: dict[str, list[str]] = {
     "base": [],
@@ -54,7 +54,7 @@ def run_recipe(name: str, overrides: list[str], corpus: Path, out: Path, steps: 
     """Trains one recipe (unless done) and probes it; returns its row."""
     import torch
 
-    from cssl.loading import load_pretrainer
+    from cssl.convert.loading import load_pretrainer
     from cssl.probe import Probe
     from cssl.train.checkpoint import load_checkpoint
 

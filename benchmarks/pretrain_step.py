@@ -34,8 +34,8 @@ from pathlib import Path
 
 import torch
 
-from cssl.config import load_config, preset
 from cssl.model import ModelConfig, build_pretrainer
+from cssl.utils.config import load_config, preset
 from pretrain.config import PretrainConfig
 
 PRESETS = {"tiny": preset("pretrain/tiny.yaml"), "base": preset("pretrain/base.yaml")}
@@ -149,7 +149,7 @@ def time_fairseq2(python: str, args: argparse.Namespace, cfg: PretrainConfig, de
 
 
 def peak_memory(kind: str, args: argparse.Namespace, cfg_dict: dict, queue) -> None:
-    from cssl.config import from_dict
+    from cssl.utils.config import from_dict
 
     cfg = from_dict(PretrainConfig, cfg_dict)
     device = torch.device(args.device)
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     memory = {}
     if not args.no_memory:
         ctx = mp.get_context("spawn")
-        from cssl.config import to_dict
+        from cssl.utils.config import to_dict
 
         for kind in ("hf", "cssl"):
             queue = ctx.Queue()

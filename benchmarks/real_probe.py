@@ -26,7 +26,7 @@ import real_corpora  # noqa: E402
 
 from cssl.data.alignment import alignment_path  # noqa: E402
 from cssl.data.manifest import write_manifest  # noqa: E402
-from cssl.experiments import PRETRAINED  # noqa: E402
+from cssl.experiments.steps import PRETRAINED  # noqa: E402
 
 RANDOM = "random towers"
 
@@ -49,7 +49,7 @@ def towers(checkpoint: Path | None):
     architecture (``None``)."""
     import torch
 
-    from cssl.loading import load_pretrainer
+    from cssl.convert.loading import load_pretrainer
     from cssl.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint or PRETRAINED)

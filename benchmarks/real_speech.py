@@ -71,10 +71,10 @@ import real_corpora  # noqa: E402
 from real_corpora import COMMANDS, DIGITS  # noqa: E402
 
 from cssl.cli.options import seed_list  # noqa: E402
-from cssl.config import preset  # noqa: E402
 from cssl.data.manifest import Entry, Manifest, write_manifest  # noqa: E402
-from cssl.experiments import PRETRAINED, finetune  # noqa: E402
-from cssl.label_budget import checkpoint_tag, mean_cell, mean_spread  # noqa: E402
+from cssl.experiments.label_budget import checkpoint_tag, mean_cell, mean_spread  # noqa: E402
+from cssl.experiments.steps import PRETRAINED, finetune  # noqa: E402
+from cssl.utils.config import preset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ("sc", "fsdd")
@@ -122,9 +122,9 @@ def score(models: list[Path], dev: Path, test: Path, words: Path, out: Path, row
     """Adds to ``row`` the test WER/CER of ``models`` (one checkpoint, or an ensemble of several) under each
     decoder it lacks, with the empty-hypothesis count; the word-list search's word score is chosen on
     ``dev`` (``cssl lm tune --lexicon``)."""
-    from cssl.evaluation import evaluate_manifest
-    from cssl.lm_tuning import tune_lm
-    from cssl.recognizer import Recognizer
+    from cssl.decode.lm_tuning import tune_lm
+    from cssl.decode.recognizer import Recognizer
+    from cssl.score.evaluation import evaluate_manifest
 
     def recognizer(**kwargs) -> Recognizer:
         return Recognizer.from_checkpoint(models[0], ensemble=models[1:], **kwargs)

@@ -32,8 +32,8 @@ import torch
 
 from cssl.data.dataset import DataConfig, build_loader
 from cssl.data.manifest import Entry, Manifest, read_manifest, write_manifest
+from cssl.data.shard_loader import ShardStream, StreamConfig
 from cssl.data.shards import FORMAT, INDEX, read_index, write_shards
-from cssl.data.stream import ShardStream, StreamConfig
 
 
 def cpu_model() -> str:

@@ -1,1 +1,1 @@
-"""Stage 2: CTC fine-tuning of pretrained towers on labeled audio (see ``python -m finetune --help``)."""
+"""Stage 2: CTC fine-tuning of pretrained towers on labeled audio (``cssl finetune --help``)."""

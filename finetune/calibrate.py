@@ -1,6 +1,6 @@
-"""Fits a temperature for a fine-tuned model's output probabilities and stores it in the checkpoint.
+"""``cssl calibrate CKPT DEV``: a fitted temperature for a fine-tuned model, stored in its checkpoint.
 
-    python -m finetune.calibrate runs/finetune-tiny/best.pt corpus/dev.tsv [--eval corpus/test.tsv]
+    cssl calibrate runs/finetune-tiny/best.pt corpus/dev.tsv [--eval corpus/test.tsv]
 
 The temperature minimises, on dev, either the negative log-likelihood of word
 correctness under the word confidences (``--objective word``, the default: it calibrates
@@ -9,7 +9,7 @@ transcripts (``--objective ctc``: frame-level probabilities). The checkpoint is 
 atomically with ``temperature`` set; inference divides logits by it. With ``--eval``,
 word confidences on that set (default: the dev set) are compared with word correctness
 before and after: ECE, NLL and a reliability diagram (PNG beside the checkpoint).
-The work is done by :func:`cssl.calibrate.calibrate`.
+The work is done by :func:`cssl.score.temperature.calibrate`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from cssl.calibrate import OBJECTIVES, calibrate, calibration_warnings
-from cssl.errors import run_reporting
+from cssl.score.temperature import OBJECTIVES, calibrate, calibration_warnings
+from cssl.utils.errors import run_reporting
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.calibrate", description=__doc__,
+def main(argv: list[str] | None = None, prog: str = "python -m finetune.calibrate") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("dev", help="labeled manifest the temperature is fitted on")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cssl.config import Count, NonNegative, PositiveInt, Probability
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
 from cssl.train.config import OptimConfig, RunConfig
+from cssl.utils.config import Count, NonNegative, PositiveInt, Probability
 
 
 @dataclass

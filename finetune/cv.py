@@ -1,6 +1,6 @@
 """K-fold cross-validation over a small grid of fine-tuning settings, then the final run.
 
-    python -m finetune configs/finetune/tiny.yaml data.manifest=corpus/train.jsonl \\
+    cssl finetune configs/finetune/tiny.yaml data.manifest=corpus/train.jsonl \\
         data.valid_manifest=corpus/dev.jsonl --cv 3
 
 The labeled set is split into K disjoint folds that together cover it (a speaker's
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cssl.config import override
 from cssl.data.manifest import Manifest, read_manifest, write_manifest
-from cssl.io import atomic_write, atomic_write_lines
 from cssl.train.progress import read_history
+from cssl.utils.config import override
+from cssl.utils.io import atomic_write, atomic_write_lines
 from finetune.config import FinetuneConfig
 
 

@@ -17,28 +17,28 @@ from pathlib import Path
 import torch
 from accelerate.utils import gather_object
 
-from cssl.config import ConfigError
+from cssl.convert.loading import load_model
 from cssl.data.dataset import Batch, build_loader
 from cssl.data.manifest import read_manifest
 from cssl.data.rejects import Rejects
-from cssl.errors import DataError
-from cssl.loading import load_model
-from cssl.metrics import error_rates
+from cssl.kernels.counter_rng import STREAM_CHANNELS
 from cssl.model import ModelConfig, Wav2Vec2Model, build_model
 from cssl.model.ctc import ctc_loss, greedy_decode
-from cssl.model.freezing import FreezingRule, set_frozen_eval
-from cssl.model.counter_rng import STREAM_CHANNELS
 from cssl.model.masking import batch_span_mask
-from cssl.seeding import mix_seed
+from cssl.score.metrics import error_rates
 from cssl.text.vocab import Vocabulary, transcript_notes
+from cssl.train.batch_stream import BatchStream
 from cssl.train.health import Health
 from cssl.train.loop import Run, Stage, open_run, resume_run, save_run, train
 from cssl.train.nbest import NBest, dev_rank
 from cssl.train.plots import plot_finetuning
 from cssl.train.progress import Progress
 from cssl.train.runtime import build_optimizer, gather_rejects
-from cssl.train.stream import BatchStream
+from cssl.utils.config import ConfigError
+from cssl.utils.errors import DataError
+from cssl.utils.seeding import mix_seed
 from finetune.config import FinetuneConfig
+from finetune.freezing import FreezingRule, set_frozen_eval
 
 
 class FineTuning(Stage):
@@ -158,7 +158,7 @@ def main(cfg: FinetuneConfig) -> Path:
             best = average_best(run, stage, stream, health, best)
     accel.wait_for_everyone()
     if cfg.calibrate and valid is not None and accel.is_main_process:
-        from cssl.calibrate import calibrate, calibration_warnings
+        from cssl.score.temperature import calibrate, calibration_warnings
 
         fig = calibrate(best, cfg.data.valid_manifest, device=accel.device, objective=cfg.calibration_objective)
         progress.message(f"calibration on dev ({cfg.calibration_objective} NLL): temperature {fig['temperature']:.3f} "

@@ -1,1 +1,1 @@
-"""Stage 1: contrastive pretraining on unlabeled audio (see ``python -m pretrain --help``)."""
+"""Stage 1: contrastive pretraining on unlabeled audio (``cssl pretrain --help``)."""

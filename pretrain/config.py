@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cssl.config import Count, NonNegative, Positive, PositiveInt
 from cssl.data.dataset import DataConfig
 from cssl.model.config import ModelConfig
 from cssl.train.config import OptimConfig, RunConfig
-
+from cssl.utils.config import Count, NonNegative, Positive, PositiveInt
 
 
 @dataclass

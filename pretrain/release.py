@@ -1,6 +1,6 @@
 """Turns a pretraining checkpoint into a compact release: weights only, in half precision.
 
-    python -m pretrain.release runs/pretrain-10h/last.pt cssl/assets/tiny-pretrained.pt
+    cssl release runs/pretrain-10h/last.pt cssl/assets/tiny-pretrained.pt
 
 The release keeps the kind, config and step (so ``finetune init=`` reads it like any
 pretraining checkpoint) and drops the optimizer, sampler and RNG state. When the run's training
@@ -19,13 +19,15 @@ import torch
 
 from cssl.data.manifest import read_manifest
 from cssl.train.checkpoint import load_checkpoint, save_checkpoint
+from cssl.utils.errors import UserError, run_reporting
 
 
 def release(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> dict:
     """Writes the release of ``checkpoint`` to ``out`` atomically; returns it."""
     ckpt = load_checkpoint(checkpoint)
     if ckpt.get("kind") != "pretrain":
-        raise ValueError(f"{checkpoint}: not a pretraining checkpoint (kind {ckpt.get('kind')!r})")
+        raise UserError(f"{checkpoint}: not a pretraining checkpoint (kind {ckpt.get('kind')!r}); "
+                        "a release is made from a pretraining run's checkpoint (its last.pt)")
     model = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     slim = {"kind": "pretrain", "config": ckpt["config"], "step": ckpt["step"], "model": model,
             "release_of": Path(checkpoint).name}
@@ -44,12 +46,17 @@ def training_speakers(config: dict) -> list[str]:
     return sorted({e.speaker for e in read_manifest(manifest) if e.speaker is not None})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pretrain.release", description=__doc__,
+def main(argv: list[str] | None = None, prog: str = "python -m pretrain.release") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of user errors")
     args = parser.parse_args(argv)
+    return run_reporting(prog, lambda: _run(args), args.debug)
+
+
+def _run(args: argparse.Namespace) -> int:
     slim = release(args.checkpoint, args.out)
     params = sum(v.numel() for v in slim["model"].values())
     heard = f"; {len(slim['speakers'])} speakers recorded" if "speakers" in slim else ""

@@ -17,23 +17,23 @@ from pathlib import Path
 import torch
 
 from cssl.convert import read_checkpoint
+from cssl.convert.loading import load_model, load_pretrainer
 from cssl.convert.payload import has_heads
 from cssl.data.alignment import alignment_path
-from cssl.config import ConfigError
 from cssl.data.dataset import Batch, DataConfig, build_loader
+from cssl.data.shard_loader import StreamConfig
 from cssl.data.shards import is_sharded, read_index
-from cssl.data.stream import StreamConfig
-from cssl.errors import DataError
-from cssl.loading import load_model, load_pretrainer
 from cssl.model import Wav2Vec2Pretrainer, build_pretrainer, gumbel_temperature
 from cssl.probe import Probe
-from cssl.seeding import mix_seed
+from cssl.train.batch_stream import BatchStream
 from cssl.train.health import Health
 from cssl.train.loop import Stage, open_run, resume_run, train
 from cssl.train.plots import plot_pretraining
 from cssl.train.runtime import build_optimizer, global_sum
-from cssl.train.shard_stream import ShardBatchStream
-from cssl.train.stream import BatchStream
+from cssl.train.shard_batch_stream import ShardBatchStream
+from cssl.utils.config import ConfigError
+from cssl.utils.errors import DataError
+from cssl.utils.seeding import mix_seed
 from pretrain.config import PretrainConfig
 
 FIGURES = ("loss", "contrastive", "diversity", "penalty", "count", "correct", "code_ppl", "prob_ppl", "audio_s")

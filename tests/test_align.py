@@ -14,7 +14,15 @@ import soundfile as sf
 
 from cssl.data.alignment import read_alignments
 from cssl.data.manifest import Entry, Manifest, write_manifest
-from cssl.synth.align import AlignConfig, align, align_manifest, boundary_errors, dtw_path, frame_agreement, speech_bounds
+from cssl.synth.align import (
+    AlignConfig,
+    align,
+    align_manifest,
+    boundary_errors,
+    dtw_path,
+    frame_agreement,
+    speech_bounds,
+)
 from cssl.synth.corpus import UtterancePlan, render_utterance
 from cssl.synth.espeak import Espeak
 

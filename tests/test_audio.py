@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchaudio.functional as AF
 
-from cssl.data.audio import AudioError, load_audio, normalize_wave, prepare, probe
+from cssl.data.audio import AudioError, header, load_audio, normalize_wave, prepare
 from tests.conftest import tone, write
 
 
@@ -41,7 +41,7 @@ def test_strict_rate_and_channel_checks(tmp_path: Path) -> None:
         load_audio(path, expected_rate=16000)
     with pytest.raises(AudioError, match="unexpected channel count"):
         load_audio(path, max_channels=2)
-    assert probe(path) == (round(0.2 * 16000), 22050, 3)
+    assert header(path) == (round(0.2 * 16000), 22050, 3)
 
 
 @pytest.mark.parametrize(

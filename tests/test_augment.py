@@ -14,7 +14,6 @@ import soundfile as sf
 import torch
 
 from cssl import SAMPLE_RATE
-from cssl.config import ConfigError, apply_dict, field_docs
 from cssl.data.augment import (
     AugmentConfig,
     Augmenter,
@@ -28,6 +27,7 @@ from cssl.data.augment import (
     speed_perturb,
     white_noise,
 )
+from cssl.utils.config import ConfigError, apply_dict, field_docs
 
 SR = SAMPLE_RATE
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cssl.model.block_conv import block_conv
+from cssl.kernels.block_conv import block_conv
 
 
 @pytest.mark.parametrize(

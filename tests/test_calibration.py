@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from cssl.calibration import expected_calibration_error, fit_temperature, word_confidences
+from cssl.score.calibration import expected_calibration_error, fit_temperature, word_confidences
 
 
 def test_fit_recovers_a_known_temperature() -> None:

@@ -6,7 +6,7 @@ from typing import Literal
 
 import pytest
 
-from cssl.config import ConfigError, describe, field_docs, from_dict, load_config, to_dict
+from cssl.utils.config import ConfigError, describe, field_docs, from_dict, load_config, to_dict
 
 
 @dataclass
@@ -121,7 +121,7 @@ def test_bare_no_reaches_a_literal_as_text() -> None:
 
 
 def test_presets_ship_inside_the_package() -> None:
-    from cssl.config import PRESETS, preset
+    from cssl.utils.config import PRESETS, preset
     from pretrain.config import PretrainConfig
 
     assert PRESETS.parent.name == "cssl"  # package data, not the checkout's folder
@@ -133,7 +133,7 @@ def test_presets_ship_inside_the_package() -> None:
 
 def test_every_stage_preset_loads_into_its_stage_config() -> None:
     """A typo in a shipped preset (an unknown key, a value out of range) fails here, not in a user's run."""
-    from cssl.config import PRESETS
+    from cssl.utils.config import PRESETS
     from finetune.config import FinetuneConfig
     from pretrain.config import PretrainConfig
 
@@ -154,8 +154,8 @@ def test_a_section_file_replaces_the_section(tmp_path: Path) -> None:
 
 
 def test_model_file_over_a_tiny_preset_gives_that_model_alone() -> None:
-    from cssl.config import preset, read_yaml
     from cssl.model import ModelConfig
+    from cssl.utils.config import preset, read_yaml
     from finetune.config import FinetuneConfig
     from pretrain.config import PretrainConfig
 
@@ -176,8 +176,8 @@ def test_model_file_over_a_tiny_preset_gives_that_model_alone() -> None:
 def test_accelerate_launch_configs_parse_and_name_our_layer_class() -> None:
     from accelerate.commands.config.config_args import load_config_from_file
 
-    from cssl.config import preset
     from cssl.model import context
+    from cssl.utils.config import preset
 
     seen = {}
     for name in ("1node-8gpu", "2node-16gpu", "fsdp-large"):

@@ -18,15 +18,19 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from cssl.config import to_dict  # noqa: E402
 from cssl.convert import read_checkpoint, write_checkpoint  # noqa: E402
+from cssl.convert.loading import load_model, load_pretrainer  # noqa: E402
 from cssl.convert.payload import finetune_payload, pretrain_payload  # noqa: E402
-from cssl.loading import load_model, load_pretrainer  # noqa: E402
-from cssl.model import ModelConfig, build_model, build_pretrainer  # noqa: E402
-from cssl.model import losses  # noqa: E402
+from cssl.model import (  # noqa: E402
+    ModelConfig,
+    build_model,
+    build_pretrainer,
+    losses,  # noqa: E402
+)
 from cssl.model.config import ContextConfig, FeatureEncoderConfig, QuantizerConfig  # noqa: E402
 from cssl.text.vocab import Vocabulary  # noqa: E402
 from cssl.train.checkpoint import CheckpointError  # noqa: E402
+from cssl.utils.config import to_dict  # noqa: E402
 
 SMALL = ModelConfig(
     feature_encoder=FeatureEncoderConfig(conv_layers=[(16, 10, 5), (16, 3, 2), (16, 2, 2)]),
@@ -91,9 +95,8 @@ def our_pretraining_loss(pretrainer, x: torch.Tensor, mask: torch.Tensor, negati
 
 
 def masks_and_negatives(cfg: ModelConfig, batch: int, frames: int, seed: int = 3):
-    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
-
     import numpy as np
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
     np.random.seed(seed)
     mask = _compute_mask_indices((batch, frames), mask_prob=0.5, mask_length=2, min_masks=2)
@@ -381,8 +384,8 @@ def test_continued_pretraining_and_fine_tuning_start_from_an_hf_model(tmp_path: 
 def test_a_users_hf_model_through_both_stages_and_transcription(tmp_path: Path, capsys) -> None:
     """The README's "bring your checkpoint" commands, with a small model standing in for facebook/wav2vec2-base."""
     from cssl.cli import main as cssl
-    from cssl.config import load_config
     from cssl.synth.corpus import synthesize_corpus
+    from cssl.utils.config import load_config
     from finetune.config import FinetuneConfig
     from finetune.train import main as finetune
     from pretrain.config import PretrainConfig
@@ -406,7 +409,7 @@ def test_a_users_hf_model_through_both_stages_and_transcription(tmp_path: Path, 
         assert cssl(["transcribe", str(model), str(clip)]) == 0
     first, second = capsys.readouterr().out.strip().splitlines()[-2:]
     assert first.split("\t")[-1] == second.split("\t")[-1]  # the same transcript from either file
-    from cssl.calibrate import calibrate
+    from cssl.score.temperature import calibrate
 
     figures = calibrate(tmp_path / "hf-asr", corpus / "dev.tsv")  # a transformers folder, calibrated as it is
     assert figures["stored_in"] == str(tmp_path / "hf-asr" / "config.json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cssl.model.counter_rng import below, hash32, uniform
+from cssl.kernels.counter_rng import below, hash32, uniform
 from cssl.model.masking import gumbel_noise
 
 

@@ -6,11 +6,11 @@ import math
 
 import torch
 
-from cssl.metrics import error_rates
 from cssl.model import build_model
 from cssl.model.ctc import ctc_loss, greedy_decode, min_frames
-from cssl.model.freezing import FreezingRule, apply_freezing
+from cssl.score.metrics import error_rates
 from cssl.train.runtime import build_optimizer
+from finetune.freezing import FreezingRule, apply_freezing
 from tests.test_model import small
 
 

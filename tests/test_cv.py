@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cssl.config import ConfigError, load_config
+from cssl.cli.stages import run_stage
 from cssl.data.manifest import Entry, Manifest, read_manifest
+from cssl.utils.config import ConfigError, load_config
 from finetune.__main__ import check
 from finetune.config import FinetuneConfig
 from finetune.cv import cross_validate, grid_settings, kfold, with_setting
-from cssl.cli.stage import run_stage
 
 
 def manifest(n: int, speakers: int | None) -> Manifest:

@@ -80,7 +80,7 @@ def test_speed_perturbed_batches_stay_within_max_batch_samples(tmp_path: Path) -
 
 
 def test_each_process_resumes_at_its_own_batch_count(tmp_path: Path) -> None:
-    from cssl.train.stream import BatchStream
+    from cssl.train.batch_stream import BatchStream
 
     entries = []
     for i in range(8):

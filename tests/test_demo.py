@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cssl.demo import main
+from cssl.experiments.demo import main
 
 
 def test_demo_runs_end_to_end_and_reuses_the_corpus(tmp_path: Path, capsys) -> None:
@@ -38,7 +38,7 @@ def test_demo_runs_end_to_end_and_reuses_the_corpus(tmp_path: Path, capsys) -> N
 
 
 def test_label_efficiency_line_and_the_shipped_figures(tmp_path: Path) -> None:
-    from cssl.label_budget import checkpoint_tag, efficiency_line, shipped_line
+    from cssl.experiments.label_budget import checkpoint_tag, efficiency_line, shipped_line
 
     def row(minutes, model, seed, wer):
         return {"minutes": minutes, "model": model, "seed": seed, "greedy": {"wer": wer, "cer": wer / 2},
@@ -55,7 +55,7 @@ def test_label_efficiency_line_and_the_shipped_figures(tmp_path: Path) -> None:
     first = efficiency_line(taught, "self-trained")
     assert first.startswith("Label efficiency: self-trained with 1 min") and "greedy WER 0.400 vs 0.700" in first
     assert "greedy WER 0.200 vs 0.700" in efficiency_line(taught, "self-trained x2")  # rounds are arms of their own
-    from cssl.label_budget import group
+    from cssl.experiments.label_budget import group
 
     assert list(group(taught))[:3] == [(1, "pretrained"), (1, "self-trained"), (1, "self-trained x2")]
     ckpt = tmp_path / "model.pt"
@@ -75,7 +75,7 @@ def test_label_efficiency_line_and_the_shipped_figures(tmp_path: Path) -> None:
 
 
 def test_run_names_share_scratch_runs_and_separate_checkpoints() -> None:
-    from cssl.label_budget import run_name
+    from cssl.experiments.label_budget import run_name
 
     names = [run_name(m, model, seed, tag) for tag in ("a-1", "b-2") for m in (1, 10)
              for model in ("pretrained", "scratch") for seed in (1, 2, 3)]

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cssl.kernels.dropout import Dropout, dropout, keep_mask
 from cssl.model.context import attention_with_dropout
-from cssl.model.dropout import Dropout, dropout, keep_mask
 
 
 @pytest.mark.parametrize("p", [0.05, 0.1, 0.5])

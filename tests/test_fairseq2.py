@@ -16,16 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_convert import LARGE_LIKE, SMALL, randomize, waves  # noqa: E402
 
-from cssl.config import to_dict
 from cssl.convert import detect, read_checkpoint, write_checkpoint
+from cssl.convert.loading import load_pretrainer
 from cssl.convert.payload import pretrain_payload
-from cssl.loading import load_pretrainer
 from cssl.model import ModelConfig, build_pretrainer, losses
 from cssl.model.config import ContextConfig, FeatureEncoderConfig, QuantizerConfig
 from cssl.train.checkpoint import CheckpointError
-
-from test_convert import LARGE_LIKE, SMALL, randomize, waves  # noqa: E402
+from cssl.utils.config import to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = Path(__file__).resolve().parent / "interop" / "fairseq2_peer.py"

@@ -18,23 +18,23 @@ import numpy as np
 import pytest
 import torch
 
-from cssl.config import ConfigError, load_config
 from cssl.data.audio import AudioError
 from cssl.data.dataset import DataConfig, build_loader
 from cssl.data.manifest import Entry, Manifest, write_manifest
 from cssl.data.scan import ScanConfig, scan_folder
-from cssl.errors import DataError, OutputError
-from cssl.evaluation import evaluate_manifest
-from cssl.io import remove_stale_temporaries
-from cssl.metrics import error_rates
-from cssl.recognizer import Recognizer
+from cssl.decode.recognizer import Recognizer
+from cssl.score.evaluation import evaluate_manifest
+from cssl.score.metrics import error_rates
+from cssl.score.temperature import calibration_warnings
 from cssl.text.normalize import normalization_report
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import load_checkpoint, load_latest, save_checkpoint
 from cssl.train.health import Health, NonFiniteLoss, nonfinite_advice
 from cssl.train.progress import Progress, read_history
 from cssl.train.schedule import ScheduleConfig, schedule_warnings
-from cssl.calibrate import calibration_warnings
+from cssl.utils.config import ConfigError, load_config
+from cssl.utils.errors import DataError, OutputError
+from cssl.utils.io import remove_stale_temporaries
 from finetune.config import FinetuneConfig
 from pretrain.config import PretrainConfig
 from tests.conftest import tone, write
@@ -512,8 +512,8 @@ def test_convert_refuses_what_would_not_load_and_names_the_difference(tmp_path: 
 
 
 def test_damaged_weights_and_indexes_are_one_line_errors(tmp_path: Path) -> None:
+    from cssl.data.shard_loader import decode
     from cssl.data.shards import read_index
-    from cssl.data.stream import decode
 
     ckpt = checkpoint(tmp_path)
     cut = tmp_path / "cut.pt"

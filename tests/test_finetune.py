@@ -9,13 +9,13 @@ import pytest
 import torch
 import torchaudio
 
-from cssl.config import load_config
-from cssl.synth.corpus import synthesize_corpus
-from cssl.train.checkpoint import load_checkpoint
-from finetune.config import FinetuneConfig
 from cssl.model.wav2vec2 import build_model
-from finetune.train import STUCK_VALIDATIONS, STUCK_WER, initial_model, main, stuck_warning
+from cssl.synth.corpus import synthesize_corpus
 from cssl.text.vocab import Vocabulary
+from cssl.train.checkpoint import load_checkpoint
+from cssl.utils.config import load_config
+from finetune.config import FinetuneConfig
+from finetune.train import STUCK_VALIDATIONS, STUCK_WER, initial_model, main, stuck_warning
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "finetune" / "tiny.yaml"
@@ -150,7 +150,7 @@ def test_init_from_a_torchaudio_state_dict(tmp_path: Path) -> None:
 def test_calibrate_stores_temperature_and_draws_reliability(corpus: Path, tmp_path: Path) -> None:
     import math
 
-    from cssl.calibrate import calibrate
+    from cssl.score.temperature import calibrate
 
     out = tmp_path / "cal"
     best = main(load_config(FinetuneConfig, TINY, [*common(corpus, out), "optim.max_steps=60", "valid_every=30",

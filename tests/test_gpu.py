@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cssl.config import load_config, preset
 from cssl.model import build_model, build_pretrainer
 from cssl.model.ctc import ctc_loss
+from cssl.utils.config import load_config, preset
 from tests.signals import tone_corpus, tone_language_corpus, tone_words
 from tests.test_model import small
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cssl.errors import DataError, UsageError
-from cssl.grammar import GrammarDecoder, read_phrases
-from cssl.recognizer import Recognizer
+from cssl.decode.grammar import GrammarDecoder, read_phrases
+from cssl.decode.recognizer import Recognizer
 from cssl.text.vocab import Vocabulary
+from cssl.utils.errors import DataError, UsageError
 from tests.signals import ctc_emissions, spell
 
 VOCAB = Vocabulary.build(["abcdefghijklmnopqrstuvwxyz"])

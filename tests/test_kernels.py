@@ -1,13 +1,13 @@
-"""The CPU-tuned kernels and stock PyTorch compute the same model (cssl.model.kernels)."""
+"""The CPU-tuned kernels and stock PyTorch compute the same model (cssl.kernels.switch)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from cssl.kernels.dropout import dropout
+from cssl.kernels.switch import cpu_kernels, use_kernels
 from cssl.model import build_model, build_pretrainer
-from cssl.model.dropout import dropout
-from cssl.model.kernels import cpu_kernels, use_kernels
 from tests.test_model import small
 
 

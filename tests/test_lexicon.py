@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cssl.beam import BeamDecoder
-from cssl.errors import DataError, UsageError
-from cssl.lm import build_ngram, write_arpa
+from cssl.decode.beam import BeamDecoder
+from cssl.decode.lm import build_ngram, write_arpa
 from cssl.text.vocab import Vocabulary
+from cssl.utils.errors import DataError, UsageError
 from tests.signals import ctc_emissions, spell
 
 VOCAB = Vocabulary.build(["abcdefghijklmnopqrstuvwxyz"])
@@ -82,4 +82,4 @@ def test_commands_take_a_word_list(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "(beam + lexicon)" in proc.stdout and "WER 0.0000" in proc.stdout
     # Progress goes to stderr: the closing line counts the utterances and gives the WER.
-    assert "evaluate: 1/1 utterances (100%)" in proc.stderr and "WER 0.000" in proc.stderr
+    assert "evaluate: 100% 1/1 [" in proc.stderr and "WER 0.000]" in proc.stderr

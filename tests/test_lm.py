@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cssl.lm import BOS, EOS, UNK, build_ngram
+from cssl.decode.lm import BOS, EOS, UNK, build_ngram
 from tests.signals import ctc_emissions, spell
 
 TEXT = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog", "the cat ate", "a dog ate the mat"]
@@ -55,10 +55,10 @@ def test_arpa_loads_in_the_ctc_beam_decoder(tmp_path: Path) -> None:
 
 
 def test_damaged_arpa_files_are_named_errors_not_decoder_crashes(tmp_path) -> None:
-    from cssl.beam import BeamDecoder, arpa_words
-    from cssl.errors import DataError
-    from cssl.lm import build_ngram, write_arpa
+    from cssl.decode.beam import BeamDecoder, arpa_words
+    from cssl.decode.lm import build_ngram, write_arpa
     from cssl.text.vocab import Vocabulary
+    from cssl.utils.errors import DataError
 
     good = tmp_path / "good.arpa"
     write_arpa(build_ngram(["the cat sat", "the dog sat"], order=2), good)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cssl.lm_tuning import GridPoint, LMTuning
+from cssl.decode.lm_tuning import GridPoint, LMTuning
 
 
 def _tuning(wer: dict[tuple[float, float], float]) -> LMTuning:

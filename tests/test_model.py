@@ -289,7 +289,7 @@ def test_health_warns_once_on_collapse_and_chance() -> None:
 
 
 def test_group_norm_moments_from_input_windows_equal_moments_of_the_output() -> None:
-    from cssl.model.block_conv import block_conv
+    from cssl.kernels.block_conv import block_conv
     from cssl.model.feature_encoder import frame_moments, window_moments
 
     torch.manual_seed(0)
@@ -309,8 +309,8 @@ def test_group_norm_moments_from_input_windows_equal_moments_of_the_output() -> 
 def test_activation_checkpointing_gives_the_same_gradients() -> None:
     import dataclasses
 
-    from cssl.config import load_config, preset
     from cssl.model import ModelConfig, build_pretrainer
+    from cssl.utils.config import load_config, preset
 
     cfg = load_config(ModelConfig, preset("model/tiny.yaml"))
     grads, kept = [], []

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cssl.config import load_config
 from cssl.data.manifest import Entry, Manifest
 from cssl.train.checkpoint import load_checkpoint
+from cssl.utils.config import load_config
 from pretrain.config import PretrainConfig
 from pretrain.train import main
 from tests.signals import tone_corpus
@@ -70,8 +70,8 @@ def test_bad_files_are_skipped_and_reported(corpus: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("processes", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_several_processes_match_one_with_the_same_global_batch(corpus: Path, tmp_path: Path, processes: int) -> None:
-    """The same config (N batches per update) on one process and on N under accelerate launch:
-    one process accumulates all N batches, each of N processes takes one."""
+    """The same config (N batches per update) on one process (``python -m pretrain``) and on N under
+    ``accelerate launch -m cssl pretrain``: one process accumulates all N batches, each of N processes takes one."""
     common = [f"data.manifest={corpus}", "data.num_workers=0", "data.max_batch_size=2", "data.bucket=false",
               "data.crop_samples=16000", "data.min_samples=16000", "optim.max_steps=3", "save_every=3",
               "model.context.dropout=0.0", "model.context.attention_dropout=0.0", "model.context.dropout_input=0.0",
@@ -84,7 +84,7 @@ def test_several_processes_match_one_with_the_same_global_batch(corpus: Path, tm
     # On a CPU-only machine "--multi_gpu" starts the processes with torchrun and they meet over gloo.
     proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                           "-m", "pretrain", str(TINY), *common, f"out_dir={two}"],
+                           "-m", "cssl", "pretrain", str(TINY), *common, f"out_dir={two}"],
                           env=env, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "grad strides do not match" not in proc.stderr  # DDP's bucket views fit every gradient

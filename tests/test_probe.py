@@ -23,10 +23,10 @@ from cssl.data.alignment import (
     segments_from_onsets,
     write_alignments,
 )
-from cssl.errors import DataError
 from cssl.model import ModelConfig, build_pretrainer
 from cssl.probe import Probe, kmeans, unit_scores
 from cssl.probe.features import CODES, LOCAL, layer_name
+from cssl.utils.errors import DataError
 
 # Unit scores
 
@@ -141,7 +141,7 @@ def aligned_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config() -> ModelConfig:
-    from cssl.config import load_config, preset
+    from cssl.utils.config import load_config, preset
 
     return load_config(ModelConfig, preset("model/tiny.yaml"))
 
@@ -176,7 +176,7 @@ def test_probe_needs_alignments(aligned_corpus: Path, tmp_path: Path) -> None:
 
 
 def test_cli_probe_prints_the_table_and_writes_png_and_json(aligned_corpus: Path, tmp_path: Path) -> None:
-    from cssl.experiments import PRETRAINED
+    from cssl.experiments.steps import PRETRAINED
 
     out = subprocess.run(
         [sys.executable, "-m", "cssl", "probe", str(PRETRAINED), str(aligned_corpus / "unlabeled.tsv"),
@@ -192,7 +192,7 @@ def test_cli_probe_prints_the_table_and_writes_png_and_json(aligned_corpus: Path
 
 
 def test_pretraining_validation_runs_the_probe_when_dev_has_alignments(aligned_corpus: Path, tmp_path: Path) -> None:
-    from cssl.config import preset
+    from cssl.utils.config import preset
 
     out = tmp_path / "run"
     proc = subprocess.run(

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from cssl.data.manifest import Entry, Manifest, read_manifest, write_manifest
-from cssl.pseudo_label import pseudo_label, select, utterance_confidence
-from cssl.recognizer import Transcript, Word
+from cssl.decode.pseudo_label import pseudo_label, select, utterance_confidence
+from cssl.decode.recognizer import Transcript, Word
 from tests.conftest import tone, write
 
 
@@ -24,8 +24,8 @@ def test_utterance_confidence_is_the_per_symbol_likelihood() -> None:
 
 
 def test_transcripts_carry_the_ctc_likelihood_of_their_text_per_symbol(tmp_path: Path) -> None:
+    from cssl.decode.recognizer import Recognizer
     from cssl.model.ctc import sequence_log_likelihood
-    from cssl.recognizer import Recognizer
     from cssl.text.vocab import Vocabulary
     from tests.test_grammar import brute_force_loglik
     from tests.test_recognizer import checkpoint

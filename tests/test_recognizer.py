@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from cssl.config import to_dict
 from cssl.data.manifest import Entry, Manifest, write_manifest
-from cssl.errors import UsageError
+from cssl.decode.recognizer import Recognizer, Word, align_words
 from cssl.model import build_model
-from cssl.recognizer import Recognizer, Word, align_words
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import save_checkpoint
+from cssl.utils.config import to_dict
+from cssl.utils.errors import UsageError
 from finetune.config import FinetuneConfig
 from tests.conftest import tone, write
 from tests.test_model import small

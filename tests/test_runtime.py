@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cssl.config import ConfigError
 from cssl.train.runtime import cpu_has_bf16, describe_runtime, local_accumulation, make_accelerator
+from cssl.utils.config import ConfigError
 
 
 def test_successive_runs_in_one_process_get_their_own_precision() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import soundfile as sf
 
+from cssl.data.audio import load_audio
 from cssl.data.manifest import read_manifest
 from cssl.data.scan import ScanConfig, resampled_length, scan_folder
-from cssl.data.audio import load_audio
 from tests.conftest import tone, write
 
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from cssl.data.manifest import Entry, Manifest
+from cssl.data.shard_loader import EpochProgress, ShardStream, StreamBatch, StreamConfig, decode, plan
 from cssl.data.shards import read_index, write_shards
-from cssl.data.stream import EpochProgress, ShardStream, StreamBatch, StreamConfig, decode, plan
-from cssl.errors import DataError
+from cssl.utils.errors import DataError
 from tests.conftest import tone, write
 
 COUNT = 60
@@ -148,8 +148,8 @@ def test_progress_state_is_ranges() -> None:
 
 
 def test_pretraining_streams_shards_and_resumes_where_it_stopped(corpus, tmp_path: Path) -> None:
-    from cssl.config import load_config, preset
     from cssl.train.checkpoint import load_checkpoint
+    from cssl.utils.config import load_config, preset
     from pretrain.config import PretrainConfig
     from pretrain.train import main
 
@@ -181,8 +181,8 @@ def test_four_processes_over_shards_then_two_use_each_utterance_once(corpus, tmp
     import subprocess
     import sys
 
-    from cssl.config import preset
     from cssl.train.checkpoint import load_checkpoint
+    from cssl.utils.config import preset
 
     _, root = corpus
     repo = Path(__file__).resolve().parents[1]
@@ -225,7 +225,7 @@ def test_four_processes_over_shards_then_two_use_each_utterance_once(corpus, tmp
 
 
 def test_sharded_pretraining_refuses_data_keys_its_stream_would_not_apply(corpus, tmp_path: Path) -> None:
-    from cssl.config import ConfigError, load_config, preset
+    from cssl.utils.config import ConfigError, load_config, preset
     from pretrain.config import PretrainConfig
     from pretrain.train import main, unsupported_by_shards
 
@@ -240,8 +240,8 @@ def test_sharded_pretraining_refuses_data_keys_its_stream_would_not_apply(corpus
 
 
 def test_resuming_after_resharding_or_with_a_manifest_is_refused(corpus, tmp_path: Path) -> None:
-    from cssl.config import load_config, preset
     from cssl.data.manifest import write_manifest
+    from cssl.utils.config import load_config, preset
     from pretrain.config import PretrainConfig
     from pretrain.train import main
 
@@ -262,7 +262,7 @@ def test_resuming_after_resharding_or_with_a_manifest_is_refused(corpus, tmp_pat
 
 
 def test_a_process_whose_shards_are_all_unreadable_says_so_not_that_the_epoch_was(corpus, tmp_path: Path) -> None:
-    from cssl.train.shard_stream import ShardBatchStream
+    from cssl.train.shard_batch_stream import ShardBatchStream
 
     _, root = corpus
     copy = tmp_path / "shards"

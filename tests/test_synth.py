@@ -21,8 +21,8 @@ from cssl.data.manifest import read_manifest
 from cssl.synth import corpus as corpus_module
 from cssl.synth.corpus import SPLITS, CorpusConfig, CorpusSummary, make_speakers, plan_utterances, synthesize_corpus
 from cssl.synth.espeak import Espeak, EspeakError, list_variants, list_voices
-from cssl.synth.lexicon import MIN_VOCAB_SIZE, load_lexicon
 from cssl.synth.sentences import SentenceGenerator
+from cssl.synth.word_bank import MIN_VOCAB_SIZE, load_lexicon
 from cssl.text.normalize import normalize_text
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,18 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from signals import tone_language_corpus, tone_words
 
-from cssl.config import load_config
 from cssl.data.manifest import read_manifest
-from cssl.evaluation import evaluate_manifest
-from cssl.lm import build_ngram, write_arpa
-from cssl.recognizer import Recognizer
+from cssl.decode.lm import build_ngram, write_arpa
+from cssl.decode.recognizer import Recognizer
+from cssl.score.evaluation import evaluate_manifest
+from cssl.score.temperature import calibrate, collect, word_nll
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import load_checkpoint, save_checkpoint
-from cssl.calibrate import calibrate, collect, word_nll
+from cssl.utils.config import load_config
 from finetune.config import FinetuneConfig
 from finetune.train import main
-from signals import tone_language_corpus, tone_words
 
 ROOT = Path(__file__).resolve().parents[1]
 SNR_DB = 0.0
@@ -87,7 +87,7 @@ def test_word_objective_temperature_is_the_minimum_of_word_nll(trained: dict[str
 
 def test_lm_tuning_picks_the_grid_pair_with_the_lowest_dev_wer(trained: dict[str, Path], capsys) -> None:
     from cssl.cli import main as cli
-    from cssl.lm_tuning import tune_lm
+    from cssl.decode.lm_tuning import tune_lm
 
     rec = Recognizer.from_checkpoint(trained["best"])
     tuning = tune_lm(rec, trained["dev"], trained["lm"], lm_weights=(0.5, 2.0), word_scores=(-1000.0, 0.0, 2.0))
@@ -115,7 +115,7 @@ def test_lm_tuning_picks_the_grid_pair_with_the_lowest_dev_wer(trained: dict[str
 
 
 def test_lm_tuning_needs_transcripts(trained: dict[str, Path], tmp_path: Path) -> None:
-    from cssl.lm_tuning import tune_lm
+    from cssl.decode.lm_tuning import tune_lm
 
     unlabeled = tmp_path / "unlabeled.tsv"
     lines = trained["dev"].read_text().splitlines()
@@ -125,7 +125,7 @@ def test_lm_tuning_needs_transcripts(trained: dict[str, Path], tmp_path: Path) -
 
 
 def test_word_list_alone_tunes_the_word_score_and_beats_greedy(trained: dict[str, Path], tmp_path: Path) -> None:
-    from cssl.lm_tuning import LEXICON_WORD_SCORES, tune_lm
+    from cssl.decode.lm_tuning import LEXICON_WORD_SCORES, tune_lm
 
     words = tmp_path / "words.txt"
     words.write_text("\n".join(tone_words(30)) + "\n")  # the tone language's whole lexicon

@@ -1,31 +1,44 @@
-"""The ``cssl`` command: data preparation, language models, evaluation and transcription.
+"""The ``cssl`` command: every stage and tool of the suite.
 
 Each command group lives in its own module and registers its subcommands on the
-parser; ``main`` dispatches to the function a subcommand set as ``func``. Modules that
-pull in PyTorch are imported by the command that needs them, so ``cssl --help`` is quick.
+parser; ``main`` dispatches to the function a subcommand set as ``func``. The training
+stages and the demo (:mod:`cssl.cli.stages`) keep their own command lines and get the
+rest of ``argv`` as it is. Modules that pull in PyTorch are imported by the command that
+needs them, so ``cssl --help`` is quick.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cssl import __version__
 from cssl.cli import asr, convert, data, lm, probe
-from cssl.errors import run_reporting
+from cssl.cli.stages import STAGES, run_stage_command, stage_of
+from cssl.utils.errors import run_reporting
 
 DESCRIPTION = """Self-supervised speech representations and CTC speech recognition.
 
-commands:
-  cssl data manifest|split|vocab|stats|synth   audio manifests, splits, vocabularies, the demo corpus
-  cssl lm build|tune                           n-gram language models for beam search
-  cssl evaluate CKPT MANIFEST                  WER, CER, RTF of a fine-tuned checkpoint
+training (each stage: --help for its options; several processes: accelerate launch -m cssl STAGE ...):
+  cssl pretrain CONFIG [key=value ...]         stage 1: contrastive pretraining on unlabeled audio
+  cssl finetune CONFIG [key=value ...]         stage 2: CTC fine-tuning, early stopping (--cv K)
+  cssl calibrate CKPT DEV                      fit a fine-tuned model's output temperature on dev
+  cssl release CKPT OUT                        a slim pretrained model from a training checkpoint
+data:
+  cssl data manifest|split|vocab|stats         audio manifests, speaker splits, vocabularies
+  cssl data synth|align|shard                  the demo corpus, phone alignments, tar shards
+recognition and scoring:
+  cssl lm build|tune                           n-gram language models for beam search, their weights
+  cssl evaluate CKPT MANIFEST                  WER, CER, RTF, calibration of a fine-tuned model
   cssl transcribe CKPT FILES_OR_DIRS           text with word times and confidences
   cssl pseudo-label CKPT MANIFEST --out M      self-training labels: the most confident transcripts
+models:
   cssl probe CKPT MANIFEST                     how phonetic each level of a model is (PNMI, purities)
+  cssl convert SRC DST --to hf|fairseq2|...    checkpoints for transformers, fairseq2, torchaudio
+  cssl demo [--out DIR]                        the demo on the embedded corpus (make demo)
 
-training stages: python -m pretrain CONFIG [key=value ...], python -m finetune CONFIG [...]
-(--print-config lists every key). User errors print one line; --debug or CSSL_DEBUG=1
-shows the traceback."""
+Stage configs: --print-config lists every key. User errors print one line; --debug or
+CSSL_DEBUG=1 shows the traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,16 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cssl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
     data.register(groups)
     lm.register(groups)
     asr.register(groups)
     probe.register(groups)
     convert.register(groups)
+    for name, stage in STAGES.items():  # listed in --help; main() hands their arguments over untouched
+        groups.add_parser(name, help=stage.summary, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cssl`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    stage = stage_of(argv)
+    if stage is not None:
+        return run_stage_command(*stage)
     args = build_parser().parse_args(argv)
     return run_reporting("cssl", lambda: int(args.func(args) or 0), args.debug)

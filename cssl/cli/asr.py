@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from cssl.cli.options import decoder_inputs, ensemble_arg, floats, force_arg, set_threads, threads_arg
-from cssl.io import check_outputs
 from cssl.data.policy import AUDIO_EXTENSIONS
-from cssl.errors import UsageError
+from cssl.utils.errors import UsageError
+from cssl.utils.io import check_outputs
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -79,7 +79,7 @@ def _speeds(text: str) -> tuple[float, ...]:
 
 
 def _recognizer(args: argparse.Namespace):
-    from cssl.recognizer import Recognizer
+    from cssl.decode.recognizer import Recognizer
 
     set_threads(args)
     rec = Recognizer.from_checkpoint(args.checkpoint, ensemble=args.ensemble, lm=args.lm, beam_size=args.beam_size,
@@ -106,7 +106,7 @@ def _decoding(args: argparse.Namespace) -> str:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from cssl.evaluation import evaluate_manifest
+    from cssl.score.evaluation import evaluate_manifest
 
     out = args.out or args.checkpoint.with_name(f"{args.checkpoint.stem}_{args.manifest.stem}.jsonl")
     check_outputs([out], [*decoder_inputs(args), args.manifest], force=args.force or args.out is None)
@@ -176,7 +176,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
 
 def run_pseudo_label(args: argparse.Namespace) -> int:
     from cssl.data.manifest import read_manifest, write_manifest
-    from cssl.pseudo_label import pseudo_label
+    from cssl.decode.pseudo_label import pseudo_label
 
     if not 0 < args.keep <= 1:
         raise UsageError(f"--keep is a share of the utterances in (0, 1], got {args.keep}")

@@ -30,11 +30,11 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from cssl.config import load_config
     from cssl.convert import detect, output_paths, read_checkpoint, write_checkpoint
-    from cssl.io import check_outputs
     from cssl.convert.payload import has_heads
     from cssl.model import ModelConfig
+    from cssl.utils.config import load_config
+    from cssl.utils.io import check_outputs
 
     check_outputs(output_paths(args.dst, args.to), [args.src, args.model], force=args.force)
     config = load_config(ModelConfig, args.model) if args.model else None
@@ -50,8 +50,8 @@ def run_convert(args: argparse.Namespace) -> int:
 def verify(ckpt: dict, name: str) -> None:
     """Loads the checkpoint into the model its config describes (towers, CTC head, and quantizer and
     projections when it has them); raises the loader's error, with its hint, when they disagree."""
+    from cssl.convert.loading import load_model, load_pretrainer
     from cssl.convert.payload import has_heads
-    from cssl.loading import load_model, load_pretrainer
 
     if ckpt.get("kind") == "pretrain" and has_heads(ckpt):
         load_pretrainer(ckpt, name)

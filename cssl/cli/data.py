@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cssl.cli.options import force_arg
 from cssl.data.policy import AUDIO_EXTENSIONS, MAX_CHANNELS, MIN_RATE, SCAN_WORKERS
-from cssl.errors import UsageError
+from cssl.utils.errors import UsageError
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -151,16 +151,16 @@ def run_align(args: argparse.Namespace) -> int:
     from cssl.data.alignment import alignment_path
     from cssl.data.manifest import read_manifest
     from cssl.synth.align import AlignConfig, align_manifest
-    from cssl.ticker import Ticker
+    from cssl.utils.progress import ProgressLine
 
     out = args.out or alignment_path(args.manifest)
     if out.resolve() == args.manifest.resolve():
         raise UsageError(f"--out {out} is the manifest itself; give another file")
     total = len(read_manifest(args.manifest))
-    ticker = Ticker("align", total if args.utterances is None else min(total, args.utterances))
+    meter = ProgressLine("align", total if args.utterances is None else min(total, args.utterances))
     report = align_manifest(args.manifest, out, AlignConfig(voice=args.voice), args.utterances,
-                            lambda done, _: ticker.update(done))
-    ticker.close()
+                            lambda done, _: meter.update(done))
+    meter.close()
     print(f"{out}: {report.aligned} utterances aligned in {report.seconds:.0f} s; {len(report.skipped)} skipped"
           + "".join(f"\n  {path}: {why}" for path, why in list(report.skipped.items())[:10]))
     return 0
@@ -189,7 +189,7 @@ def run_vocab(args: argparse.Namespace) -> int:
 def run_shard(args: argparse.Namespace) -> int:
     from cssl.data.manifest import read_manifest
     from cssl.data.shards import read_index, write_shards
-    from cssl.io import check_outputs, replace_folder
+    from cssl.utils.io import check_outputs, replace_folder
 
     check_outputs([args.out], [args.manifest], force=args.force)
     manifest = read_manifest(args.manifest)

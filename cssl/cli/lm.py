@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cssl.cli.options import ensemble_arg, floats, set_threads, threads_arg
-from cssl.lm_tuning import LEXICON_WORD_SCORES, LM_WEIGHTS, WORD_SCORES
+from cssl.decode.lm_tuning import LEXICON_WORD_SCORES, LM_WEIGHTS, WORD_SCORES
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from cssl.data.manifest import read_manifest
-    from cssl.lm import build_ngram, write_arpa
+    from cssl.decode.lm import build_ngram, write_arpa
 
     if args.text.suffix in (".tsv", ".jsonl", ".json"):
         sentences = [e.text or "" for e in read_manifest(args.text)]
@@ -53,8 +53,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from cssl.lm_tuning import tune_lm
-    from cssl.recognizer import Recognizer
+    from cssl.decode.lm_tuning import tune_lm
+    from cssl.decode.recognizer import Recognizer
 
     set_threads(args)
     result = tune_lm(Recognizer.from_checkpoint(args.checkpoint, ensemble=args.ensemble), args.manifest, args.lm, args.lm_weights,

@@ -9,7 +9,6 @@ from pathlib import Path
 from cssl.cli.options import set_threads, threads_arg
 
 
-
 def register(groups: argparse._SubParsersAction) -> None:
     """Adds the ``probe`` command."""
     p = groups.add_parser(
@@ -35,10 +34,10 @@ def run_probe(args: argparse.Namespace) -> int:
     import dataclasses
 
     from cssl.convert import read_checkpoint
+    from cssl.convert.loading import load_model, load_pretrainer
     from cssl.convert.payload import has_heads, normalize_of
-    from cssl.loading import load_model, load_pretrainer
     from cssl.probe import Probe, plot_probe
-    from cssl.ticker import Ticker
+    from cssl.utils.progress import ProgressLine
 
     set_threads(args)
     ckpt = read_checkpoint(args.checkpoint)
@@ -51,9 +50,9 @@ def run_probe(args: argparse.Namespace) -> int:
         model, quantizer, normalize = loaded.model, None, loaded.normalize
     probe = Probe.from_manifest(args.manifest, args.alignments, args.utterances, normalize)
 
-    ticker = Ticker("probe: features", len(probe.waves))
-    result = probe.run(model, quantizer, args.clusters, args.seed, lambda done, total: ticker.update(done))
-    ticker.close()
+    meter = ProgressLine("probe: features", len(probe.waves))
+    result = probe.run(model, quantizer, args.clusters, args.seed, lambda done, total: meter.update(done))
+    meter.close()
     print(result.table())
     print(result.summary())
     if result.skipped:

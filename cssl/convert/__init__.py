@@ -23,8 +23,8 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cssl.errors import UserError
-from cssl.io import replace_folder
+from cssl.utils.errors import UserError
+from cssl.utils.io import replace_folder
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it: ``cssl --help`` stays quick
     from cssl.model import ModelConfig

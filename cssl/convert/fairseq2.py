@@ -29,10 +29,10 @@ import torch
 
 from cssl.convert import payload
 from cssl.convert.keymaps import FAIRSEQ2, FAIRSEQ2_GROUP_NORM, FAIRSEQ2_POST_NORM, Rule, rename, to_legacy_weight_norm
-from cssl.io import atomic_write_text
 from cssl.model import ModelConfig
 from cssl.model.config import ContextConfig, FeatureEncoderConfig, MaskConfig, QuantizerConfig
 from cssl.train.checkpoint import CheckpointError, save_checkpoint
+from cssl.utils.io import atomic_write_text
 
 FAMILY = "wav2vec2"
 PREFIX = "encoder_frontend."

@@ -21,10 +21,10 @@ from cssl import SAMPLE_RATE
 from cssl.convert import payload
 from cssl.convert.keymaps import HF, rename
 from cssl.convert.vocab import export_symbols, import_vocab, reorder_rows
-from cssl.io import atomic_write, atomic_write_json
 from cssl.model import ModelConfig
 from cssl.model.config import ContextConfig, FeatureEncoderConfig, MaskConfig, QuantizerConfig
 from cssl.train.checkpoint import CheckpointError
+from cssl.utils.io import atomic_write, atomic_write_json
 
 ARCHITECTURES = ("Wav2Vec2ForPreTraining", "Wav2Vec2Model", "Wav2Vec2ForCTC")
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")

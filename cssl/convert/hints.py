@@ -36,7 +36,7 @@ def mismatch_hint(missing: Sequence[str], unexpected: Sequence[str], key: str | 
                     return "the file fits " + text.format(**match.groupdict(), **dims)
                 except (KeyError, IndexError):
                     break
-        return "set model.* to the file's architecture (python -m pretrain CONFIG --print-config shows it)"
+        return "set model.* to the file's architecture (cssl pretrain CONFIG --print-config shows it)"
     layers = [int(m.group(1)) for k in unexpected if (m := re.search(r"transformer\.layers\.(\d+)\.", k))]
     if layers:
         return f"the file has {max(layers) + 1} Transformer layers: set model.context.num_layers = {max(layers) + 1}"

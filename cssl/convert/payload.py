@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from cssl.config import from_dict, to_dict
 from cssl.model import ModelConfig
 from cssl.text.vocab import Vocabulary
+from cssl.utils.config import from_dict, to_dict
 
 HEADS = ("quantizer.", "project_q.", "final_proj.")
 """Pretraining-only parameters (besides the mask embedding, which the towers keep)."""

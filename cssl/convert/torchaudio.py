@@ -18,11 +18,11 @@ import torch
 
 from cssl.convert import payload
 from cssl.convert.keymaps import TORCHAUDIO, rename
-from cssl.io import atomic_write_json
 from cssl.model import ModelConfig
 from cssl.model.config import ContextConfig, FeatureEncoderConfig
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import CheckpointError, save_checkpoint
+from cssl.utils.io import atomic_write_json
 
 
 def sidecar(path: Path) -> Path:

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cssl.errors import DataError
-from cssl.io import atomic_write_lines
+from cssl.utils.errors import DataError
+from cssl.utils.io import atomic_write_lines
 
 SILENCE = "sil"
 """Name of pauses and of the silence around the speech."""

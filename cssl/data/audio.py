@@ -18,7 +18,7 @@ import torchaudio.functional as AF
 
 from cssl import SAMPLE_RATE
 from cssl.data.policy import LENGTH_TOLERANCE, MAX_CHANNELS, MIN_RATE
-from cssl.errors import UserError
+from cssl.utils.errors import UserError
 
 
 class AudioError(UserError):
@@ -35,7 +35,7 @@ class AudioError(UserError):
         return (AudioError, (self.path, self.reason, self.detail))
 
 
-def probe(path: str | Path) -> tuple[int, int, int]:
+def header(path: str | Path) -> tuple[int, int, int]:
     """``(frames, sample_rate, channels)`` from the header, without decoding."""
     path = Path(path)
     _check_file(path)

@@ -29,8 +29,8 @@ from typing import Any, Literal, get_args
 import torch
 
 from cssl import SAMPLE_RATE
-from cssl.config import ConfigError
-from cssl.data.audio import AudioError, load_audio, probe, resample
+from cssl.data.audio import AudioError, header, load_audio, resample
+from cssl.utils.config import ConfigError
 
 NoiseType = Literal["white", "impulse", "decaying", "background"]
 """The kinds of additive noise :class:`Augmenter` can mix in."""
@@ -262,7 +262,7 @@ class NoiseBank:
         usable, failures = [], []
         for path in candidates:
             try:
-                frames, _, _ = probe(path)
+                frames, _, _ = header(path)
             except AudioError as err:
                 failures.append(err)
                 continue

@@ -20,15 +20,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cssl.config import Count, PositiveInt
-from cssl.data.audio import AudioError, check_length, load_audio, normalize_wave, probe
+from cssl.data.audio import AudioError, check_length, header, load_audio, normalize_wave
 from cssl.data.augment import AugmentConfig, Augmenter
 from cssl.data.manifest import Manifest, read_manifest
 from cssl.data.rejects import Reject, Rejects
 from cssl.data.sampler import BucketBatchSampler
-from cssl.errors import DataError
-from cssl.seeding import mix_seed
 from cssl.text.vocab import Vocabulary
+from cssl.utils.config import Count, PositiveInt
+from cssl.utils.errors import DataError
+from cssl.utils.seeding import mix_seed
 
 
 @dataclass
@@ -271,7 +271,7 @@ def _check_dropped_lengths(manifest: Manifest, kept: set[int], rejects: Rejects)
             continue
         path = manifest.audio_path(entry)
         try:
-            frames, rate, _ = probe(path)
+            frames, rate, _ = header(path)
             check_length(path, entry.num_samples, frames, rate)
         except AudioError as err:
             rejects.add(err.path, err.reason, err.detail)

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from cssl import SAMPLE_RATE
-from cssl.data.manifest import Entry, Manifest, ManifestError
+from cssl.data.entries import Entry, Manifest, ManifestError
 
 TOLERANCE_S = 1e-3
 

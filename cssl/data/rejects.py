@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cssl.io import atomic_write_lines
+from cssl.utils.io import atomic_write_lines
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,12 @@ from typing import Literal
 import numpy as np
 
 from cssl import SAMPLE_RATE
-from cssl.data.audio import AudioError, probe, read_audio
+from cssl.data.audio import AudioError, header, read_audio
 from cssl.data.manifest import Entry, Manifest
 from cssl.data.policy import AUDIO_EXTENSIONS, MAX_CHANNELS, MIN_RATE, SCAN_WORKERS
 from cssl.data.rejects import Rejects
-from cssl.errors import UsageError
 from cssl.text.normalize import normalize_text
+from cssl.utils.errors import UsageError
 
 LabelSource = Literal["none", "librispeech", "sidecar", "folder"]
 
@@ -96,7 +96,7 @@ def _check_file(job: tuple[str, ScanConfig]) -> int | AudioError:
     """Worker: the file's length at 16 kHz, or the error that disqualifies it."""
     path, cfg = job
     try:
-        frames, rate, channels = probe(path)
+        frames, rate, channels = header(path)
         if rate < cfg.min_rate:
             raise AudioError(path, "unexpected sample rate", f"{rate} Hz is below {cfg.min_rate} Hz")
         if channels > cfg.max_channels:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from cssl import SAMPLE_RATE
 from cssl.data.manifest import Manifest
-from cssl.errors import DataError
-from cssl.io import atomic_write, atomic_write_text
+from cssl.utils.errors import DataError
+from cssl.utils.io import atomic_write, atomic_write_text
 
 INDEX = "index.json"
 FORMAT = "cssl-shards/webdataset-1"

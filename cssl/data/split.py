@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Literal
 
 from cssl.data.manifest import Manifest, ManifestError
-from cssl.errors import UsageError
+from cssl.utils.errors import UsageError
 
 SplitBy = Literal["speaker", "utterance"]
 SPLITS = ("train", "dev", "test")

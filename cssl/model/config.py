@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from cssl.config import Count, Dropout, NonNegative, Positive, PositiveInt, Probability, Range
+from cssl.utils.config import Count, Dropout, NonNegative, Positive, PositiveInt, Probability, Range
 
 BASE_CONV_LAYERS = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 

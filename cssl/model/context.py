@@ -13,13 +13,13 @@ a boolean key-padding mask broadcast over queries (no (T, T) mask is materialise
 from __future__ import annotations
 
 import torch
-import torch.utils.checkpoint
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from cssl.kernels.dropout import Dropout, keep_mask
+from cssl.kernels.switch import cpu_kernels
 from cssl.model.config import ContextConfig
-from cssl.model.dropout import Dropout, keep_mask
-from cssl.model.kernels import cpu_kernels
 
 
 class FeatureProjection(nn.Module):

@@ -9,8 +9,8 @@ over each utterance's valid frames only (torchaudio includes the padding, so a
 padded batch differs from one-by-one), and frames past the valid length are zeroed
 after that norm. Input shorter than the receptive field (400 samples for BASE) gives
 zero frames instead of a convolution error. The layers compute time-major: on a CPU as
-block GEMMs (:mod:`cssl.model.block_conv`), elsewhere through ``F.conv1d``
-(:mod:`cssl.model.kernels` chooses).
+block GEMMs (:mod:`cssl.kernels.block_conv`), elsewhere through ``F.conv1d``
+(:mod:`cssl.kernels.switch` chooses).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cssl.model.block_conv import block_conv
+from cssl.kernels.block_conv import block_conv
+from cssl.kernels.switch import cpu_kernels
 from cssl.model.config import FeatureEncoderConfig
-from cssl.model.kernels import cpu_kernels
 
 
 class MaskedGroupNorm(nn.GroupNorm):
@@ -122,7 +122,7 @@ class FeatureEncoder(nn.Module):
 
     The layers run time-major on a waveform zero-padded to a multiple of the total
     stride, so each layer's input length is a multiple of its stride (see
-    :mod:`cssl.model.block_conv`); frames computed past the conv output length are
+    :mod:`cssl.kernels.block_conv`); frames computed past the conv output length are
     cropped at the end and never reach a valid frame or a norm statistic.
     """
 

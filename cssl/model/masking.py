@@ -3,7 +3,7 @@
 Notation: B batch, T frames, N masked frames in the batch, K distractors per target.
 
 Everything is drawn on the device of its inputs, for the whole batch at once, from the
-counter-based generator of :mod:`cssl.model.counter_rng` keyed by one seed per utterance
+counter-based generator of :mod:`cssl.kernels.counter_rng` keyed by one seed per utterance
 (the caller derives it from the run seed, the update number and the utterance's
 manifest index). So the masks, distractors and noise of an utterance do not depend on
 the device, nor on which process, batch or accumulation step it lands in: a
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cssl.model.counter_rng import STREAM_CROSS, STREAM_DISTRACTORS, STREAM_GUMBEL, STREAM_SPANS, below, uniform
+from cssl.kernels.counter_rng import STREAM_CROSS, STREAM_DISTRACTORS, STREAM_GUMBEL, STREAM_SPANS, below, uniform
 
 
 def batch_span_mask(lengths: Tensor, size: int, prob: float, span: int, min_spans: int, seeds: Tensor,

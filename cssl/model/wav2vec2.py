@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from cssl.kernels.dropout import Dropout
 from cssl.model import losses
 from cssl.model.config import ModelConfig
 from cssl.model.context import ContextEncoder, build_context_encoder
-from cssl.model.dropout import Dropout
 from cssl.model.feature_encoder import FeatureEncoder, build_feature_encoder
 from cssl.model.masking import batch_span_mask, gumbel_noise, sample_distractors
 from cssl.model.quantizer import GumbelQuantizer

@@ -22,11 +22,11 @@ import torch
 from cssl.data.alignment import Segment, alignment_path, frame_labels, read_alignments
 from cssl.data.audio import AudioError, load_audio
 from cssl.data.manifest import Manifest, read_manifest
-from cssl.errors import DataError
 from cssl.model import Wav2Vec2Model
 from cssl.model.quantizer import GumbelQuantizer
 from cssl.probe.features import CODES, frame_features
 from cssl.probe.scores import UnitScores, kmeans, unit_scores
+from cssl.utils.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def plot_probe(result: ProbeResult, path: str | Path, title: str = "phonetic pro
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cssl.io import atomic_write
+    from cssl.utils.io import atomic_write
 
     names = [s.level for s in result.levels]
     x = np.arange(len(names))

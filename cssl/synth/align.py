@@ -23,8 +23,8 @@ import torchaudio
 
 from cssl.data.alignment import SILENCE, Segment, frame_labels, segments_from_onsets
 from cssl.data.audio import SAMPLE_RATE, resample
-from cssl.errors import DataError
 from cssl.synth.espeak import MAX_RATE, MIN_RATE, Espeak
+from cssl.utils.errors import DataError
 
 HOP = 160
 """MFCC hop in samples at 16 kHz (10 ms)."""

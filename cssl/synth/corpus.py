@@ -35,7 +35,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -52,12 +51,12 @@ from cssl import SAMPLE_RATE
 from cssl.data.alignment import Segment, alignment_path, segments_from_onsets, write_alignments
 from cssl.data.audio import resample
 from cssl.data.manifest import Entry, Manifest, write_manifest
-from cssl.io import atomic_write_lines
-from cssl.ticker import clock
 from cssl.synth.espeak import MAX_RATE, MIN_RATE, Espeak, list_variants, list_voices
-from cssl.synth.lexicon import MIN_VOCAB_SIZE
 from cssl.synth.sentences import SentenceGenerator
+from cssl.synth.word_bank import MIN_VOCAB_SIZE
 from cssl.text.normalize import normalize_text
+from cssl.utils.io import atomic_write_lines
+from cssl.utils.progress import ProgressLine
 
 SPLITS = ("unlabeled", "train", "dev", "test")
 """Split names, in the order their manifests are written."""
@@ -628,44 +627,24 @@ class _torch_threads:
 
 
 class _Progress:
-    """A rate and ETA line on stderr: redrawn every second on a terminal, every 10 s in a log."""
+    """Synthesis progress towards the corpus's size (hours of audio, or utterances when no hours are set)."""
 
     def __init__(self, config: CorpusConfig, enabled: bool) -> None:
-        self.config = config
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
-        self.start = self.last = time.monotonic()
+        self.by_hours = bool(config.hours)
+        total = config.hours if self.by_hours else config.num_utterances
+        self.meter = ProgressLine("synthesis", total, unit="h" if self.by_hours else "utterances", enabled=enabled)
 
     def update(self, kept: _Kept) -> None:
-        now = time.monotonic()
-        if self.enabled and now - self.last >= (1.0 if self.tty else 10.0):
-            self.last = now
-            self._print(self._line(kept, now), final=False)
+        self.meter.update(*self._position(kept))
 
     def close(self, kept: _Kept) -> None:
-        if self.enabled:
-            self._print(self._line(kept, time.monotonic()), final=True)
+        self.meter.update(*self._position(kept))
+        self.meter.close()
 
-    def _line(self, kept: _Kept, now: float) -> str:
-        elapsed = max(now - self.start, 1e-9)
+    def _position(self, kept: _Kept) -> tuple[float, str]:
         count, hours = len(kept.items), kept.samples / SAMPLE_RATE / 3600
-        fractions = []
-        if self.config.num_utterances:
-            fractions.append(count / self.config.num_utterances)
-        if self.config.hours:
-            fractions.append(hours / self.config.hours)
-        done = min(1.0, max(fractions))
-        eta = elapsed * (1 - done) / done if done > 0 else math.inf
-        return (
-            f"synthesis: {count} utterances, {hours:.2f} h of audio, {count / elapsed:.1f} utt/s, "
-            f"{100 * done:.0f}% done, ETA {clock(eta)}"
-        )
-
-    def _print(self, line: str, final: bool) -> None:
-        if self.tty:
-            print("\r" + line, end="\n" if final else "", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
+        done = round(hours, 3) if self.by_hours else count
+        return done, f"{count} utterances, {hours:.2f} h of audio"
 
 
 # Output: manifests and corpus.json.

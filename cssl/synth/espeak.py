@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cssl.errors import UserError
+from cssl.utils.errors import UserError
 
 # espeak_AUDIO_OUTPUT: samples go to the synth callback and espeak_Synth blocks.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from cssl.synth.lexicon import Auxiliary, Determiner, Lexicon, Noun, Pronoun, Tagged, Verb, load_lexicon
+from cssl.synth.word_bank import Auxiliary, Determiner, Lexicon, Noun, Pronoun, Tagged, Verb, load_lexicon
 
 T = TypeVar("T")
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cssl.errors import DataError
 from cssl.text.normalize import WORD_SEP, normalization_report, normalize_text
+from cssl.utils.errors import DataError
 
 BLANK = "<blank>"
 UNK = "<unk>"

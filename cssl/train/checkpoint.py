@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cssl.errors import UserError
-from cssl.io import atomic_write
+from cssl.utils.errors import UserError
+from cssl.utils.io import atomic_write
 
 STEP_FILE = re.compile(r"checkpoint_(\d+)\.pt$")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from cssl.config import Count, NonNegative, Positive, PositiveInt, Range
 from cssl.train.schedule import ScheduleConfig
+from cssl.utils.config import Count, NonNegative, Positive, PositiveInt, Range
 
 Beta = Annotated[float, Range(0, 1, high_open=True)]
 """An Adam beta in [0, 1)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from cssl.errors import UserError
+from cssl.utils.errors import UserError
 
 
 class NonFiniteLoss(UserError, RuntimeError):

@@ -30,14 +30,24 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from cssl.config import ConfigError
 from cssl.data.dataset import Batch
+from cssl.train.batch_stream import BatchStream
 from cssl.train.health import Health
 from cssl.train.progress import Progress
-from cssl.train.runtime import (describe_runtime, gather_rejects, global_sum, guarded_update, local_accumulation,
-                                make_accelerator, seed_everything, set_lr, set_threads, stop_reason)
+from cssl.train.runtime import (
+    describe_runtime,
+    gather_rejects,
+    global_sum,
+    guarded_update,
+    local_accumulation,
+    make_accelerator,
+    seed_everything,
+    set_lr,
+    set_threads,
+    stop_reason,
+)
 from cssl.train.state import find_resume, prepare_out_dir, restore_training, save_training
-from cssl.train.stream import BatchStream
+from cssl.utils.config import ConfigError
 
 
 class Stage:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cssl.io import atomic_write
 from cssl.train.progress import read_history
+from cssl.utils.io import atomic_write
 
 
 def plot_pretraining(run: str | Path, png: str | Path) -> None:

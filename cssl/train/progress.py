@@ -1,8 +1,9 @@
-"""Training progress: a console line per log interval, TensorBoard scalars, a JSONL history.
+"""Training progress: a console record per log interval, TensorBoard scalars, a JSONL history.
 
-The console line gives the step, the metrics, the learning rate, the throughput in
+The console record gives the step, the metrics, the learning rate, the throughput in
 audio seconds per wall second and the time left; the same numbers go to TensorBoard
 and to ``metrics.jsonl`` (one JSON object per logged step), which plots are drawn from.
+On a terminal the records scroll above a progress bar (:class:`cssl.utils.progress.ProgressLine`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cssl.io import atomic_write_lines
+from cssl.utils.io import atomic_write_lines
+from cssl.utils.progress import ProgressLine
 
 
 class Progress:
@@ -29,6 +31,8 @@ class Progress:
         self.audio_seconds = 0.0
         self.out_dir = Path(out_dir)
         self.writer = None
+        self.meter = ProgressLine("train", total_steps, unit="updates", stream=sys.stdout, enabled=enabled,
+                                  initial=start_step, every=math.inf, summary=False)
         if enabled:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._keep_history_until(start_step)
@@ -65,7 +69,9 @@ class Progress:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
                     self.writer.add_scalar(f"{split}/{key}", value, step)
-        print(self.format(record), file=sys.stdout, flush=True)
+        self.meter.write(self.format(record))
+        if split == "train":
+            self.meter.update(step, " ".join(f"{k} {_fmt(v)}" for k, v in list(metrics.items())[:2]))
 
     def format(self, record: dict[str, Any]) -> str:
         """``[train] step 120/1000 (12%) loss 3.21 ... | 41.3 audio s/s | eta 4.2 min``."""
@@ -80,10 +86,10 @@ class Progress:
 
     def message(self, text: str) -> None:
         """A free-form line from the main process."""
-        if self.enabled:
-            print(text, file=sys.stdout, flush=True)
+        self.meter.write(text)
 
     def close(self) -> None:
+        self.meter.close()
         if self.writer is not None:
             self.writer.close()
 

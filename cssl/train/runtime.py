@@ -25,9 +25,9 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs
 
-from cssl.config import ConfigError
 from cssl.train.health import nonfinite_advice
 from cssl.train.schedule import ScheduleConfig, lr_scale
+from cssl.utils.config import ConfigError
 
 
 def resolve_precision(mixed_precision: str) -> str:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from cssl.config import Count, Probability, Range
+from cssl.utils.config import Count, Probability, Range
 
 
 @dataclass

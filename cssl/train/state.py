@@ -12,12 +12,20 @@ from typing import Any
 
 from accelerate import Accelerator
 
-from cssl.config import to_dict
-from cssl.io import check_writable, remove_stale_temporaries
-from cssl.train.checkpoint import (STEP_FILE, CheckpointError, load_checkpoint, load_latest, prune_checkpoints,
-                                   rng_state, save_checkpoint, set_rng_state)
+from cssl.train.batch_stream import BatchStream
+from cssl.train.checkpoint import (
+    STEP_FILE,
+    CheckpointError,
+    load_checkpoint,
+    load_latest,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from cssl.train.health import Health
-from cssl.train.stream import BatchStream
+from cssl.utils.config import to_dict
+from cssl.utils.io import check_writable, remove_stale_temporaries
 
 
 def gather_rng_states(accel: Accelerator) -> list:

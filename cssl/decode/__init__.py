@@ -1,0 +1,1 @@
+"""Decoding and recognition: greedy and beam search, n-gram LMs, grammars, the Recognizer API, pseudo-labels."""

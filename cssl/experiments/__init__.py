@@ -1,0 +1,1 @@
+"""Experiment drivers: the demo, the steps the benchmarks compose, label-budget tables."""

@@ -1,0 +1,1 @@
+"""Utilities every layer uses: typed configs, user errors, atomic files, seeds, progress lines."""
