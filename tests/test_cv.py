@@ -10,7 +10,7 @@ import pytest
 from cssl.cli.stages import run_stage
 from cssl.data.manifest import Entry, Manifest, read_manifest
 from cssl.utils.config import ConfigError, load_config
-from finetune.__main__ import check
+from finetune.cli import check
 from finetune.config import FinetuneConfig
 from finetune.cv import cross_validate, grid_settings, kfold, with_setting
 

@@ -384,7 +384,7 @@ def test_doubtful_schedules_are_warned_about() -> None:
     assert schedule_warnings(ScheduleConfig(warmup_steps=500), total=300)
     assert schedule_warnings(ScheduleConfig(warmup_steps=100), total=1000, stop_after=50)
     assert not schedule_warnings(ScheduleConfig(warmup_steps=100), total=1000)
-    from finetune.__main__ import warn
+    from finetune.cli import warn
 
     cfg = load_config(FinetuneConfig, ROOT / "configs" / "finetune" / "tiny.yaml",
                       ["freeze.encoder_steps=600", "optim.max_steps=600", "data.valid_manifest=null"])

@@ -109,7 +109,7 @@ def test_lm_tuning_picks_the_grid_pair_with_the_lowest_dev_wer(trained: dict[str
     captured = capsys.readouterr()
     out = captured.out
     # Progress on stderr: the model pass over dev, then the grid of 2 settings.
-    assert "lm tune: model pass:" in captured.err and "lm tune: grid: 2/2 settings (100%)" in captured.err
+    assert "lm tune: model pass: 100% 60/60 [" in captured.err and "lm tune: grid: 100% 2/2 [" in captured.err
     expected = min((by_pair[0.5, s] for s in (0.0, 2.0)), key=lambda p: (p.wer, p.cer))
     assert f"best: --lm-weight 0.5 --word-score {expected.word_score:g}" in out
 
