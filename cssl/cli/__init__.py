@@ -26,7 +26,7 @@ training (each stage: --help for its options; several processes: accelerate laun
   cssl release CKPT OUT                        a slim pretrained model from a training checkpoint
 data:
   cssl data manifest|split|vocab|stats         audio manifests, speaker splits, vocabularies
-  cssl data synth|align|shard                  the demo corpus, phone alignments, tar shards
+  cssl data synth|align|shard|dedup            the demo corpus, alignments, tar shards, duplicates
 recognition and scoring:
   cssl lm build|tune                           n-gram language models for beam search, their weights
   cssl evaluate CKPT MANIFEST                  WER, CER, RTF, calibration of a fine-tuned model

@@ -91,6 +91,23 @@ def register(groups: argparse._SubParsersAction) -> None:
     force_arg(p)
     p.set_defaults(func=run_shard)
 
+    p = commands.add_parser("dedup", help="drop exact and near-duplicate utterances; --against lists leaks into a test set",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            description="Exact duplicates have the same decoded samples; near duplicates are one "
+                                        "recording re-encoded, with another gain, trimmed by up to 100 ms or with light "
+                                        "noise (log-mel fingerprints, a faiss index of their summaries, then aligned "
+                                        "frames compared). Writes OUT (the first of each group kept), OUT.dropped.tsv "
+                                        "(each dropped file, its twin, the similarity and the kind) and, for unreadable "
+                                        "files, OUT.rejects.tsv.")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("out", type=Path, help="manifest of the kept utterances")
+    p.add_argument("--against", type=Path, default=None, metavar="TEST",
+                   help="also drop (and list) utterances that duplicate one of this manifest's: a leakage check")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="frame similarity of a near duplicate (default: the one chosen on the planted benchmark)")
+    force_arg(p)
+    p.set_defaults(func=run_dedup)
+
 
 def run_manifest(args: argparse.Namespace) -> int:
     from cssl.data.manifest import write_manifest
@@ -197,6 +214,50 @@ def run_shard(args: argparse.Namespace) -> int:
     index = read_index(args.out)
     size = sum(s.bytes for s in index.shards) / 2**20
     print(f"{args.out}: {len(index.shards)} shards, {index.entries} utterances, {index.hours:.2f} h, {size:.1f} MiB")
+    return 0
+
+
+def run_dedup(args: argparse.Namespace) -> int:
+    from cssl.data import dedup
+    from cssl.data.manifest import Manifest, read_manifest, write_manifest
+    from cssl.data.rejects import Rejects
+    from cssl.utils.errors import UserError
+    from cssl.utils.io import atomic_write_lines, check_outputs
+
+    dropped_path = args.out.with_name(args.out.stem + ".dropped.tsv")
+    rejects_path = args.out.with_name(args.out.stem + ".rejects.tsv")
+    check_outputs([args.out, dropped_path], [args.manifest, args.against], force=args.force)
+    threshold = dedup.THRESHOLD if args.threshold is None else args.threshold
+    manifest, rejects = read_manifest(args.manifest), Rejects()
+    entries, prints = dedup.fingerprint_manifest(manifest, rejects)
+    if not entries:
+        rejects.write(rejects_path)
+        raise UserError(f"{args.manifest}: no readable utterance ({rejects.summary()}; listed in {rejects_path})")
+    rows = [(m, entries[m.twin].path, m.kind) for m in dedup.within(prints, threshold)]
+    leaks = 0
+    if args.against is not None:
+        test = read_manifest(args.against)
+        test_entries, test_prints = dedup.fingerprint_manifest(test, Rejects())
+        found = {m.index for m, _, _ in rows}
+        for m in dedup.against(prints, test_prints, threshold):
+            leaks += 1
+            if m.index not in found:
+                rows.append((m, str(test.audio_path(test_entries[m.twin])), f"{m.kind} in {args.against.name}"))
+    dropped = {m.index for m, _, _ in rows}
+    kept = [e for i, e in enumerate(entries) if i not in dropped]
+    if not kept:
+        raise UserError(f"{args.manifest}: every utterance duplicates another one or the test set; nothing written "
+                        f"(is --against the same data?)")
+    write_manifest(Manifest(manifest.root, kept), args.out)
+    lines = ["path\ttwin\tsimilarity\tkind"] + [
+        f"{entries[m.index].path}\t{twin}\t{m.similarity:.3f}\t{kind}" for m, twin, kind in sorted(rows, key=lambda r: r[0].index)]
+    atomic_write_lines(dropped_path, lines)
+    if len(rejects):
+        rejects.write(rejects_path)
+    kinds = {k: sum(1 for _, _, kind in rows if kind == k) for k in ("exact", "near")}
+    print(f"{args.out}: kept {len(kept)} of {len(manifest)} utterances; dropped {kinds['exact']} exact and "
+          f"{kinds['near']} near duplicates" + (f", {leaks} that duplicate {args.against}" if args.against else "")
+          + f" (listed in {dropped_path})" + (f"; {len(rejects)} unreadable ({rejects_path})" if len(rejects) else ""))
     return 0
 
 
