@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from cssl import __version__
-from cssl.cli import asr, convert, data, lm, probe
+from cssl.cli import asr, convert, data, lm, probe, select
 from cssl.cli.stages import STAGES, run_stage_command, stage_of
 from cssl.utils.errors import run_reporting
 
@@ -32,6 +32,7 @@ recognition and scoring:
   cssl evaluate CKPT MANIFEST                  WER, CER, RTF, calibration of a fine-tuned model
   cssl transcribe CKPT FILES_OR_DIRS           text with word times and confidences
   cssl pseudo-label CKPT MANIFEST --out M      self-training labels: the most confident transcripts
+  cssl select MANIFEST OUT --minutes N         which utterances to label first (coverage of the pile)
 models:
   cssl probe CKPT MANIFEST                     how phonetic each level of a model is (PNMI, purities)
   cssl convert SRC DST --to hf|fairseq2|...    checkpoints for transformers, fairseq2, torchaudio
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     asr.register(groups)
     probe.register(groups)
     convert.register(groups)
+    select.register(groups)
     for name, stage in STAGES.items():  # listed in --help; main() hands their arguments over untouched
         groups.add_parser(name, help=stage.summary, add_help=False)
     return parser

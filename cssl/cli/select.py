@@ -1,0 +1,135 @@
+"""``cssl select MANIFEST OUT --minutes N``: which utterances to transcribe first."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cssl.cli.options import force_arg, set_threads, threads_arg
+
+SHIPPED = Path(__file__).resolve().parents[1] / "assets"
+
+
+def default_checkpoint() -> Path:
+    """The shipped real-speech checkpoint, or the synthetic one where it is absent."""
+    real = SHIPPED / "tiny-real-pretrained.pt"
+    return real if real.is_file() else SHIPPED / "tiny-pretrained.pt"
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    """Adds the ``select`` command."""
+    p = groups.add_parser(
+        "select", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="choose N minutes of utterances to label that cover the unlabeled pile",
+        description="Embeds every utterance with a pretrained model (mean of one level's frames), clusters the "
+                    "pile with faiss k-means into about as many clusters as the budget holds utterances, and picks "
+                    "round the clusters, largest first, the member nearest each centre that still fits; with "
+                    "speakers known, no speaker gets much more than an even share. --method random is the "
+                    "baseline. Writes OUT, OUT.report.md (coverage against a random pick of the same budget) and "
+                    "OUT.png (the pile and the picks in two dimensions).")
+    p.add_argument("manifest", type=Path, help="the unlabeled pile")
+    p.add_argument("out", type=Path, help="manifest of the utterances to label")
+    p.add_argument("--minutes", type=float, required=True, help="labelling budget in minutes of audio")
+    p.add_argument("--ckpt", type=Path, default=None,
+                   help="pretrained model to embed with (default: the shipped real-speech checkpoint)")
+    p.add_argument("--level", default="local", help="'local' (the local tower) or 'layer K'")
+    p.add_argument("--method", choices=["cover", "random"], default="cover")
+    p.add_argument("--seed", type=int, default=0, help="seeds k-means or the random order")
+    threads_arg(p)
+    force_arg(p)
+    p.set_defaults(func=run_select)
+
+
+def run_select(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cssl.convert.loading import load_model
+    from cssl.curation.selection import coverage, normalise, select_covering, select_random
+    from cssl.data.audio import AudioError, load_audio
+    from cssl.data.manifest import Manifest, read_manifest, write_manifest
+    from cssl.data.rejects import Rejects
+    from cssl.probe.features import frame_features
+    from cssl.utils.errors import UsageError, UserError
+    from cssl.utils.io import atomic_write_lines, check_outputs
+    from cssl.utils.progress import ProgressLine
+
+    if args.minutes <= 0:
+        raise UsageError(f"--minutes {args.minutes}: give a positive budget")
+    report, png = (args.out.with_name(args.out.stem + suffix) for suffix in (".report.md", ".png"))
+    check_outputs([args.out, report, png], [args.manifest], force=args.force)
+    set_threads(args)
+    pile, rejects = read_manifest(args.manifest), Rejects()
+    ckpt = args.ckpt or default_checkpoint()
+    loaded = load_model(ckpt)
+    model = loaded.model.eval()
+    entries, vectors = [], []
+    meter = ProgressLine("select: embeddings", len(pile))
+    for n, entry in enumerate(pile, 1):
+        path = pile.audio_path(entry)
+        try:
+            wave = load_audio(path, normalize=loaded.normalize)
+        except AudioError as err:
+            rejects.add(path, err.reason, err.detail)
+        else:
+            levels = frame_features(model, wave)
+            if args.level not in levels:
+                raise UsageError(f"--level {args.level!r}: {ckpt} has {', '.join(levels)}")
+            entries.append(entry)
+            vectors.append(levels[args.level].mean(0).numpy())  # (T, D) -> (D,)
+        meter.update(n)
+    meter.close()
+    if not entries:
+        raise UserError(f"{args.manifest}: no readable utterance ({rejects.summary()})")
+    embeddings = normalise(np.stack(vectors))
+    durations = [e.duration for e in entries]
+    speakers = [e.speaker for e in entries]
+    budget = args.minutes * 60
+    random_pick = select_random(durations, budget, args.seed)
+    picked = random_pick if args.method == "random" else select_covering(embeddings, durations, budget, args.seed,
+                                                                          speakers if any(speakers) else None)
+    if not picked:
+        raise UserError(f"--minutes {args.minutes}: no utterance of {args.manifest} is that short "
+                        f"(the shortest is {min(durations):.1f} s)")
+    write_manifest(Manifest(pile.root, [entries[i] for i in picked]), args.out)
+    if len(rejects):
+        rejects.write(args.out.with_name(args.out.stem + ".rejects.tsv"))
+    chosen = {
+        "method": args.method, "utterances": len(picked), "minutes": sum(durations[i] for i in picked) / 60,
+        "speakers": len({speakers[i] for i in picked if speakers[i] is not None}),
+        "coverage": coverage(embeddings, picked), "random coverage": coverage(embeddings, random_pick),
+    }
+    atomic_write_lines(report, [
+        f"# Selection of {args.minutes:g} minutes from {args.manifest}", "",
+        f"{len(entries)} utterances embedded with {ckpt} ({args.level}; {len(rejects)} unreadable), "
+        f"seed {args.seed}.", "",
+        "| method | utterances | minutes | speakers | coverage (mean cosine to the nearest pick) |",
+        "|---|---:|---:|---:|---:|",
+        f"| {args.method} | {chosen['utterances']} | {chosen['minutes']:.1f} | {chosen['speakers']} | {chosen['coverage']:.3f} |",
+        f"| random, same budget and seed | {len(random_pick)} | {sum(durations[i] for i in random_pick) / 60:.1f} | "
+        f"{len({speakers[i] for i in random_pick if speakers[i] is not None})} | {chosen['random coverage']:.3f} |",
+    ])
+    plot(embeddings, picked, png, f"{args.method}: {len(picked)} of {len(entries)} utterances")
+    print(f"{args.out}: {chosen['utterances']} utterances, {chosen['minutes']:.1f} min, {chosen['speakers']} speakers; "
+          f"coverage {chosen['coverage']:.3f} (random {chosen['random coverage']:.3f}); report {report}, plot {png}")
+    return 0
+
+
+def plot(embeddings, picked: list[int], png: Path, title: str) -> None:
+    """The pile on its first two principal components, the picks marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    centred = embeddings - embeddings.mean(0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ axes[:2].T  # (N, 2)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(xy[:, 0], xy[:, 1], s=6, c="0.75", label="pile")
+    ax.scatter(xy[picked, 0], xy[picked, 1], s=18, c="C3", label="picked")
+    ax.set(title=title, xlabel="PC 1", ylabel="PC 2")
+    ax.legend()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,83 @@
+"""Choosing what to label: the picks cover the pile's clusters, keep the budget and the speakers' shares,
+and beat random picks of the same budget on coverage; the command writes the manifest, report and plot."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cssl.cli import main as cssl
+from cssl.curation.selection import coverage, normalise, select_covering, select_random
+from cssl.data.manifest import Entry, Manifest, read_manifest, write_manifest
+
+
+def pile(sizes=(40, 20, 10, 5, 5), dim=16, seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings in well-separated clusters of unequal sizes, and each one's cluster."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(sizes), dim)) * 5
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    return normalise(centres[labels] + rng.normal(size=(len(labels), dim))), labels
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_covering_picks_every_cluster_before_a_second_of_any(seed: int) -> None:
+    x, labels = pile(seed=seed)
+    durations = [10.0] * len(x)
+    picked = select_covering(x, durations, budget=50.0, seed=seed)
+    assert len(picked) == 5 and sorted(labels[picked]) == [0, 1, 2, 3, 4]
+    randoms = [coverage(x, select_random(durations, 50.0, seed)) for seed in range(20)]
+    assert coverage(x, picked) > max(randoms)  # random picks land mostly in the big clusters
+
+
+def test_the_budget_holds_and_is_filled_with_utterances_that_fit() -> None:
+    x, _ = pile()
+    durations = list(np.random.default_rng(1).uniform(2, 20, len(x)))
+    for pick in (select_covering(x, durations, 100.0, seed=3), select_random(durations, 100.0, seed=3)):
+        used = sum(durations[i] for i in pick)
+        assert used <= 100.0 and len(set(pick)) == len(pick)
+        assert all(durations[i] > 100.0 - used for i in set(range(len(x))) - set(pick))  # nothing left fits
+    assert select_covering(x, durations, 100.0, seed=3) == select_covering(x, durations, 100.0, seed=3)
+    assert select_covering(x, durations, 0.0) == [] and select_random(durations, 1.0) == []
+
+
+def test_no_speaker_takes_more_than_its_share_while_others_fit() -> None:
+    x, labels = pile(sizes=(60, 20))
+    speakers = ["big" if label == 0 else f"s{i % 4}" for i, label in enumerate(labels)]  # one speaker fills cluster 0
+    picked = select_covering(x, [1.0] * len(x), budget=12.0, seed=0, speakers=speakers)
+    counts = Counter(speakers[i] for i in picked)
+    assert len(picked) == 12 and counts["big"] <= 5  # even share 12 / 5 speakers, times 1.5, rounded up
+    alone = select_covering(x, [1.0] * len(x), budget=12.0, seed=0, speakers=["one"] * len(x))
+    assert len(alone) == 12  # a single speaker: the cap gives way rather than leaving the budget unspent
+
+
+def test_cssl_select_writes_the_manifest_report_and_plot(tmp_path: Path, capsys) -> None:
+    from tests.conftest import tone, write
+    from tests.test_recognizer import checkpoint
+
+    ckpt = checkpoint(tmp_path)  # a small model of our format
+    entries = []
+    for n in range(12):
+        write(tmp_path / "pile" / f"u{n}.wav", tone(1.0 + n % 3, freq=200.0 + 150 * (n % 4)))
+        entries.append(Entry(f"u{n}.wav", int(16000 * (1.0 + n % 3)), speaker=f"spk{n % 3}"))
+    write_manifest(Manifest(tmp_path / "pile", entries), tmp_path / "pile.jsonl")
+    out = tmp_path / "label.jsonl"
+    assert cssl(["select", str(tmp_path / "pile.jsonl"), str(out), "--minutes", "0.1", "--ckpt", str(ckpt)]) == 0
+    chosen = read_manifest(out)
+    assert 0 < sum(e.duration for e in chosen) <= 6.0 and {Path(e.path).name for e in chosen} <= {f"u{n}.wav" for n in range(12)}
+    report = (tmp_path / "label.report.md").read_text()
+    assert "| cover |" in report and "| random, same budget and seed |" in report
+    assert (tmp_path / "label.png").stat().st_size > 0
+    assert "coverage" in capsys.readouterr().out
+    assert cssl(["select", str(tmp_path / "pile.jsonl"), str(out), "--minutes", "0.1", "--ckpt", str(ckpt)]) == 2
+    assert cssl(["select", str(tmp_path / "pile.jsonl"), str(tmp_path / "x.jsonl"), "--minutes", "0.001",
+                 "--ckpt", str(ckpt)]) == 2  # nothing that short: refused, nothing written
+    assert "no utterance" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.parametrize("minutes", ["0", "-1"])
+def test_a_budget_must_be_positive(tmp_path: Path, minutes: str, capsys) -> None:
+    assert cssl(["select", "pile.tsv", str(tmp_path / "o.tsv"), "--minutes", minutes]) == 2
+    assert "positive budget" in capsys.readouterr().err
