@@ -29,7 +29,7 @@ from cssl.score.metrics import error_rates
 from cssl.text.vocab import Vocabulary, transcript_notes
 from cssl.train.batch_stream import BatchStream
 from cssl.train.health import Health
-from cssl.train.loop import Run, Stage, open_run, resume_run, save_run, train
+from cssl.train.loop import Run, Stage, open_run, releasing_out_dir, resume_run, save_run, train
 from cssl.train.nbest import NBest, dev_rank
 from cssl.train.plots import plot_finetuning
 from cssl.train.progress import Progress
@@ -116,6 +116,7 @@ class FineTuning(Stage):
             plot_finetuning({out_dir.name: out_dir}, out_dir / "finetune_curves.png")
 
 
+@releasing_out_dir
 def main(cfg: FinetuneConfig) -> Path:
     """Fine-tunes (then calibrates on dev); returns the path of the best checkpoint (by dev WER) or the last one."""
     run = open_run(cfg, find_unused=cfg.freeze.encoder_steps > 0)

@@ -27,7 +27,7 @@ from cssl.model import Wav2Vec2Pretrainer, build_pretrainer, gumbel_temperature
 from cssl.probe import Probe
 from cssl.train.batch_stream import BatchStream
 from cssl.train.health import Health
-from cssl.train.loop import Stage, open_run, resume_run, train
+from cssl.train.loop import Stage, open_run, releasing_out_dir, resume_run, train
 from cssl.train.plots import plot_pretraining
 from cssl.train.runtime import build_optimizer, global_sum
 from cssl.train.shard_batch_stream import ShardBatchStream
@@ -124,6 +124,7 @@ def validation_probe(cfg: PretrainConfig, main_process: bool) -> Probe | None:
     return Probe.from_manifest(manifest, max_utterances=cfg.probe.utterances, normalize=cfg.data.normalize)
 
 
+@releasing_out_dir
 def main(cfg: PretrainConfig) -> Path:
     """Trains, checkpointing as it goes; returns the path of the last checkpoint."""
     run = open_run(cfg)

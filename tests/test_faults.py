@@ -534,3 +534,36 @@ def test_damaged_weights_and_indexes_are_one_line_errors(tmp_path: Path) -> None
     with pytest.raises(AudioError, match="cannot decode") as err:
         decode(b"RIFF not audio at all", "shard-000000.tar:u1.wav")
     assert "BytesIO" not in str(err.value)
+
+
+def test_two_runs_never_write_one_folder_at_once(tmp_path: Path) -> None:
+    """A run holds its out_dir (``.lock``) for its whole life; a second process wanting it stops, naming the
+    first; the same process may take it again (a resumed run, in-process tests)."""
+    from cssl.experiments.steps import fresh_folder
+    from cssl.train.state import prepare_out_dir
+    from cssl.utils.errors import OutputError
+    from cssl.utils.io import release_lock
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from cssl.train.state import prepare_out_dir; "
+        f"prepare_out_dir(Path({str(out)!r}), True); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match=rf"out_dir {out} is in use by another process \(pid {holder.pid},"):
+            prepare_out_dir(out, True)
+        assert prepare_out_dir(out, False) == []  # other ranks of the same run take no lock
+    finally:
+        holder.kill()
+        holder.wait()
+    prepare_out_dir(out, True)  # free again once the holder is gone
+    prepare_out_dir(out, True)  # and this process may take it twice
+    release_lock(out / ".lock")
+    again = subprocess.run([sys.executable, "-c", (
+        f"from pathlib import Path; from cssl.train.state import prepare_out_dir; prepare_out_dir(Path({str(out)!r}), True)")],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr  # released: another process may take it
+    (out / "kept.txt").write_text("x")
+    fresh_folder(out)  # a benchmark's fresh run: its own lock beside the folder, then the folder emptied
+    assert not out.exists() and (tmp_path / ".run.lock").is_file()

@@ -17,6 +17,7 @@ from cssl.decode.lm_tuning import LMTuning
 from cssl.score.evaluation import Evaluation
 from cssl.utils.config import preset
 from cssl.utils.errors import UserError
+from cssl.utils.io import hold_lock
 
 PRETRAIN_PRESET = preset("pretrain/tiny.yaml")
 """The pretraining preset the demo runs live."""
@@ -38,10 +39,17 @@ def run_stage(stage: str, config: Path, overrides: list[str]) -> None:
         raise StageFailed(f"{' '.join(command)} exited with status {status} (its error is printed above)")
 
 
+def fresh_folder(out: Path) -> None:
+    """Empties ``out`` for a new run, after taking the lock beside it (``.NAME.lock``): two benchmarks started
+    on the same run never delete each other's files; the second stops and names the first."""
+    hold_lock(out.parent / f".{out.name}.lock", f"run folder {out}")
+    if out.exists():
+        shutil.rmtree(out)
+
+
 def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
     """Pretrains the tiny preset on ``corpus``'s unlabeled split (dev for validation); returns ``last.pt``."""
-    if out.exists():  # a new run pretrains afresh; only the corpus is cached
-        shutil.rmtree(out)
+    fresh_folder(out)  # a new run pretrains afresh; only the corpus is cached
     run_stage("pretrain", PRETRAIN_PRESET, [
         f"data.manifest={corpus / 'unlabeled.tsv'}",
         f"data.valid_manifest={corpus / 'dev.tsv'}",
@@ -58,8 +66,7 @@ def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretraine
     ``train``; returns its best checkpoint by ``dev`` WER (``averaged.pt`` when ``average_best`` made
     one that won on dev; not calibrated: callers calibrate and report). ``extra`` overrides come last
     (a seed, early stopping)."""
-    if out.exists():
-        shutil.rmtree(out)
+    fresh_folder(out)
     run_stage("finetune", config, [
         f"data.manifest={train}",
         f"data.valid_manifest={dev}",

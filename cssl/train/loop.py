@@ -21,8 +21,10 @@ stages differ only in what is theirs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ from cssl.train.runtime import (
 )
 from cssl.train.state import find_resume, prepare_out_dir, restore_training, save_training
 from cssl.utils.config import ConfigError
+from cssl.utils.io import release_lock
 
 
 class Stage:
@@ -125,6 +128,18 @@ class Run:
         """This process's file of skipped training inputs."""
         rank = self.accel.process_index
         return self.out_dir / ("rejects.tsv" if rank == 0 else f"rejects.rank{rank}.tsv")
+
+
+def releasing_out_dir(main: Callable[[Any], Path]) -> Callable[[Any], Path]:
+    """A stage's ``main(cfg)`` that lets go of its ``out_dir`` lock (taken by :func:`open_run`) when it
+    returns or fails, so that the same process, or another, may run there next."""
+    @functools.wraps(main)
+    def run(cfg: Any) -> Path:
+        try:
+            return main(cfg)
+        finally:
+            release_lock(Path(cfg.out_dir) / ".lock")
+    return run
 
 
 def open_run(cfg: Any, find_unused: bool = False) -> Run:

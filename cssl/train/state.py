@@ -25,7 +25,7 @@ from cssl.train.checkpoint import (
 )
 from cssl.train.health import Health
 from cssl.utils.config import to_dict
-from cssl.utils.io import check_writable, remove_stale_temporaries
+from cssl.utils.io import check_writable, hold_lock, remove_stale_temporaries
 
 
 def gather_rng_states(accel: Accelerator) -> list:
@@ -78,13 +78,15 @@ def restore_training(ckpt: dict, kind: str, hint: str, model, optimizer, stream:
 
 
 def prepare_out_dir(out_dir: Path, is_main: bool) -> list[str]:
-    """Before any work: proves ``out_dir`` writable and removes temporaries an interrupted write left.
+    """Before any work: proves ``out_dir`` writable, takes its lock (``out_dir/.lock``: two runs never write
+    one folder at once) and removes temporaries an interrupted write left.
 
     Returns messages for the log (the temporaries removed).
     """
     if not is_main:
         return []
     check_writable(out_dir)
+    hold_lock(out_dir / ".lock", f"out_dir {out_dir}")
     return [f"removed {p.name}, left by an interrupted checkpoint write" for p in remove_stale_temporaries(out_dir)]
 
 

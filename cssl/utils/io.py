@@ -16,6 +16,7 @@ whole (a folder through :func:`replace_folder`: written beside, then swapped in)
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
@@ -29,6 +30,8 @@ from cssl.utils.errors import OutputError
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _NO_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
+_HELD: dict[Path, object] = {}
+"""Lock files this process holds (open and locked until it ends)."""
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object], size_hint: int | None = None) -> None:
@@ -166,3 +169,35 @@ def _output_error(err: Exception, path: Path, size_hint: int | None) -> Exceptio
         return OutputError(f"no space left on device while writing {path} ({need}{have}); "
                            "free some space or choose another folder. The previous version of the file is kept.")
     return err
+
+
+def hold_lock(lock: str | Path, what: str) -> None:
+    """Takes ``lock`` (an exclusive ``flock`` on that file, held until :func:`release_lock` or the end of the
+    process) for ``what``, so that a second process writing the same outputs stops with the holder's
+    process id instead of overwriting them. Taking a lock this process already holds is a no-op."""
+    lock = Path(lock).resolve()
+    if lock in _HELD:
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise OutputError(f"{what} is in use by another process (pid {holder}, lock {lock}); wait for it to end, "
+                          "or write somewhere else") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _HELD[lock] = handle
+
+
+def release_lock(lock: str | Path) -> None:
+    """Lets go of a lock :func:`hold_lock` took (nothing when this process does not hold it)."""
+    handle = _HELD.pop(Path(lock).resolve(), None)
+    if handle is not None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
