@@ -18,8 +18,9 @@ and exits 0.
 - Arms, each fine-tuned with ``configs/finetune/tiny-read.yaml`` until dev early stopping ends it (dev CER,
   ``--patience`` validations every 100 updates without a better one, none before ``--min-steps``) or
   ``--max-steps``, once per training seed: ``scratch`` (random init, everything trained), ``synthetic``
-  (the shipped synthetic-speech checkpoint, local tower frozen), ``real`` (``--real``: a checkpoint
-  pretrained on real speech, local tower frozen), and any ``--init NAME=CKPT``.
+  (the shipped synthetic-speech checkpoint), ``real`` (``--real``, by default the shipped real-speech
+  checkpoint), and any ``--init NAME=CKPT``; pretrained starts keep their local tower frozen and have
+  their top three Transformer layers re-initialised (the preset's ``reinit_layers``).
 - Early stopping and LM tuning use 16 utterances of each dev speaker (64, 13 min). Scoring on every test
   utterance: greedy, and beam search with a word 3-gram LM of the train speakers' transcripts (LM weight
   and word score chosen on dev per model).
