@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cssl import REAL_PRETRAINED  # noqa: E402, F401 - the default of the benchmarks' ``real`` arms
 from cssl.data.alignment import alignment_path  # noqa: E402
 from cssl.data.manifest import Entry, Manifest, ManifestError, write_manifest  # noqa: E402
 from cssl.data.scan import ScanConfig, scan_folder  # noqa: E402
@@ -48,8 +49,6 @@ LS_TEST_PER_SEX = 2
 LS_DEV_PER_SEX = 2
 VALID_PER_SPEAKER = 16
 """Utterances of each LibriSpeech dev speaker in the pretraining validation set."""
-REAL_PRETRAINED = ROOT / "cssl" / "assets" / "tiny-real-pretrained.pt"
-"""The shipped real-speech checkpoint (the default of the benchmarks' ``real`` arms)."""
 FOLDERS = {"ls": "librispeech-mini", "sc": "speechcommands-a", "fsdd": "fsdd"}
 
 

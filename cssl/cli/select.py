@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cssl import PRETRAINED, REAL_PRETRAINED
 from cssl.cli.options import force_arg, set_threads, threads_arg
-
-SHIPPED = Path(__file__).resolve().parents[1] / "assets"
 
 
 def default_checkpoint() -> Path:
     """The shipped real-speech checkpoint, or the synthetic one where it is absent."""
-    real = SHIPPED / "tiny-real-pretrained.pt"
-    return real if real.is_file() else SHIPPED / "tiny-pretrained.pt"
+    return REAL_PRETRAINED if REAL_PRETRAINED.is_file() else PRETRAINED
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -45,13 +43,12 @@ def run_select(args: argparse.Namespace) -> int:
 
     from cssl.convert.loading import load_model
     from cssl.curation.selection import coverage, normalise, select_covering, select_random
-    from cssl.data.audio import AudioError, load_audio
+    from cssl.data.audio import readable_waves
     from cssl.data.manifest import Manifest, read_manifest, write_manifest
     from cssl.data.rejects import Rejects
     from cssl.probe.features import frame_features
     from cssl.utils.errors import UsageError, UserError
     from cssl.utils.io import atomic_write_lines, check_outputs
-    from cssl.utils.progress import ProgressLine
 
     if args.minutes <= 0:
         raise UsageError(f"--minutes {args.minutes}: give a positive budget")
@@ -63,21 +60,12 @@ def run_select(args: argparse.Namespace) -> int:
     loaded = load_model(ckpt)
     model = loaded.model.eval()
     entries, vectors = [], []
-    meter = ProgressLine("select: embeddings", len(pile))
-    for n, entry in enumerate(pile, 1):
-        path = pile.audio_path(entry)
-        try:
-            wave = load_audio(path, normalize=loaded.normalize)
-        except AudioError as err:
-            rejects.add(path, err.reason, err.detail)
-        else:
-            levels = frame_features(model, wave)
-            if args.level not in levels:
-                raise UsageError(f"--level {args.level!r}: {ckpt} has {', '.join(levels)}")
-            entries.append(entry)
-            vectors.append(levels[args.level].mean(0).numpy())  # (T, D) -> (D,)
-        meter.update(n)
-    meter.close()
+    for entry, wave in readable_waves(pile, rejects, "select: embeddings", normalize=loaded.normalize):
+        levels = frame_features(model, wave)
+        if args.level not in levels:
+            raise UsageError(f"--level {args.level!r}: {ckpt} has {', '.join(levels)}")
+        entries.append(entry)
+        vectors.append(levels[args.level].mean(0).numpy())  # (T, D) -> (D,)
     if not entries:
         raise UserError(f"{args.manifest}: no readable utterance ({rejects.summary()})")
     embeddings = normalise(np.stack(vectors))

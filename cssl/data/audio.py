@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,11 @@ import torch
 import torchaudio.functional as AF
 
 from cssl import SAMPLE_RATE
+from cssl.data.entries import Entry, Manifest
 from cssl.data.policy import LENGTH_TOLERANCE, MAX_CHANNELS, MIN_RATE
+from cssl.data.rejects import Rejects
 from cssl.utils.errors import UserError
+from cssl.utils.progress import ProgressLine
 
 
 class AudioError(UserError):
@@ -103,6 +107,23 @@ def load_audio(
         check_length(path, expected_samples, len(data), rate)
     wave = torch.from_numpy(data).mean(dim=1)  # (frames, channels) -> (frames,)
     return prepare(wave, rate, path, sample_rate=sample_rate, normalize=normalize)
+
+
+def readable_waves(manifest: Manifest, rejects: Rejects, what: str, normalize: bool = False,
+                   progress: bool = True) -> Iterator[tuple[Entry, torch.Tensor]]:
+    """Each readable utterance of ``manifest`` with its 16 kHz waveform, under a progress line named
+    ``what``; an unreadable file is skipped and recorded in ``rejects``."""
+    meter = ProgressLine(what, len(manifest), enabled=progress)
+    for done, entry in enumerate(manifest, 1):
+        path = manifest.audio_path(entry)
+        try:
+            wave = load_audio(path, normalize=normalize)
+        except AudioError as err:
+            rejects.add(path, err.reason, err.detail)
+        else:
+            yield entry, wave
+        meter.update(done)
+    meter.close()
 
 
 def check_length(path: str | Path, claimed: int, frames: int, rate: int) -> None:

@@ -24,10 +24,9 @@ import torch
 import torchaudio
 
 from cssl import SAMPLE_RATE
-from cssl.data.audio import AudioError, load_audio
+from cssl.data.audio import readable_waves
 from cssl.data.entries import Entry, Manifest
 from cssl.data.rejects import Rejects
-from cssl.utils.progress import ProgressLine
 
 N_MELS = 40
 HOP = SAMPLE_RATE // 100  # 10 ms frames
@@ -185,17 +184,6 @@ def against(prints: list[Fingerprint], others: list[Fingerprint], threshold: flo
 
 def fingerprint_manifest(manifest: Manifest, rejects: Rejects, progress: bool = True) -> tuple[list[Entry], list[Fingerprint]]:
     """Fingerprints of every readable utterance of ``manifest`` (unreadable ones go to ``rejects``)."""
-    entries, prints = [], []
-    meter = ProgressLine("dedup: fingerprints", len(manifest), enabled=progress)
-    for n, entry in enumerate(manifest, 1):
-        path = manifest.audio_path(entry)
-        try:
-            wave = load_audio(path)
-        except AudioError as err:
-            rejects.add(path, err.reason, err.detail)
-        else:
-            entries.append(entry)
-            prints.append(fingerprint(wave))
-        meter.update(n)
-    meter.close()
-    return entries, prints
+    pairs = [(entry, fingerprint(wave)) for entry, wave in readable_waves(manifest, rejects, "dedup: fingerprints",
+                                                                          progress=progress)]
+    return [entry for entry, _ in pairs], [p for _, p in pairs]

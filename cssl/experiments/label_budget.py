@@ -14,6 +14,8 @@ import json
 import statistics
 from pathlib import Path
 
+from cssl import ASSETS
+
 MODELS = ("pretrained", "scratch")
 """The arms the benchmark trains from the labels alone."""
 SELF_TRAINED = "self-trained"
@@ -21,7 +23,7 @@ SELF_TRAINED = "self-trained"
 ORDER = ("pretrained", SELF_TRAINED, "scratch")
 """Every arm, in table order."""
 FIGURES = (("greedy", "wer"), ("greedy", "cer"), ("lm", "wer"), ("lm", "cer"))
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "label_budget.json"
+SHIPPED = ASSETS / "label_budget.json"
 """The benchmark's rows for the shipped checkpoint (written by ``label_budget.py --publish``)."""
 
 

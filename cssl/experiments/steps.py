@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cssl import PRETRAINED  # noqa: F401 - the demo's and the benchmarks' default start
 from cssl.decode.lm_tuning import LMTuning
 from cssl.score.evaluation import Evaluation
 from cssl.utils.config import preset
@@ -23,7 +24,6 @@ PRETRAIN_PRESET = preset("pretrain/tiny.yaml")
 """The pretraining preset the demo runs live."""
 FINETUNE_PRESET = preset("finetune/tiny.yaml")
 """The fine-tuning preset of the demo and the label-budget benchmark."""
-PRETRAINED = Path(__file__).resolve().parents[1] / "assets" / "tiny-pretrained.pt"
 """The shipped tiny pretrained checkpoint."""
 
 
