@@ -28,7 +28,8 @@ and exits 0.
 Prints and writes (``--out``: ``table.md``, ``results.json``, ``librispeech.png``) the mean and spread over
 seeds of test WER and CER per budget and arm, the relative change of each pretrained arm against scratch,
 and the CPU minutes per arm (user + system time of the fine-tuning and scoring). Runs finished earlier
-(their ``result.json``) are reused, so an interrupted benchmark resumes; ``--report`` trains nothing and
+(their ``result.json``) are reused and an interrupted run continues from its newest checkpoint (its CPU
+minutes then count only the part run since), so an interrupted benchmark resumes; ``--report`` trains nothing and
 tables every finished run under ``--out``.
 """
 
@@ -103,17 +104,19 @@ def run_arm(args, paths: dict[str, Path], minutes: float, arm: str, init: Path |
         return json.loads(done.read_text())
     print(f"== {minutes:g} min of labels, {arm}, seed {seed}", flush=True)
     clock, cpu = time.monotonic(), cpu_minutes_of_children() + cpu_minutes_of_self()
+    resumed = any(run.glob("*.pt"))  # an interrupted run continues: its CPU minutes count from here
     overrides = [f"seed={seed}", f"early_stop.patience={args.patience}", f"early_stop.min_steps={args.min_steps}",
                  *([f"threads={args.threads}"] if args.threads else []), *args.set]
     best = finetune("scratch" if init is None else "pretrained", paths[f"labels-{minutes:g}"], paths["dev-small"],
-                    run, args.max_steps, init or PRETRAINED, overrides, config=PRESET)
+                    run, args.max_steps, init or PRETRAINED, overrides, config=PRESET, resume=True)
     greedy, with_lm, tuning = score(best, paths["dev-small"], paths["test"], paths["lm"], run / "test", arm)
     row = {"minutes": minutes, "arm": arm, "seed": seed, "init": str(init) if init else None,
            "steps": last_step(run), "best_step": best_step(run, "cer"),
            "wall_minutes": round((time.monotonic() - clock) / 60, 1),
            "cpu_minutes": round(cpu_minutes_of_children() + cpu_minutes_of_self() - cpu, 1),
            "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer},
-           "lm_weight": tuning.lm_weight, "word_score": tuning.word_score, "overrides": args.set}
+           "lm_weight": tuning.lm_weight, "word_score": tuning.word_score, "overrides": args.set,
+           "resumed": resumed}
     done.write_text(json.dumps(row), encoding="utf-8")
     return row
 

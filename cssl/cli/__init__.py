@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from cssl import __version__
-from cssl.cli import asr, convert, data, lm, probe, select
+from cssl.cli import asr, convert, data, deploy, lm, probe, select
 from cssl.cli.stages import STAGES, run_stage_command, stage_of
 from cssl.utils.errors import run_reporting
 
@@ -36,6 +36,7 @@ recognition and scoring:
 models:
   cssl probe CKPT MANIFEST                     how phonetic each level of a model is (PNMI, purities)
   cssl convert SRC DST --to hf|fairseq2|...    checkpoints for transformers, fairseq2, torchaudio
+  cssl export CKPT OUT.onnx [--int8]           an ONNX file for ONNX Runtime (transcribe takes it too)
   cssl demo [--out DIR]                        the demo on the embedded corpus (make demo)
 
 Stage configs: --print-config lists every key. User errors print one line; --debug or
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     asr.register(groups)
     probe.register(groups)
     convert.register(groups)
+    deploy.register(groups)
     select.register(groups)
     for name, stage in STAGES.items():  # listed in --help; main() hands their arguments over untouched
         groups.add_parser(name, help=stage.summary, add_help=False)

@@ -40,14 +40,18 @@ import torch
 from torch import Tensor
 
 from cssl import SAMPLE_RATE
-from cssl.convert.loading import LoadedModel, load_model
+from cssl.convert.loading import load_model
 from cssl.data.audio import load_audio, prepare
+from cssl.deploy.onnx_model import OnnxCTCModel
 from cssl.model import Wav2Vec2Model
 from cssl.model.ctc import sequence_log_likelihood
 from cssl.score.calibration import word_confidences
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import CheckpointError
 from cssl.utils.errors import UsageError
+
+AcousticModel = Wav2Vec2Model | OnnxCTCModel
+"""What a recognizer runs: a fine-tuned model, or an exported one (``cssl export``) run by ONNX Runtime."""
 
 
 @dataclass
@@ -83,13 +87,13 @@ class Transcript:
 class Recognizer:
     """A fine-tuned model, its vocabulary and temperature, ready to transcribe."""
 
-    def __init__(self, model: Wav2Vec2Model, vocab: Vocabulary, temperature: float = 1.0,
+    def __init__(self, model: AcousticModel, vocab: Vocabulary, temperature: float = 1.0,
                  normalize: bool = False, chunk_seconds: float = 30.0, overlap_seconds: float = 2.0,
                  device: str | torch.device = "cpu", lm: str | None = None, beam_size: int = 50,
                  lm_weight: float = 2.0, word_score: float = 0.0, precision: str = "no",
                  lexicon: str | None = None, grammar: str | None = None,
-                 ensemble: Sequence[tuple[Wav2Vec2Model, float]] = (), speeds: Sequence[float] = (1.0,)) -> None:
-        """``model`` with its ``temperature``, and any further ``ensemble`` members as (model, temperature)
+                 ensemble: Sequence[tuple[AcousticModel, float]] = (), speeds: Sequence[float] = (1.0,)) -> None:
+        """``model`` (a fine-tuned model, or an exported one run by ONNX Runtime) with its ``temperature``, and any further ``ensemble`` members as (model, temperature)
         pairs: models of the same vocabulary and frame rate whose probabilities are averaged; ``speeds``:
         with a ``grammar``, the speed factors the audio is scored at (``f > 1`` plays faster)."""
         from cssl.train.runtime import resolve_precision
@@ -105,8 +109,8 @@ class Recognizer:
         self.vocab = vocab
         self.temperature = temperature
         self.normalize = normalize
-        self.stride = model.feature_extractor.stride
-        strides = {m.feature_extractor.stride for m, _ in self.members}
+        self.stride = _stride(model)
+        strides = {_stride(m) for m, _ in self.members}
         if len(strides) > 1:
             raise UsageError(f"ensemble members have different frame strides {sorted(strides)} (samples per "
                              "frame): their frames do not line up; ensemble models of one architecture")
@@ -134,15 +138,21 @@ class Recognizer:
             self.beam = BeamDecoder(vocab, lm, beam_size=beam_size, lm_weight=lm_weight, word_score=word_score,
                                     lexicon=lexicon)
 
-    def _prepared(self, model: Wav2Vec2Model) -> Wav2Vec2Model:
+    def _prepared(self, model: AcousticModel) -> AcousticModel:
+        if isinstance(model, OnnxCTCModel):
+            if self.precision != "no" or self.device.type != "cpu":
+                raise UsageError(f"{model.path}: an ONNX model runs in its own precision on the CPU (ONNX Runtime); "
+                                 "leave precision and device at their defaults")
+            return model
         if self.precision != "no":  # a half-precision copy: autocast would cast every weight on every call
             model = copy.deepcopy(model).to(self.dtype)
         return model.eval().to(self.device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, ensemble: Sequence[str | Path] = (), **kwargs) -> Recognizer:
-        """Rebuilds model, vocabulary and temperature from a fine-tuning checkpoint alone; ``ensemble``
-        names further checkpoints (same vocabulary and input normalization) to average with it."""
+        """Rebuilds model, vocabulary and temperature from a fine-tuning checkpoint alone, or from an ONNX file
+        written by ``cssl export`` (run by ONNX Runtime); ``ensemble`` names further models (same vocabulary
+        and input normalization) to average with it."""
         first = _fine_tuned(path)
         members = []
         for other in ensemble:
@@ -236,12 +246,30 @@ class Recognizer:
         return align_words(text.split(), greedy)
 
 
-def _fine_tuned(path: str | Path) -> LoadedModel:
+@dataclass
+class _Member:
+    """A recognizer's model with what decoding needs from its file."""
+
+    model: AcousticModel
+    vocab: Vocabulary
+    temperature: float
+    normalize: bool
+
+
+def _fine_tuned(path: str | Path) -> _Member:
+    if Path(path).suffix == ".onnx":
+        exported = OnnxCTCModel(path)
+        return _Member(exported, exported.meta.vocab, exported.meta.temperature, exported.meta.normalize)
     loaded = load_model(path)
     if loaded.vocab is None:
         raise CheckpointError(f"{path}: {loaded.source} has no CTC head; transcription needs a fine-tuning "
                               "checkpoint (cssl finetune ... init=this file)")
-    return loaded
+    return _Member(loaded.model, loaded.vocab, loaded.temperature, loaded.normalize)
+
+
+def _stride(model: AcousticModel) -> int:
+    """Samples between the model's output frames."""
+    return model.stride if isinstance(model, OnnxCTCModel) else model.feature_extractor.stride
 
 
 def align_words(words: list[str], greedy: list[Word]) -> list[Word]:

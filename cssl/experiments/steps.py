@@ -24,7 +24,6 @@ PRETRAIN_PRESET = preset("pretrain/tiny.yaml")
 """The pretraining preset the demo runs live."""
 FINETUNE_PRESET = preset("finetune/tiny.yaml")
 """The fine-tuning preset of the demo and the label-budget benchmark."""
-"""The shipped tiny pretrained checkpoint."""
 
 
 class StageFailed(UserError):
@@ -39,12 +38,18 @@ def run_stage(stage: str, config: Path, overrides: list[str]) -> None:
         raise StageFailed(f"{' '.join(command)} exited with status {status} (its error is printed above)")
 
 
-def fresh_folder(out: Path) -> None:
+def fresh_folder(out: Path, keep_checkpoints: bool = False) -> bool:
     """Empties ``out`` for a new run, after taking the lock beside it (``.NAME.lock``): two benchmarks started
-    on the same run never delete each other's files; the second stops and names the first."""
+    on the same run never delete each other's files; the second stops and names the first.
+
+    With ``keep_checkpoints`` a folder holding checkpoints of an interrupted run is kept; returns whether it was
+    (the caller resumes it)."""
     hold_lock(out.parent / f".{out.name}.lock", f"run folder {out}")
+    if keep_checkpoints and any(out.glob("*.pt")):
+        return True
     if out.exists():
         shutil.rmtree(out)
+    return False
 
 
 def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
@@ -61,12 +66,13 @@ def pretrain(corpus: Path, out: Path, minutes: float, steps: int) -> Path:
 
 
 def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretrained: Path,
-             extra: list[str] | None = None, config: Path = FINETUNE_PRESET) -> Path:
+             extra: list[str] | None = None, config: Path = FINETUNE_PRESET, resume: bool = False) -> Path:
     """Fine-tunes ``config`` (the tiny preset) as ``name`` (pretrained, scratch, scratch-frozen) on
     ``train``; returns its best checkpoint by ``dev`` WER (``averaged.pt`` when ``average_best`` made
     one that won on dev; not calibrated: callers calibrate and report). ``extra`` overrides come last
-    (a seed, early stopping)."""
-    fresh_folder(out)
+    (a seed, early stopping). With ``resume`` an interrupted run in ``out`` continues from its newest
+    checkpoint (exactly, as ``resume=auto`` does) instead of starting afresh."""
+    resuming = fresh_folder(out, keep_checkpoints=resume)
     run_stage("finetune", config, [
         f"data.manifest={train}",
         f"data.valid_manifest={dev}",
@@ -75,6 +81,7 @@ def finetune(name: str, train: Path, dev: Path, out: Path, steps: int, pretraine
         "calibrate=false",
         f"init={pretrained}" if name == "pretrained" else "init=null",
         f"freeze.feature_encoder={'false' if name == 'scratch' else 'true'}",
+        *(["resume=auto"] if resuming else []),
         *(extra or []),
     ])
     return best_checkpoint(out)

@@ -9,7 +9,8 @@ Elsewhere (CUDA) it uses stock PyTorch, which dispatches to the vendor's kernels
 ``F.scaled_dot_product_attention`` (flash / memory-efficient attention).
 
 Both sides compute the same function (tests compare them on the CPU); only dropout
-masks differ, being random. :func:`use_kernels` forces one side, for tests and checks.
+masks differ, being random. A graph captured by ``torch.export`` (``cssl export``) takes the stock side:
+the tuned kernels shape their work in Python for each input length. :func:`use_kernels` forces one side, for tests and checks.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def cpu_kernels(device: torch.device) -> bool:
     """True where the CPU-tuned kernels run: on CPU tensors, unless :func:`use_kernels` says otherwise."""
     if _forced is not None:
         return _forced == "cpu"
-    return device.type == "cpu"
+    return device.type == "cpu" and not torch.compiler.is_exporting()  # exported graphs: stock operators
 
 
 @contextlib.contextmanager

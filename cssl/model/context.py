@@ -195,8 +195,8 @@ class ContextEncoder(nn.Module):
     def forward(self, projected: Tensor, padding: Tensor | None, num_layers: int | None = None) -> list[Tensor]:
         """Runs the Transformer over projected frames; ``padding`` (B, T) is True on padded frames."""
         key_mask = None
-        if padding is not None and not bool(padding.any()):
-            padding = None  # nothing padded: attention without a mask
+        if padding is not None and not torch.compiler.is_exporting() and not bool(padding.any()):
+            padding = None  # nothing padded: attention without a mask (an exported graph keeps the mask)
         if padding is not None:
             projected = projected.masked_fill(padding.unsqueeze(-1), 0.0)  # padding must not reach the pos conv
             empty = padding.all(dim=1, keepdim=True)  # (B, 1): rows with no valid frame

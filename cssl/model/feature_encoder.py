@@ -153,13 +153,16 @@ class FeatureEncoder(nn.Module):
         if samples < self.receptive_field and lengths is None:  # one all-padding frame, zero valid
             lengths = torch.full((batch,), samples, dtype=torch.long, device=waves.device)
         frame_lengths = None if lengths is None else self.output_lengths(lengths)
-        if lengths is not None and bool((lengths >= samples).all()):
-            lengths = None  # nothing is padded: statistics over whole rows
-        frames = max(samples, self.receptive_field)  # shorter input is zero-padded to one window
+        if lengths is not None and not torch.compiler.is_exporting() and bool((lengths >= samples).all()):
+            lengths = None  # nothing is padded: statistics over whole rows (an exported graph keeps the masks)
+        # Shorter input is zero-padded to one window (an exported graph's input is at least one window long).
+        exporting = torch.compiler.is_exporting()
+        frames = samples if exporting else max(samples, self.receptive_field)
         padded = -(-frames // self.stride) * self.stride
         x = F.pad(waves, (0, padded - samples)).unsqueeze(-1)  # (B, S', 1), S' a multiple of the total stride
         for i, block in enumerate(self.conv_layers):
-            frames = max(0, (frames - block.kernel_size) // block.stride + 1)  # conv output length of the batch
+            frames = (frames - block.kernel_size) // block.stride + 1  # conv output length of the batch
+            frames = frames if exporting else max(0, frames)
             if lengths is not None and isinstance(block.layer_norm, MaskedGroupNorm):
                 size = x.shape[1] // block.stride
                 valid = (torch.arange(size, device=waves.device) < self.output_lengths(lengths, upto=i + 1)[:, None])
@@ -167,6 +170,9 @@ class FeatureEncoder(nn.Module):
                 x = block(x, frames, valid) * valid.to(x.dtype)  # padded frames back to zero after the norm
             else:
                 x = block(x, frames, None)  # (B, T, C)
+        if exporting:  # what the shape arithmetic implies, told to torch.export's symbolic shapes
+            torch._check(frames > 0)
+            torch._check(frames <= x.shape[1])
         return x[:, :frames], frame_lengths  # (B, T, C)
 
     @property
