@@ -29,6 +29,15 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path, help="fine-tuning checkpoint (best.pt)")
     p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders")
     p.add_argument("--jsonl", type=Path, default=None, help="write one JSON object per file here")
+    p.add_argument("--stream", action="store_true", help="read each file as if it arrived live, in chunks: partial "
+                   "results on stderr, the final one as usual (Recognizer.stream)")
+    p.add_argument("--chunk-ms", type=float, default=160.0, help="with --stream: the chunk size")
+    p.add_argument("--realtime", action="store_true", help="with --stream: pace the chunks by the clock")
+    p.add_argument("--left-seconds", type=float, default=4.0, help="with --stream: audio kept before the first "
+                   "undecided frame")
+    p.add_argument("--right-seconds", type=float, default=0.8, help="with --stream: audio after a frame before "
+                   "its output is final")
+    p.add_argument("--update-seconds", type=float, default=0.4, help="with --stream: new audio between model runs")
     _decoding_args(p)
     p.set_defaults(func=run_transcribe)
 
@@ -148,7 +157,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
     try:
         for path in files:
             try:
-                result = rec.transcribe(path)
+                result, extra = _transcribe_one(rec, path, args)
             except AudioError as err:
                 rejects.add(err.path, err.reason, err.detail)
                 print(f"skipped {err}", file=sys.stderr)
@@ -157,7 +166,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
             if sink:
                 sink.write(json.dumps({"audio": str(path), "text": result.text, "seconds": result.seconds,
                                        "log_likelihood": result.log_likelihood,
-                                       "words": [w.__dict__ for w in result.words]}) + "\n")
+                                       "words": [w.__dict__ for w in result.words], **extra}) + "\n")
                 sink.flush()
             print(f"{path}\t{result.text}", flush=True)
     finally:
@@ -172,6 +181,22 @@ def run_transcribe(args: argparse.Namespace) -> int:
         summary += f"; skipped files and reasons: {path}"
     print(summary, file=sys.stderr)
     return 0 if done else 1
+
+
+def _transcribe_one(rec, path: Path, args: argparse.Namespace) -> tuple:
+    """The transcript of one file, whole or streamed (``--stream``), and what the JSON line adds for a stream."""
+    if not args.stream:
+        return rec.transcribe(path), {}
+    from cssl.data.audio import load_audio
+    from cssl.decode.streaming import stream_audio
+
+    def show(partial) -> None:
+        print(f"  {partial.seconds:6.2f} s  {partial.stable} | {partial.text[len(partial.stable):].strip()}",
+              file=sys.stderr, flush=True)
+
+    stream = rec.stream(args.left_seconds, args.right_seconds, args.update_seconds)
+    done = stream_audio(stream, load_audio(path), args.chunk_ms / 1000, args.realtime, on_partial=show)
+    return done.transcript, {"latency_ms": round(done.latency * 1000, 1), "partials": len(done.partials)}
 
 
 def run_pseudo_label(args: argparse.Namespace) -> int:

@@ -170,16 +170,30 @@ class Recognizer:
     def log_probs(self, wave: Tensor) -> Tensor:
         """(T, V) calibrated log-probabilities of a mono 16 kHz waveform, chunked when long; for an
         ensemble, the log of the members' mean probabilities."""
-        each = [self._log_probs(model, temperature, wave) for model, temperature in self.members]
-        if len(each) == 1:
-            return each[0]
-        frames = {lp.shape[0] for lp in each}
-        if len(frames) > 1:
-            raise UsageError(f"ensemble members give {sorted(frames)} frames for one waveform: their feature "
-                             "encoders differ; ensemble models of one architecture")
-        return torch.logsumexp(torch.stack(each), dim=0) - math.log(len(each))  # (K, T, V) -> (T, V)
+        return _mixture([self._log_probs(model, temperature, wave) for model, temperature in self.members])
 
-    def _log_probs(self, model: Wav2Vec2Model, temperature: float, wave: Tensor) -> Tensor:
+    @torch.no_grad()
+    def window_log_probs(self, wave: Tensor) -> Tensor:
+        """(T, V) calibrated log-probabilities of one window of audio, run whole (no chunking): the model
+        sees exactly ``wave``. Streaming recognition (:meth:`stream`) runs its windows through this."""
+        return _mixture([(self._logits(model, wave) / temperature).log_softmax(dim=-1).cpu()
+                         for model, temperature in self.members])
+
+    def stream(self, left_seconds: float = 4.0, right_seconds: float = 0.8, update_seconds: float = 0.4):
+        """A :class:`~cssl.decode.streaming.RecognitionStream`: feed it 16 kHz audio as it arrives
+        (``accept``), read partial results, and ``finish`` for the final one."""
+        from cssl.decode.streaming import RecognitionStream
+
+        return RecognitionStream(self, left_seconds, right_seconds, update_seconds)
+
+    def _logits(self, model: AcousticModel, segment: Tensor) -> Tensor:
+        """(T, V) fp32 logits of one model over one segment, run whole."""
+        segment = segment.to(self.device)
+        with self._autocast():
+            logits, _ = model(segment[None], torch.tensor([segment.numel()], device=self.device))
+        return logits[0].float()
+
+    def _log_probs(self, model: AcousticModel, temperature: float, wave: Tensor) -> Tensor:
         """(T, V) calibrated log-probabilities of one model."""
         pieces = []
         step = self.chunk - self.overlap
@@ -188,10 +202,7 @@ class Recognizer:
         # Chunk i owns the global frames between the midpoints of its overlaps with its neighbours.
         bounds = [s // self.stride + margin for s in starts[1:]]
         for i, start in enumerate(starts):
-            segment = wave[start : start + self.chunk].to(self.device)
-            with self._autocast():
-                logits, _ = model(segment[None], torch.tensor([segment.numel()], device=self.device))
-            frames = logits[0].float()  # (T_chunk, V)
+            frames = self._logits(model, wave[start : start + self.chunk])  # (T_chunk, V)
             offset = start // self.stride
             first = bounds[i - 1] - offset if i > 0 else 0
             last = bounds[i] - offset if i < len(starts) - 1 else frames.shape[0]
@@ -210,8 +221,12 @@ class Recognizer:
         else:
             wave = torch.as_tensor(np.asarray(audio), dtype=torch.float32).flatten()
             wave = prepare(wave, sample_rate, normalize=self.normalize)
-        lp = self.log_probs(wave)
-        seconds = wave.numel() / SAMPLE_RATE
+        return self.decode(self.log_probs(wave), wave)
+
+    def decode(self, lp: Tensor, wave: Tensor | None = None) -> Transcript:
+        """The transcript of (T, V) calibrated log-probabilities with this recognizer's decoder (greedy, beam
+        with LM/lexicon, or grammar); ``wave``, the audio they come from, is needed only by ``speeds``."""
+        seconds = lp.shape[0] * self.stride / SAMPLE_RATE if wave is None else wave.numel() / SAMPLE_RATE
         frame_s = self.stride / SAMPLE_RATE
         if self.grammar is not None:
             chosen = self.grammar.choose(self._grammar_log_likelihoods(wave, lp))
@@ -231,10 +246,12 @@ class Recognizer:
         ids = self.vocab.encode(text)
         return sequence_log_likelihood(lp, ids, self.vocab.blank) / len(ids) if ids else None
 
-    def _grammar_log_likelihoods(self, wave: Tensor, lp: Tensor) -> Tensor:
+    def _grammar_log_likelihoods(self, wave: Tensor | None, lp: Tensor) -> Tensor:
         """(P,) the grammar phrases' CTC log-likelihoods, averaged over ``self.speeds`` (``lp``: at speed 1)."""
         from cssl.data.augment import speed_perturb
 
+        if wave is None and self.speeds != (1.0,):
+            raise UsageError("scoring at several speeds (speeds=) needs the audio, not only its log-probabilities")
         each = [self.grammar.log_likelihoods(lp if f == 1.0 else self.log_probs(speed_perturb(wave, f)))
                 for f in self.speeds]
         return torch.stack(each).mean(dim=0)  # (S, P) -> (P,)
@@ -265,6 +282,17 @@ def _fine_tuned(path: str | Path) -> _Member:
         raise CheckpointError(f"{path}: {loaded.source} has no CTC head; transcription needs a fine-tuning "
                               "checkpoint (cssl finetune ... init=this file)")
     return _Member(loaded.model, loaded.vocab, loaded.temperature, loaded.normalize)
+
+
+def _mixture(each: list[Tensor]) -> Tensor:
+    """The log of the mean probability of ensemble members' (T, V) log-probabilities."""
+    if len(each) == 1:
+        return each[0]
+    frames = {lp.shape[0] for lp in each}
+    if len(frames) > 1:
+        raise UsageError(f"ensemble members give {sorted(frames)} frames for one waveform: their feature "
+                         "encoders differ; ensemble models of one architecture")
+    return torch.logsumexp(torch.stack(each), dim=0) - math.log(len(each))  # (K, T, V) -> (T, V)
 
 
 def _stride(model: AcousticModel) -> int:
