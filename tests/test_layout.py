@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "cssl"
 
 LAYERS = {
     "cssl": 0, "utils": 0, "text": 1, "data": 2, "kernels": 2, "model": 3, "train": 4, "convert": 5,
-    "synth": 5, "deploy": 6, "probe": 6, "curation": 7, "score": 6, "decode": 7, "experiments": 8, "cli": 9, "__main__": 10,
+    "synth": 5, "deploy": 6, "probe": 6, "curation": 7, "score": 6, "decode": 7, "experiments": 8, "serve": 8, "cli": 9, "__main__": 10,
 }
 """Rank of each subpackage: a module may import its own package and packages of a lower rank."""
 

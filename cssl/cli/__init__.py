@@ -37,6 +37,7 @@ models:
   cssl probe CKPT MANIFEST                     how phonetic each level of a model is (PNMI, purities)
   cssl convert SRC DST --to hf|fairseq2|...    checkpoints for transformers, fairseq2, torchaudio
   cssl export CKPT OUT.onnx [--int8]           an ONNX file for ONNX Runtime (transcribe takes it too)
+  cssl serve CKPT_OR_ONNX [--port 8000]        a local HTTP/WebSocket service and a page to try it
   cssl demo [--out DIR]                        the demo on the embedded corpus (make demo)
 
 Stage configs: --print-config lists every key. User errors print one line; --debug or

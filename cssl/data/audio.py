@@ -7,6 +7,7 @@ samples``...), so a data loader can skip the file, count it and report it.
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 from collections.abc import Iterator
@@ -97,6 +98,23 @@ def load_audio(
     length filters and batching with wrong numbers.
     """
     data, rate = read_audio(path)
+    return _checked_wave(data, rate, path, sample_rate, normalize, expected_rate, max_channels, min_rate,
+                         expected_samples)
+
+
+def load_audio_bytes(payload: bytes, name: str, sample_rate: int = SAMPLE_RATE, normalize: bool = False,
+                     max_channels: int | None = MAX_CHANNELS, min_rate: int | None = MIN_RATE) -> torch.Tensor:
+    """:func:`load_audio` of a file's bytes (an upload), ``name`` in errors; empty bytes are ``zero length``."""
+    if not payload:
+        raise AudioError(name, "zero length", "no bytes")
+    data, rate = decode(io.BytesIO(payload), name)
+    return _checked_wave(data, rate, name, sample_rate, normalize, None, max_channels, min_rate, None)
+
+
+def _checked_wave(data: np.ndarray, rate: int, path: str | Path, sample_rate: int, normalize: bool,
+                  expected_rate: int | None, max_channels: int | None, min_rate: int | None,
+                  expected_samples: int | None) -> torch.Tensor:
+    """The decoded ``data`` (frames, channels) under the loading policy, as a mono tensor at ``sample_rate``."""
     if expected_rate is not None and rate != expected_rate:
         raise AudioError(path, "unexpected sample rate", f"{rate} Hz, expected {expected_rate} Hz")
     if min_rate is not None and rate < min_rate:
