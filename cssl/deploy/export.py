@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from cssl import SAMPLE_RATE
 from cssl.convert.loading import load_model
 from cssl.deploy.metadata import ExportMetadata
+from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import CheckpointError
 from cssl.utils.io import atomic_write
 
@@ -67,18 +68,24 @@ class CTCGraph(nn.Module):
 
 def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False) -> ExportReport:
     """Exports the fine-tuned model of ``checkpoint`` to ``out`` (written atomically)."""
-    out = Path(out)
     loaded = load_model(checkpoint)
     if loaded.vocab is None or loaded.model.aux is None:
         raise CheckpointError(f"{checkpoint}: {loaded.source} has no CTC head; only fine-tuned models export "
                               "(cssl finetune ... init=this file, then export its best.pt)")
-    model = loaded.model.float().eval()
+    return export_model(loaded.model, loaded.vocab, out, int8, loaded.temperature, loaded.normalize,
+                        loaded.source, json.dumps(asdict(loaded.config)))
+
+
+def export_model(model: nn.Module, vocab: Vocabulary, out: str | Path, int8: bool = False, temperature: float = 1.0,
+                 normalize: bool = False, source: str = "", architecture: str = "{}") -> ExportReport:
+    """Exports a model with a CTC head (a :class:`~cssl.model.Wav2Vec2Model`) and its decoding facts to ``out``."""
+    out = Path(out)
+    model = model.float().eval()
     encoder = model.feature_extractor
     meta = ExportMetadata(
-        symbols=tuple(loaded.vocab.symbols), temperature=float(loaded.temperature), normalize=bool(loaded.normalize),
+        symbols=tuple(vocab.symbols), temperature=float(temperature), normalize=bool(normalize),
         sample_rate=SAMPLE_RATE, stride=encoder.stride, receptive_field=encoder.receptive_field,
-        quantization="int8-dynamic" if int8 else "none", source=loaded.source,
-        architecture=json.dumps(asdict(loaded.config)))
+        quantization="int8-dynamic" if int8 else "none", source=source, architecture=architecture)
     waves, lengths = _check_batch(encoder.receptive_field)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
