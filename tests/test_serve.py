@@ -4,7 +4,6 @@ bad input answered with 4xx, and the page driven in a real headless browser when
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import shutil
 import socket
@@ -15,10 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-import torch
 
-from cssl.decode.recognizer import Recognizer
 from cssl.serve.app import Limits, build_app
 from tests.conftest import tone, write
 from tests.test_streaming import recognizer

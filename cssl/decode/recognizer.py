@@ -32,7 +32,7 @@ import copy
 import difflib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ from torch import Tensor
 from cssl import SAMPLE_RATE
 from cssl.convert.loading import load_model
 from cssl.data.audio import load_audio, prepare
+from cssl.decode.transcript import Transcript, Word
 from cssl.deploy.onnx_model import OnnxCTCModel
 from cssl.model import Wav2Vec2Model
 from cssl.model.ctc import sequence_log_likelihood
@@ -52,36 +53,6 @@ from cssl.utils.errors import UsageError
 
 AcousticModel = Wav2Vec2Model | OnnxCTCModel
 """What a recognizer runs: a fine-tuned model, or an exported one (``cssl export``) run by ONNX Runtime."""
-
-
-@dataclass
-class Word:
-    """A recognised word with its time span and confidence."""
-
-    word: str
-    """The word (upper case)."""
-    start: float
-    """Start time in seconds."""
-    end: float
-    """End time in seconds."""
-    confidence: float
-    """Calibrated probability of the word's best path, in [0, 1]."""
-
-
-@dataclass
-class Transcript:
-    """What :meth:`Recognizer.transcribe` returns."""
-
-    text: str
-    """The words joined by spaces."""
-    words: list[Word] = field(default_factory=list)
-    """Per-word times and confidences."""
-    seconds: float = 0.0
-    """Audio duration."""
-    log_likelihood: float | None = None
-    """CTC log-likelihood of ``text`` per symbol (letters and word separators) under the calibrated
-    probabilities, a sequence-level confidence (``exp`` of it: the geometric-mean probability per
-    symbol); None for an empty transcript."""
 
 
 class Recognizer:

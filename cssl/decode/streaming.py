@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from cssl import SAMPLE_RATE
+from cssl.decode.transcript import Transcript
 from cssl.score.calibration import word_confidences
 from cssl.utils.errors import UsageError
 
@@ -113,11 +114,9 @@ class RecognitionStream:
                                       self.last.committed_seconds)
         return self.last
 
-    def finish(self):
-        """Runs the last window, commits every frame and returns the final
-        :class:`~cssl.decode.recognizer.Transcript` of the whole stream."""
-        from cssl.decode.recognizer import Transcript
-
+    def finish(self) -> Transcript:
+        """Runs the last window, commits every frame and returns the final :class:`Transcript` of the
+        whole stream."""
         if self.finished:
             raise UsageError("this stream is finished already")
         self.finished = True
@@ -183,8 +182,8 @@ def _receptive_field(model) -> int:
 class StreamedFile:
     """What :func:`stream_audio` returns."""
 
-    transcript: object
-    """The final :class:`~cssl.decode.recognizer.Transcript`."""
+    transcript: Transcript
+    """The final transcript."""
     partials: list[PartialResult]
     """Every partial result that changed the text, in order."""
     latency: float
