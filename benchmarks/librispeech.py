@@ -95,10 +95,13 @@ def prepare(data: Path, out: Path, budgets: list[float], seed: int) -> dict[str,
     return paths
 
 
-def run_arm(args, paths: dict[str, Path], minutes: float, arm: str, init: Path | None, seed: int) -> dict:
-    """One fine-tuning run and its scores (reused when finished earlier)."""
-    tag = "-".join(p for p in (arm, checkpoint_tag(init) if init else "", args.tag) if p)
-    run = args.out / f"{minutes:g}min" / f"{tag}-seed{seed}"
+def run_arm(args, paths: dict[str, Path], minutes: float, arm: str, init: Path | None, seed: int,
+            labels: Path | None = None, run: Path | None = None, config: Path = PRESET) -> dict:
+    """One fine-tuning run and its scores (reused when finished earlier): ``labels`` (default: the budget's
+    random subset) into ``run`` (default: ``--out``/MINUTESmin/ARM[-CKPT][-TAG]-seedN) with ``config``."""
+    if run is None:
+        tag = "-".join(p for p in (arm, checkpoint_tag(init) if init else "", args.tag) if p)
+        run = args.out / f"{minutes:g}min" / f"{tag}-seed{seed}"
     done = run / "result.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -107,8 +110,8 @@ def run_arm(args, paths: dict[str, Path], minutes: float, arm: str, init: Path |
     resumed = any(run.glob("*.pt"))  # an interrupted run continues: its CPU minutes count from here
     overrides = [f"seed={seed}", f"early_stop.patience={args.patience}", f"early_stop.min_steps={args.min_steps}",
                  *([f"threads={args.threads}"] if args.threads else []), *args.set]
-    best = finetune("scratch" if init is None else "pretrained", paths[f"labels-{minutes:g}"], paths["dev-small"],
-                    run, args.max_steps, init or PRETRAINED, overrides, config=PRESET, resume=True)
+    best = finetune("scratch" if init is None else "pretrained", labels or paths[f"labels-{minutes:g}"],
+                    paths["dev-small"], run, args.max_steps, init or PRETRAINED, overrides, config=config, resume=True)
     greedy, with_lm, tuning = score(best, paths["dev-small"], paths["test"], paths["lm"], run / "test", arm)
     row = {"minutes": minutes, "arm": arm, "seed": seed, "init": str(init) if init else None,
            "steps": last_step(run), "best_step": best_step(run, "cer"),
