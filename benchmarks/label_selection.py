@@ -1,4 +1,4 @@
-"""Which utterances to label: ``cssl select``'s covering choice against random choice of the same minutes.
+"""Which utterances to label: ``cssl select``'s covering choice (``--method cover``) against random choice of the same minutes.
 
     python benchmarks/label_selection.py [--data ../shared/data] [--demo runs/demo/corpus]
                                          [--out runs/label-selection] [--budgets 10,30] [--seeds 3]
@@ -42,7 +42,7 @@ from cssl.cli.options import seed_list  # noqa: E402
 from cssl.experiments.label_budget import FIGURES, mean_cell, mean_spread  # noqa: E402
 from cssl.experiments.steps import FINETUNE_PRESET, build_lm  # noqa: E402
 
-METHODS = ("covering", "random")
+METHODS = ("cover", "random")
 
 
 def corpora(args) -> dict[str, dict]:
