@@ -1,4 +1,5 @@
-"""Which utterances to label: ``cssl select``'s covering choice (``--method cover``) against random choice of the same minutes.
+"""Which utterances to label: ``cssl select``'s covering choice (``--method cover``) against random labels
+of the same minutes.
 
     python benchmarks/label_selection.py [--data ../shared/data] [--demo runs/demo/corpus]
                                          [--out runs/label-selection] [--budgets 10,30] [--seeds 3]
