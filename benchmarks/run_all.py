@@ -29,7 +29,7 @@ BENCHMARKS = [
     (["pretrain_step.py", "--size", "tiny", "--batch", "8", "--seconds", "4", "--steps", "8", "--bf16"], True, False),
     (["pretrain_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3"], True, False),
     (["pretrain_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3", "--bf16"], True, False),
-    (["inference.py", "--size", "base", "--seconds", "10", "--threads", "2"], True, False),
+    (["inference.py", "--sizes", "tiny,base", "--seconds", "10", "--threads", "1,2", "--repeats", "3"], True, False),
     (["label_budget.py"], False, True),
     (["real_speech.py"], False, True),
 ]
