@@ -216,3 +216,29 @@ def test_the_page_transcribes_an_uploaded_file_in_a_real_browser(service, tmp_pa
         assert "test-model" in browser.find_element(By.ID, "model").text
     finally:
         browser.quit()
+
+
+def test_the_serve_command_starts_the_service_on_its_port(tmp_path: Path) -> None:
+    """``cssl serve`` as a user runs it: a process listening on the port it was given, answering /health."""
+    import subprocess
+    import sys
+
+    from tests.test_recognizer import checkpoint
+
+    port = free_port()
+    command = [sys.executable, "-m", "cssl", "serve", str(checkpoint(tmp_path)), "--port", str(port), "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, health = time.monotonic() + 60, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health is not None, process.stdout.read() if process.poll() is not None else "no answer in 60 s"
+        assert health["model"] == "model.pt" and health["status"] == "ok"
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in out
