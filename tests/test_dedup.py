@@ -93,7 +93,9 @@ def test_cssl_data_dedup_writes_the_kept_the_dropped_and_the_leaks(speech, tmp_p
     random.Random(0).shuffle(entries[:8])
     write_manifest(Manifest(folder, entries), tmp_path / "train.tsv")
     sf.write(folder / "test0.wav", changed(speech[6][1], 4), 16000)  # the test set holds a copy of u6
-    write_manifest(Manifest(folder, [Entry("test0.wav", 0, speech[6][0])]), tmp_path / "test.tsv")
+    (folder / "test-broken.wav").write_bytes(b"RIFF0000WAVEfmt not audio either")
+    write_manifest(Manifest(folder, [Entry("test0.wav", 0, speech[6][0]), Entry("test-broken.wav", 16000, "y")]),
+                   tmp_path / "test.tsv")
 
     out = tmp_path / "kept.tsv"
     assert cssl(["data", "dedup", str(tmp_path / "train.tsv"), str(out), "--against", str(tmp_path / "test.tsv")]) == 0
@@ -109,6 +111,7 @@ def test_cssl_data_dedup_writes_the_kept_the_dropped_and_the_leaks(speech, tmp_p
     said = capsys.readouterr().out
     assert "kept 7 of 11 utterances; dropped 1 exact and 1 near duplicates, 1 that duplicate" in said
     assert "1 unreadable" in said
+    assert "files unreadable, not checked for leaks" in said and "test-broken.wav" in (tmp_path / "kept.against-rejects.tsv").read_text()
 
     assert cssl(["data", "dedup", str(tmp_path / "train.tsv"), str(out)]) == 2  # exists: --force to replace
     assert "--force" in capsys.readouterr().err
@@ -127,3 +130,17 @@ def test_the_inverted_file_index_of_large_sets_finds_copies_as_the_exact_search_
     _, approximate = dedup.summary_neighbours(keys, keys, 5)
     assert all(i in exact[2900 + i] and i in approximate[2900 + i] for i in range(100))
     assert (approximate[:, 0] == np.arange(3000)).mean() > 0.99  # each key finds itself first
+
+
+def test_a_copy_of_a_copy_reports_its_similarity_to_the_kept_first(speech) -> None:
+    """A chain: b copies a, c copies b (trimmed and noisier again). c's twin is a, the one kept, and the
+    similarity it reports is c's to a, not to b through which it joined."""
+    a = speech[6][1]
+    b = changed(a, 21)
+    c = changed(b, 22)
+    prints = [dedup.fingerprint(torch.from_numpy(x)) for x in (a, b, c)]
+    matches = {m.index: m for m in dedup.within(prints)}
+    assert set(matches) == {1, 2} and matches[1].twin == matches[2].twin == 0
+    for i in (1, 2):
+        assert matches[i].similarity == pytest.approx(dedup.frame_similarity(prints[i].frames, prints[0].frames))
+    assert matches[2].similarity != pytest.approx(dedup.frame_similarity(prints[2].frames, prints[1].frames))

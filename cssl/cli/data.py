@@ -234,10 +234,11 @@ def run_dedup(args: argparse.Namespace) -> int:
         rejects.write(rejects_path)
         raise UserError(f"{args.manifest}: no readable utterance ({rejects.summary()}; listed in {rejects_path})")
     rows = [(m, entries[m.twin].path, m.kind) for m in dedup.within(prints, threshold)]
-    leaks = 0
+    leaks, test_rejects = 0, Rejects()
+    test_rejects_path = args.out.with_name(args.out.stem + ".against-rejects.tsv")
     if args.against is not None:
         test = read_manifest(args.against)
-        test_entries, test_prints = dedup.fingerprint_manifest(test, Rejects())
+        test_entries, test_prints = dedup.fingerprint_manifest(test, test_rejects)
         found = {m.index for m, _, _ in rows}
         for m in dedup.against(prints, test_prints, threshold):
             leaks += 1
@@ -254,10 +255,14 @@ def run_dedup(args: argparse.Namespace) -> int:
     atomic_write_lines(dropped_path, lines)
     if len(rejects):
         rejects.write(rejects_path)
+    if len(test_rejects):  # test files that could not be checked for leaks
+        test_rejects.write(test_rejects_path)
     kinds = {k: sum(1 for _, _, kind in rows if kind == k) for k in ("exact", "near")}
     print(f"{args.out}: kept {len(kept)} of {len(manifest)} utterances; dropped {kinds['exact']} exact and "
           f"{kinds['near']} near duplicates" + (f", {leaks} that duplicate {args.against}" if args.against else "")
-          + f" (listed in {dropped_path})" + (f"; {len(rejects)} unreadable ({rejects_path})" if len(rejects) else ""))
+          + f" (listed in {dropped_path})" + (f"; {len(rejects)} unreadable ({rejects_path})" if len(rejects) else "")
+          + (f"; {len(test_rejects)} of {args.against}'s files unreadable, not checked for leaks ({test_rejects_path})"
+             if len(test_rejects) else ""))
     return 0
 
 

@@ -119,9 +119,10 @@ class Match:
 
 def within(prints: list[Fingerprint], threshold: float = THRESHOLD, k: int = NEIGHBOURS) -> list[Match]:
     """Duplicates inside one list: every utterance that repeats an earlier one, matched to the first of
-    its group (groups are closed under matching: a copy of a copy joins the original's group)."""
+    its group (groups are closed under matching: a copy of a copy joins the original's group). Each match
+    reports its similarity to that first member, the one kept (below the threshold for a copy that joined
+    through another copy)."""
     parent = list(range(len(prints)))
-    best: dict[int, tuple[float, str]] = {}
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -129,18 +130,14 @@ def within(prints: list[Fingerprint], threshold: float = THRESHOLD, k: int = NEI
             i = parent[i]
         return i
 
-    def join(i: int, j: int, similarity: float, kind: str) -> None:
+    def join(i: int, j: int) -> None:
         a, b = sorted((root(i), root(j)))
-        if a != b:
-            parent[b] = a
-        for x in (i, j):
-            if similarity > best.get(x, (-1.0, ""))[0]:
-                best[x] = (similarity, kind)
+        parent[b] = a
 
     first: dict[str, int] = {}
     for i, p in enumerate(prints):
         if p.digest in first:
-            join(first[p.digest], i, 1.0, "exact")
+            join(first[p.digest], i)
         else:
             first[p.digest] = i
     if len(prints) > 1:
@@ -152,13 +149,16 @@ def within(prints: list[Fingerprint], threshold: float = THRESHOLD, k: int = NEI
             if root(i) != root(j):
                 similarity = frame_similarity(prints[i].frames, prints[j].frames)
                 if similarity >= threshold:
-                    join(i, j, similarity, "near")
+                    join(i, j)
     matches = []
     for i in range(len(prints)):
         r = root(i)
-        if r != i:
-            similarity, kind = best[i]
-            matches.append(Match(i, r, similarity, kind))
+        if r == i:
+            continue
+        if prints[i].digest == prints[r].digest:
+            matches.append(Match(i, r, 1.0, "exact"))
+        else:
+            matches.append(Match(i, r, frame_similarity(prints[i].frames, prints[r].frames), "near"))
     return matches
 
 
