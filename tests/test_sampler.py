@@ -19,14 +19,17 @@ def lognormal_lengths(n: int, seed: int = 0, cap: int = 2_000) -> list[int]:
     return np.minimum(lengths, cap).tolist()
 
 
-def naive_greedy(lengths: list[int], order: list[int], bound: int, max_size: int) -> list[list[int]]:
-    """Reference packing, one item at a time."""
+def naive_greedy(lengths: list[int], order: list[int], bound: int, max_size: int,
+                 max_pad: int | None = None) -> list[list[int]]:
+    """Reference packing, one item at a time (``max_pad``: also close before the padding passes it)."""
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0
     for index in order:
         grown = max(longest, lengths[index])
-        if current and ((len(current) + 1) * grown > bound or len(current) == max_size):
+        padding = (len(current) + 1) * grown - sum(lengths[i] for i in current) - lengths[index]
+        if current and ((len(current) + 1) * grown > bound or len(current) == max_size
+                        or (max_pad is not None and padding > max_pad)):
             batches.append(current)
             current, grown = [], lengths[index]
         current.append(index)
@@ -61,6 +64,29 @@ def test_packing_matches_a_one_item_at_a_time_greedy(bucket: bool, max_batch_siz
     order = sorted(range(len(lengths)), key=lengths.__getitem__) if bucket else range(len(lengths))
     expected = naive_greedy(lengths, list(order), BOUND, max_batch_size or len(lengths))
     assert sampler.plan(0) == expected
+
+
+@pytest.mark.parametrize("bucket", [True, False])
+@pytest.mark.parametrize("max_padding", [0.0, 0.02, 0.1])
+def test_a_padding_cap_closes_batches_as_the_one_item_at_a_time_greedy_does(bucket: bool, max_padding: float) -> None:
+    lengths = lognormal_lengths(500, seed=4)
+    sampler = BucketBatchSampler(lengths, BOUND, bucket=bucket, shuffle=False, max_padding=max_padding)
+    order = sorted(range(len(lengths)), key=lengths.__getitem__) if bucket else range(len(lengths))
+    expected = naive_greedy(lengths, list(order), BOUND, len(lengths), int(max_padding * BOUND))
+    assert sampler.plan(0) == expected
+    for batch in sampler.plan(0):
+        assert len(batch) * max(lengths[i] for i in batch) - sum(lengths[i] for i in batch) <= max_padding * BOUND
+
+
+def test_a_padding_cap_lowers_the_padding_of_few_long_batches() -> None:
+    """A small, widely spread set in a large bound: the greedy batches reach far up the sorted lengths."""
+    lengths = lognormal_lengths(200, seed=5, cap=10_000)
+    plain = BucketBatchSampler(lengths, 60_000, seed=1)
+    capped = BucketBatchSampler(lengths, 60_000, seed=1, max_padding=0.05)
+    assert capped.padding_fraction(0) < 0.6 * plain.padding_fraction(0)
+    assert sorted(i for b in capped.plan(0) for i in b) == list(range(200))
+    with pytest.raises(ValueError, match="max_padding"):
+        BucketBatchSampler(lengths, 60_000, max_padding=1.5)
 
 
 def test_pools_are_sorted_and_packed_each_on_its_own() -> None:

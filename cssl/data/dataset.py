@@ -26,7 +26,7 @@ from cssl.data.manifest import Manifest, read_manifest
 from cssl.data.rejects import Reject, Rejects
 from cssl.data.sampler import BucketBatchSampler
 from cssl.text.vocab import Vocabulary
-from cssl.utils.config import Count, PositiveInt
+from cssl.utils.config import Count, PositiveInt, Probability
 from cssl.utils.errors import DataError
 from cssl.utils.seeding import mix_seed
 
@@ -53,6 +53,8 @@ class DataConfig:
     """Optional cap on utterances per batch."""
     bucket: bool = True
     """Group utterances of similar length (less padding); False gives plain random batches."""
+    max_padding: Probability | None = None
+    """Close a batch before its padding passes this share of max_batch_samples; None: no cap."""
     num_workers: Count = 2
     """Data-loader worker processes (0 loads in the training process)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -244,6 +246,7 @@ def build_loader(
         max_batch_samples=cfg.max_batch_samples,
         max_batch_size=cfg.max_batch_size,
         bucket=cfg.bucket,
+        max_padding=cfg.max_padding,
         shuffle=train,
         seed=seed,
         num_replicas=num_replicas,

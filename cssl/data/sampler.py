@@ -93,6 +93,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         rank: this process, ``0 <= rank < num_replicas``.
         pool_size: sort by length only within pools of this many shuffled utterances
             (``None``: sort the whole set).
+        max_padding: also close a batch before its padding (``len * max - sum(lengths)``)
+            would pass this share of ``max_batch_samples`` (``None``: no cap). Few, long
+            batches over a small or widely spread set otherwise pad a lot: the greedy batch
+            that fills the bound reaches far up the sorted lengths.
 
     Raises:
         ValueError: on an invalid setting, or when there are fewer utterances than
@@ -110,6 +114,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         pool_size: int | None = None,
+        max_padding: float | None = None,
     ) -> None:
         super().__init__()
         self.lengths = _as_lengths(lengths)
@@ -133,6 +138,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
         self.pool_size = None if pool_size is None else int(pool_size)
+        if max_padding is not None and not 0 <= max_padding < 1:
+            raise ValueError(f"max_padding is a share of max_batch_samples in [0, 1), got {max_padding}")
+        self.max_padding = max_padding
         self._epoch = 0
         self._batches_done = 0
         self._cache: tuple[tuple[int, int], _Plan] | None = None
@@ -257,6 +265,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             self.max_batch_samples,
             self.max_batch_size or n,
             self.pool_size if self.bucket else None,
+            None if self.max_padding is None else int(self.max_padding * self.max_batch_samples),
         )
         offsets = _split_until_divisible(_follow_batches(ends), self.num_replicas, epoch)
         batch_count = len(offsets) - 1
@@ -274,15 +283,17 @@ def _sort_within_pools(lengths: np.ndarray, pool_size: int | None) -> np.ndarray
 
 
 def _greedy_batch_ends(
-    lengths: np.ndarray, bound: int, max_size: int, pool_size: int | None
+    lengths: np.ndarray, bound: int, max_size: int, pool_size: int | None, max_pad: int | None = None
 ) -> np.ndarray:
     """For every start ``i``, the exclusive end of the greedy batch that begins there.
 
     The greedy batch from ``i`` takes the largest ``k`` with ``k <= max_size``,
-    ``i + k <= end of i's pool`` (of ``pool_size`` items; ``None``: one pool of all ``n``)
-    and ``k * max(lengths[i:i + k]) <= bound``, but at least one item (an
-    oversize utterance goes alone). That condition only turns from true to false as ``k``
-    grows, so ``k`` is found for all starts at once by binary lifting: try adding ``2**p``
+    ``i + k <= end of i's pool`` (of ``pool_size`` items; ``None``: one pool of all ``n``),
+    ``k * max(lengths[i:i + k]) <= bound`` and, with ``max_pad``, a padding
+    ``k * max(lengths[i:i + k]) - sum(lengths[i:i + k]) <= max_pad``, but at least one item (an
+    oversize utterance goes alone). Each condition only turns from true to false as ``k``
+    grows (adding an item adds ``k * (new max - old max) + new max - its length >= 0`` padding),
+    so ``k`` is found for all starts at once by binary lifting: try adding ``2**p``
     items for decreasing ``p``, reading the maximum of the added block from a sparse
     table of range maxima.
     """
@@ -297,6 +308,7 @@ def _greedy_batch_ends(
         table.append(np.maximum(prev[:-half], prev[half:]))
 
     starts = np.arange(n)
+    sums = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])  # sums[j] = lengths[:j].sum()
     limit = n if pool_size is None else np.minimum((starts // pool_size + 1) * pool_size, n)
     taken = np.zeros(n, dtype=np.int64)
     longest = np.zeros(n, dtype=np.int64)
@@ -309,6 +321,9 @@ def _greedy_batch_ends(
         added = block_max[np.minimum(block_start, len(block_max) - 1)]
         trial_longest = np.maximum(longest, added)
         fits &= trial * trial_longest <= bound
+        if max_pad is not None:
+            filled = sums[np.minimum(starts + trial, n)] - sums[starts]  # out of range: masked by `fits`
+            fits &= trial * trial_longest - filled <= max_pad
         taken = np.where(fits, trial, taken)
         longest = np.where(fits, trial_longest, longest)
     return starts + np.maximum(taken, 1)
