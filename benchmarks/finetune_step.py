@@ -122,16 +122,22 @@ def peak(kind: str, size: str, batch: int, seconds: float, bf16: bool, threads: 
     queue.put(sampler.stop())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def step_arguments(doc: str, argv: list[str] | None, steps: int) -> argparse.Namespace:
+    """The options of the step benchmarks (size, batch, seconds, steps, threads, bf16); sets the threads."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(MODELS), default="tiny")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = step_arguments(__doc__, argv, steps=5)
     cfg, hf_state, ours_state = weights(args.size)
     steps = {"HF transformers Wav2Vec2ForCTC": HFStep(cfg, hf_state), "cssl": OurStep(cfg, ours_state)}
     x = Inputs(args.batch, args.seconds)

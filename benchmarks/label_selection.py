@@ -138,12 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.set, args.tag = [], ""
     if args.report:
-        rows = [json.loads(p.read_text()) for p in sorted(args.out.glob("*/*min/*-seed*/result.json"))]
-        if not rows:
-            print(f"{args.out}: no finished run")
-            return 1
-        write(args.out, rows)
-        return 0
+        return librispeech.report(args.out, "*/*min/*-seed*/result.json", write)
     found = corpora(args)
     if not found:
         print(f"{args.data}: no librispeech-mini, and no --demo corpus; nothing to do")

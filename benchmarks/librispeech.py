@@ -161,6 +161,16 @@ def write(out: Path, rows: list[dict]) -> None:
     print(f"# Mini LibriSpeech, test speakers\n\n{text}\n\nplot: {out / 'librispeech.png'}")
 
 
+def report(out: Path, pattern: str, write_table) -> int:
+    """``--report``: tables every finished run (``result.json`` files matching ``pattern`` under ``out``)."""
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob(pattern))]
+    if not rows:
+        print(f"{out}: no finished run")
+        return 1
+    write_table(out, rows)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -184,12 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.set) != bool(args.tag):
         parser.error("--set and --tag go together: the tag names the runs the overrides make")
     if args.report:
-        rows = [json.loads(p.read_text()) for p in sorted(args.out.glob("*min/*-seed*/result.json"))]
-        if not rows:
-            print(f"{args.out}: no finished run")
-            return 1
-        write(args.out, rows)
-        return 0
+        return report(args.out, "*min/*-seed*/result.json", write)
     if "ls" not in real_corpora.available(args.data):
         print(f"{args.data}: no librispeech-mini here; nothing to do")
         return 0

@@ -14,7 +14,6 @@ peak of a large square fp32 (or bf16) matrix product timed first: the roofline s
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
@@ -95,17 +94,10 @@ def profile_step(name: str, step, inputs, steps: int, bf16: bool, peak: float) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("tiny", "base"), default="tiny")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bf16", action="store_true")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     import finetune_step
     import pretrain_step
+
+    args = finetune_step.step_arguments(__doc__, argv, steps=3)
 
     from cssl.utils.config import load_config
     from pretrain.config import PretrainConfig

@@ -65,28 +65,35 @@ def main(argv: list[str] | None = None) -> int:
     stats = {"http": [], "stream": [], "errors": [], "sent": 0}
     lock = threading.Lock()
 
+    def sent() -> float:
+        with lock:
+            stats["sent"] += 1
+        return time.perf_counter()
+
+    def answer(kind: str, start: float, error: Exception | None = None) -> None:
+        with lock:
+            if error is None:
+                stats[kind].append(time.perf_counter() - start)
+            else:
+                stats["errors"].append(f"{kind}: {error!r}")
+
     def http_client(k: int) -> None:
         with httpx.Client(timeout=120) as client:
             i = k
             while time.monotonic() < deadline:
-                with lock:
-                    stats["sent"] += 1
-                start = time.perf_counter()
+                start = sent()
                 try:
                     reply = client.post(f"http://127.0.0.1:{port}/transcribe", content=payloads[i % len(payloads)])
-                    ok = reply.status_code == 200 and "text" in reply.json()
+                    assert reply.status_code == 200 and "text" in reply.json(), reply.text
+                    answer("http", start)
                 except Exception as err:  # counted, the run goes on
-                    ok, reply = False, err
-                with lock:
-                    (stats["http"] if ok else stats["errors"]).append(time.perf_counter() - start if ok else str(reply))
+                    answer("http", start, err)
                 i += args.clients
 
     async def stream_client(k: int) -> None:
         i = k
         while time.monotonic() < deadline:
-            with lock:
-                stats["sent"] += 1
-            start = time.perf_counter()
+            start = sent()
             try:
                 async with websockets.connect(f"ws://127.0.0.1:{port}/stream") as ws:
                     await ws.send(json.dumps({"sample_rate": 16000, "encoding": "pcm_s16le"}))
@@ -99,11 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                     async for message in ws:
                         final = json.loads(message)
                     assert final is not None and final["type"] == "final", final
-                with lock:
-                    stats["stream"].append(time.perf_counter() - start)
+                answer("stream", start)
             except Exception as err:  # counted, the run goes on
-                with lock:
-                    stats["errors"].append(repr(err))
+                answer("stream", start, err)
             i += args.streams
 
     async def streams() -> None:
