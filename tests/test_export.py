@@ -121,3 +121,17 @@ def test_an_onnx_file_without_our_metadata_names_what_is_missing(exported, tmp_p
 def test_metadata_round_trips() -> None:
     meta = ExportMetadata(("<blank>", "<unk>", "|", "A"), 1.25, True, 16000, 320, 400, "none", "x", "{}")
     assert ExportMetadata.from_props(meta.to_props(), "m") == meta
+
+
+def test_a_stream_runs_the_exported_file_as_the_checkpoint(exported) -> None:
+    torch.manual_seed(4)
+    wave = torch.randn(16000 * 3) * 0.1
+    results = []
+    for path in (exported["ckpt"], exported["fp32"]):
+        stream = Recognizer.from_checkpoint(path).stream(left_seconds=1.0, right_seconds=0.4, update_seconds=0.3)
+        for start in range(0, wave.numel(), 2560):
+            stream.accept(wave[start : start + 2560])
+        results.append((stream.finish(), torch.cat(stream.committed)))
+    (eager, eager_lp), (onnx, onnx_lp) = results
+    assert onnx.text == eager.text
+    assert torch.allclose(onnx_lp, eager_lp, atol=1e-4)
