@@ -139,7 +139,10 @@ def build_app(recognizer, model_name: str, limits: Limits | None = None, stream_
                     if recognition.received / SAMPLE_RATE + chunk.size / SAMPLE_RATE > limits.max_stream_seconds:
                         await _close_with_error(socket, 1008, f"the stream passed {limits.max_stream_seconds:g} s")
                         return
-                    partial = await run_in_threadpool(locked, recognition.accept, chunk)
+                    if recognition.pending + chunk.size >= recognition.update:  # this chunk runs the model
+                        partial = await run_in_threadpool(locked, recognition.accept, chunk)
+                    else:  # only buffered: no model, no lock, no wait behind other clients
+                        partial = recognition.accept(chunk)
                     if partial.updated and partial.text != last_text:
                         last_text = partial.text
                         await socket.send_json({"type": "partial", "text": partial.text, "stable": partial.stable,
