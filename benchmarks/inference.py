@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from cssl.model import ModelConfig, build_model  # noqa: E402
 from cssl.text.vocab import SPECIALS, Vocabulary  # noqa: E402
+from cssl.train.runtime import cpu_has_bf16  # noqa: E402
 from cssl.utils.config import load_config, preset  # noqa: E402
 
 MODELS = {"tiny": preset("model/tiny.yaml"), "base": preset("model/base.yaml")}
@@ -79,12 +80,8 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 
 
 def rss_mb() -> float:
+    """Peak resident MiB of this process so far (read, not sampled: no thread runs beside the timing)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def has_bf16() -> bool:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def inputs(seconds: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -197,7 +194,7 @@ def wer_rows(ckpt: Path, manifest: Path, limit: int, threads: int, folder: Path)
     refs = [(e.text or "").upper() for e in entries]
     models = {"cssl eager fp32": (ckpt, "no"), "cssl ONNX fp32": (folder / "wer.onnx", "no"),
               "cssl ONNX int8": (folder / "wer-int8.onnx", "no")}
-    if has_bf16():
+    if cpu_has_bf16():
         models["cssl eager bf16"] = (ckpt, "bf16")
     export_onnx(ckpt, folder / "wer.onnx")
     export_onnx(ckpt, folder / "wer-int8.onnx", int8=True)
@@ -226,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=100, help="utterances for --wer")
     args = parser.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
-    backends = [b for b in BACKENDS if "bf16" not in b or has_bf16()]
+    backends = [b for b in BACKENDS if "bf16" not in b or cpu_has_bf16()]
     lines = [f"# Inference backends, batch 1 ({args.seconds:g} s) and batch 8 ({min(BATCH_SECONDS):g}-"
              f"{max(BATCH_SECONDS):g} s, {sum(BATCH_SECONDS):g} s of audio)",
-             f"\n{platform.processor() or platform.machine()}, bf16 {'native' if has_bf16() else 'absent'}, "
+             f"\n{platform.processor() or platform.machine()}, bf16 {'native' if cpu_has_bf16() else 'absent'}, "
              f"torch {torch.__version__}\n",
              "| size | threads | backend | batch 1 s | RTF | vs HF | batch 8 s | RTF | vs HF | peak MB | "
              "frames agreeing with HF |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

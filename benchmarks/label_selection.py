@@ -161,9 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                                     seed, corpus["ckpt"], args.threads)
                     row = librispeech.run_arm(args, corpus["paths"], minutes, method, corpus["ckpt"], seed,
                                               labels=labels, run=folder / f"{method}-seed{seed}",
-                                              config=corpus["config"])
-                    rows.append({**row, "corpus": name})
-                    (folder / f"{method}-seed{seed}" / "result.json").write_text(json.dumps(rows[-1]), encoding="utf-8")
+                                              config=corpus["config"], fields={"corpus": name})
+                    rows.append(row)
     write(args.out, rows)
     return 0
 

@@ -52,7 +52,7 @@ from label_budget import best_step, last_step, nested_subsets, plot_groups  # no
 from cssl.cli.options import seed_list  # noqa: E402
 from cssl.data.manifest import Manifest, write_manifest  # noqa: E402
 from cssl.experiments.label_budget import FIGURES, checkpoint_tag, mean_cell, mean_spread  # noqa: E402
-from cssl.experiments.steps import PRETRAINED, finetune, score  # noqa: E402
+from cssl.experiments.steps import PRETRAINED, finetune, interrupted, score  # noqa: E402
 from cssl.utils.config import preset  # noqa: E402
 
 PRESET = preset("finetune/tiny-read.yaml")
@@ -96,9 +96,11 @@ def prepare(data: Path, out: Path, budgets: list[float], seed: int) -> dict[str,
 
 
 def run_arm(args, paths: dict[str, Path], minutes: float, arm: str, init: Path | None, seed: int,
-            labels: Path | None = None, run: Path | None = None, config: Path = PRESET) -> dict:
+            labels: Path | None = None, run: Path | None = None, config: Path = PRESET,
+            fields: dict | None = None) -> dict:
     """One fine-tuning run and its scores (reused when finished earlier): ``labels`` (default: the budget's
-    random subset) into ``run`` (default: ``--out``/MINUTESmin/ARM[-CKPT][-TAG]-seedN) with ``config``."""
+    random subset) into ``run`` (default: ``--out``/MINUTESmin/ARM[-CKPT][-TAG]-seedN) with ``config``;
+    ``fields`` join the row its ``result.json`` keeps."""
     if run is None:
         tag = "-".join(p for p in (arm, checkpoint_tag(init) if init else "", args.tag) if p)
         run = args.out / f"{minutes:g}min" / f"{tag}-seed{seed}"
@@ -107,7 +109,7 @@ def run_arm(args, paths: dict[str, Path], minutes: float, arm: str, init: Path |
         return json.loads(done.read_text())
     print(f"== {minutes:g} min of labels, {arm}, seed {seed}", flush=True)
     clock, cpu = time.monotonic(), cpu_minutes_of_children() + cpu_minutes_of_self()
-    resumed = any(run.glob("*.pt"))  # an interrupted run continues: its CPU minutes count from here
+    resumed = interrupted(run)  # an interrupted run continues: its CPU minutes count from here
     overrides = [f"seed={seed}", f"early_stop.patience={args.patience}", f"early_stop.min_steps={args.min_steps}",
                  *([f"threads={args.threads}"] if args.threads else []), *args.set]
     best = finetune("scratch" if init is None else "pretrained", labels or paths[f"labels-{minutes:g}"],
@@ -119,7 +121,7 @@ def run_arm(args, paths: dict[str, Path], minutes: float, arm: str, init: Path |
            "cpu_minutes": round(cpu_minutes_of_children() + cpu_minutes_of_self() - cpu, 1),
            "greedy": {"wer": greedy.wer, "cer": greedy.cer}, "lm": {"wer": with_lm.wer, "cer": with_lm.cer},
            "lm_weight": tuning.lm_weight, "word_score": tuning.word_score, "overrides": args.set,
-           "resumed": resumed}
+           "resumed": resumed, **(fields or {})}
     done.write_text(json.dumps(row), encoding="utf-8")
     return row
 

@@ -80,8 +80,8 @@ class Recognizer:
         self.vocab = vocab
         self.temperature = temperature
         self.normalize = normalize
-        self.stride = _stride(model)
-        strides = {_stride(m) for m, _ in self.members}
+        self.stride, self.receptive_field = _frames(model)
+        strides = {_frames(m)[0] for m, _ in self.members}
         if len(strides) > 1:
             raise UsageError(f"ensemble members have different frame strides {sorted(strides)} (samples per "
                              "frame): their frames do not line up; ensemble models of one architecture")
@@ -266,9 +266,10 @@ def _mixture(each: list[Tensor]) -> Tensor:
     return torch.logsumexp(torch.stack(each), dim=0) - math.log(len(each))  # (K, T, V) -> (T, V)
 
 
-def _stride(model: AcousticModel) -> int:
-    """Samples between the model's output frames."""
-    return model.stride if isinstance(model, OnnxCTCModel) else model.feature_extractor.stride
+def _frames(model: AcousticModel) -> tuple[int, int]:
+    """The model's frame geometry: samples between output frames, and samples one frame sees."""
+    encoder = model if isinstance(model, OnnxCTCModel) else model.feature_extractor
+    return encoder.stride, encoder.receptive_field
 
 
 def align_words(words: list[str], greedy: list[Word]) -> list[Word]:

@@ -83,12 +83,14 @@ class RecognitionStream:
         self.left = int(left_seconds * SAMPLE_RATE) // self.stride * self.stride
         self.right = int(right_seconds * SAMPLE_RATE)
         self.update = max(1, int(update_seconds * SAMPLE_RATE))
-        self.field = _receptive_field(recognizer.model)
+        self.field = recognizer.receptive_field
         self.window = _Window()
         self.received = 0  # samples accepted
         self.pending = 0  # samples accepted since the last model run
         self.committed: list[Tensor] = []  # (frames, V) log-probabilities, in order
         self.n_committed = 0
+        self.closed: list[str] = []  # greedy words that end inside the committed frames: they never change
+        self.open = torch.zeros(0, len(recognizer.vocab))  # (frames, V) committed after the last closed word
         self.tentative = torch.zeros(0, len(recognizer.vocab))  # (frames, V) after the committed ones
         self.moments = torch.zeros(2, dtype=torch.float64)  # running sum and sum of squares (normalize)
         self.last = PartialResult("", "", 0.0)
@@ -102,17 +104,23 @@ class RecognitionStream:
         chunk = torch.as_tensor(np.asarray(chunk), dtype=torch.float32).flatten()
         if chunk.numel() and not bool(torch.isfinite(chunk).all()):
             raise UsageError("a stream chunk holds NaN or infinite samples")
+        due = self.runs_model(chunk.numel())
         self.window.samples.append(chunk)
         self.received += chunk.numel()
         self.pending += chunk.numel()
         self.moments += torch.stack([chunk.double().sum(), chunk.double().square().sum()])
-        if self.pending >= self.update and self.received >= self.field:
+        if due:
             self._run(final=False)
             self.last = self._partial(updated=True)
         else:
             self.last = PartialResult(self.last.text, self.last.stable, self.received / SAMPLE_RATE,
                                       self.last.committed_seconds)
         return self.last
+
+    def runs_model(self, samples: int) -> bool:
+        """Whether accepting ``samples`` more runs the model (at least ``update_seconds`` of new audio and one
+        receptive field in all); otherwise the chunk is only buffered."""
+        return self.pending + samples >= self.update and self.received + samples >= self.field
 
     def finish(self) -> Transcript:
         """Runs the last window, commits every frame and returns the final :class:`Transcript` of the
@@ -142,6 +150,7 @@ class RecognitionStream:
         if settled > self.n_committed:
             self.committed.append(lp[self.n_committed - first : settled - first])
             self.n_committed = settled
+            self._close_words(self.committed[-1])
         self.tentative = lp[self.n_committed - first :]
         self.pending = 0
         self._trim()
@@ -159,23 +168,22 @@ class RecognitionStream:
         var = (self.moments[1] / self.received - mean**2).clamp(min=0)
         return ((audio.double() - mean) / torch.sqrt(var + 1e-7)).float()
 
+    def _close_words(self, frames: Tensor) -> None:
+        """Adds newly committed ``frames``; the words they close (a word separator or a later word follows them
+        inside the committed frames) join ``closed``, and the open tail starts after the last one's end, so
+        each update decodes only the frames after it (greedy decoding restarts cleanly after a separator)."""
+        self.open = torch.cat([self.open, frames])
+        words = word_confidences(self.open, self.rec.vocab.symbols, self.rec.vocab.blank)
+        done = [w for w in words if w.end < self.open.shape[0]]
+        if done:
+            self.closed += [w.word for w in done]
+            self.open = self.open[done[-1].end + 1 :]
+
     def _partial(self, updated: bool) -> PartialResult:
-        symbols, blank = self.rec.vocab.symbols, self.rec.vocab.blank
-        committed = torch.cat(self.committed) if self.committed else self.tentative[:0]
-        everything = torch.cat([committed, self.tentative])
-        text = " ".join(w.word for w in word_confidences(everything, symbols, blank))
-        # whole words only: a committed word is stable once a word separator or a later word follows it
-        words = word_confidences(committed, symbols, blank)
-        closed = [w.word for w in words if w.end < committed.shape[0]]
-        stable = " ".join(closed)
-        return PartialResult(text, stable, self.received / SAMPLE_RATE,
+        tail = word_confidences(torch.cat([self.open, self.tentative]), self.rec.vocab.symbols, self.rec.vocab.blank)
+        text = " ".join([*self.closed, *(w.word for w in tail)])
+        return PartialResult(text, " ".join(self.closed), self.received / SAMPLE_RATE,
                              self.n_committed * self.stride / SAMPLE_RATE, updated)
-
-
-def _receptive_field(model) -> int:
-    """Samples one output frame sees."""
-    meta = getattr(model, "meta", None)
-    return meta.receptive_field if meta is not None else model.feature_extractor.receptive_field
 
 
 @dataclass

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from cssl import SAMPLE_RATE
 from cssl.convert.loading import load_model
 from cssl.deploy.metadata import ExportMetadata
+from cssl.deploy.onnx_model import OnnxCTCModel
 from cssl.text.vocab import Vocabulary
 from cssl.train.checkpoint import CheckpointError
 from cssl.utils.io import atomic_write
@@ -97,8 +98,6 @@ def export_model(model: nn.Module, vocab: Vocabulary, out: str | Path, int8: boo
         atomic_write(out, lambda target: _write_with_metadata(graph, target, meta))
     with torch.no_grad():
         eager, _ = model(waves, lengths)
-    from cssl.deploy.onnx_model import OnnxCTCModel
-
     got, frames = OnnxCTCModel(out)(waves, lengths)
     valid = torch.arange(got.shape[1])[None, :] < frames[:, None]  # (B, T)
     agree = (got.argmax(-1) == eager.argmax(-1))[valid].float().mean()

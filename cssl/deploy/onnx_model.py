@@ -48,12 +48,17 @@ class OnnxCTCModel:
         """Samples between consecutive output frames."""
         return self.meta.stride
 
+    @property
+    def receptive_field(self) -> int:
+        """Samples one output frame sees."""
+        return self.meta.receptive_field
+
     def __call__(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Logits (B, T, V) and valid frames (B,) of ``waves`` (B, S); shorter input than one receptive
         field is zero-padded to it (its valid frames stay as the eager model counts them)."""
         if lengths is None:
             lengths = torch.full((waves.shape[0],), waves.shape[1], dtype=torch.long)
-        short = self.meta.receptive_field - waves.shape[1]
+        short = self.receptive_field - waves.shape[1]
         if short > 0:
             waves = F.pad(waves, (0, short))  # (B, receptive field)
         logits, frames = self.session.run(None, {

@@ -38,6 +38,11 @@ def run_stage(stage: str, config: Path, overrides: list[str]) -> None:
         raise StageFailed(f"{' '.join(command)} exited with status {status} (its error is printed above)")
 
 
+def interrupted(out: Path) -> bool:
+    """Whether ``out`` holds checkpoints of a run that has not finished (or was never scored)."""
+    return any(out.glob("*.pt"))
+
+
 def fresh_folder(out: Path, keep_checkpoints: bool = False) -> bool:
     """Empties ``out`` for a new run, after taking the lock beside it (``.NAME.lock``): two benchmarks started
     on the same run never delete each other's files; the second stops and names the first.
@@ -45,7 +50,7 @@ def fresh_folder(out: Path, keep_checkpoints: bool = False) -> bool:
     With ``keep_checkpoints`` a folder holding checkpoints of an interrupted run is kept; returns whether it was
     (the caller resumes it)."""
     hold_lock(out.parent / f".{out.name}.lock", f"run folder {out}")
-    if keep_checkpoints and any(out.glob("*.pt")):
+    if keep_checkpoints and interrupted(out):
         return True
     if out.exists():
         shutil.rmtree(out)

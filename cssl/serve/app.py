@@ -139,7 +139,7 @@ def build_app(recognizer, model_name: str, limits: Limits | None = None, stream_
                     if recognition.received / SAMPLE_RATE + chunk.size / SAMPLE_RATE > limits.max_stream_seconds:
                         await _close_with_error(socket, 1008, f"the stream passed {limits.max_stream_seconds:g} s")
                         return
-                    if recognition.pending + chunk.size >= recognition.update:  # this chunk runs the model
+                    if recognition.runs_model(chunk.size):
                         partial = await run_in_threadpool(locked, recognition.accept, chunk)
                     else:  # only buffered: no model, no lock, no wait behind other clients
                         partial = recognition.accept(chunk)
