@@ -53,18 +53,12 @@ BACKENDS = ("HF transformers fp32", "torchaudio fp32", "cssl eager fp32", "cssl 
 
 
 def hf_ctc(cfg: ModelConfig, vocab_size: int):
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+    """transformers' ``Wav2Vec2ForCTC`` of our architecture, dropouts and LayerDrop included, in eval mode."""
+    from transformers import Wav2Vec2ForCTC
 
-    fe, ctx = cfg.feature_encoder, cfg.context
-    config = Wav2Vec2Config(
-        vocab_size=vocab_size, conv_dim=[c for c, _, _ in fe.conv_layers],
-        conv_kernel=[k for _, k, _ in fe.conv_layers], conv_stride=[s for _, _, s in fe.conv_layers],
-        conv_bias=fe.bias, feat_extract_norm=fe.norm.split("_")[0], hidden_size=ctx.embed_dim,
-        num_hidden_layers=ctx.num_layers, num_attention_heads=ctx.num_heads, intermediate_size=ctx.ffn_dim,
-        do_stable_layer_norm=ctx.layer_norm_first, num_conv_pos_embeddings=ctx.pos_conv_kernel,
-        num_conv_pos_embedding_groups=ctx.pos_conv_groups,
-    )
-    model = Wav2Vec2ForCTC(config)
+    from cssl.convert.hf import transformers_config
+
+    model = Wav2Vec2ForCTC(transformers_config(cfg, "Wav2Vec2ForCTC", vocab_size))
     model.config._attn_implementation = "sdpa"
     return model.eval()
 

@@ -10,6 +10,8 @@ projections, feed-forward, CTC head, quantizer), attention's score and softmax k
 activations, the losses, the optimizer, and data movement (copies, concatenation, padding, indexing).
 The matrix-product group also gets its achieved GFLOP/s (from the profiler's FLOP counts) against the
 peak of a large square fp32 (or bf16) matrix product timed first: the roofline share of that group.
+transformers' fine-tuning step (``finetune_step.py``'s peer) is profiled the same way, and the last line bounds
+the speed-up any change outside the matrix products could bring: HF's step over our products and attention alone.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / min(times) / 1e9
 
 
-def profile_step(name: str, step, inputs, steps: int, bf16: bool, peak: float) -> list[str]:
+def profile_step(name: str, step, inputs, steps: int, bf16: bool, peak: float) -> tuple[list[str], float, float]:
+    """The kernel-group table of ``step`` (lines), its wall seconds per step and the seconds per step of its matrix
+    products and attention kernels (the work a peer computing the same products cannot skip)."""
     for i in range(2):  # warm-up
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             step(*inputs(i))
@@ -90,7 +94,7 @@ def profile_step(name: str, step, inputs, steps: int, bf16: bool, peak: float) -
     lines.append("\nTop operators: " + ", ".join(f"`{e.key}` {e.self_cpu_time_total / 1e6 / steps:.3f} s" for e in top))
     achieved = flops["matrix products"] / max(totals["matrix products"], 1e-9) / 1e9
     lines.append(f"\nMatrix products achieve {achieved:.0f} GFLOP/s, {achieved / peak:.0%} of the roofline ({peak:.0f}).")
-    return lines
+    return lines, wall, totals["matrix products"] + totals["attention kernels"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,14 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     cfg = load_config(PretrainConfig, pretrain_step.PRESETS[args.size])
     ours = pretrain_step.OurStep(cfg)
-    ours.opt = torch.optim.AdamW(ours.model.parameters(), lr=1e-4)
+    ours.opt = torch.optim.AdamW(ours.model.parameters(), lr=1e-4, fused=True)
     waves = torch.randn(args.batch, int(args.seconds * 16000)) * 0.1
     lengths = torch.full((args.batch,), waves.shape[1])
-    lines += profile_step("pretraining step", ours, lambda i: (waves, lengths, i), args.steps, args.bf16, peak)
-    cfg_m, _, state = finetune_step.weights(args.size)
+    lines += profile_step("pretraining step", ours, lambda i: (waves, lengths, i), args.steps, args.bf16, peak)[0]
+    cfg_m, hf_state, state = finetune_step.weights(args.size)
     tuning = finetune_step.OurStep(cfg_m, state)
     x = finetune_step.Inputs(args.batch, args.seconds)
-    lines += profile_step("fine-tuning step", tuning, lambda i: (x, i), args.steps, args.bf16, peak)
+    table, wall, products = profile_step("fine-tuning step", tuning, lambda i: (x, i), args.steps, args.bf16, peak)
+    lines += table
+    hf = finetune_step.HFStep(cfg_m, hf_state)
+    table, hf_wall, hf_products = profile_step("transformers' fine-tuning step (Wav2Vec2ForCTC)", hf, lambda i: (x, i),
+                                               args.steps, args.bf16, peak)
+    lines += table
+    lines.append(f"\nBound: were all but cssl's matrix products and attention free ({products:.3f} s against HF's "
+                 f"{hf_products:.3f} s), its fine-tuning step would run {hf_wall / products:.2f}x HF's "
+                 f"(measured here: {hf_wall / wall:.2f}x, under the profiler).")
     print("\n".join(lines))
     return 0
 

@@ -306,6 +306,31 @@ def test_group_norm_moments_from_input_windows_equal_moments_of_the_output() -> 
         torch.testing.assert_close(got_var, want_var.float(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernels", ["cpu", "stock"])
+@pytest.mark.parametrize("norm", ["group_norm", "layer_norm"])
+def test_local_tower_without_gradient_overwrites_only_its_own_tensors(norm: str, kernels: str) -> None:
+    from cssl.kernels.switch import use_kernels
+    from cssl.model.feature_encoder import build_feature_encoder
+
+    torch.manual_seed(0)
+    tower = build_feature_encoder(small(norm).feature_encoder)
+    waves = torch.randn(3, 4000)
+    lengths = torch.tensor([4000, 2500, 900])
+    kept = waves.clone()
+    with use_kernels(kernels):
+        want, want_lengths = tower(waves, lengths)  # trainable: a graph, fresh tensors
+        assert want.requires_grad
+        with torch.no_grad():  # inference: the norm and GELU run in place
+            plain, _ = tower(waves, lengths)
+        tower.requires_grad_(False)  # frozen, as fine-tuning leaves it: in place too
+        frozen, frozen_lengths = tower(waves, lengths)
+    assert not frozen.requires_grad
+    torch.testing.assert_close(plain, want.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(frozen, want.detach(), rtol=0, atol=0)
+    assert torch.equal(frozen_lengths, want_lengths)
+    assert torch.equal(waves, kept)  # the caller's waveform is never written
+
+
 def test_activation_checkpointing_gives_the_same_gradients() -> None:
     import dataclasses
 

@@ -31,11 +31,12 @@ class MaskedGroupNorm(nn.GroupNorm):
     (B, T, 1) is True; all frames are normalised with them.
     """
 
-    def forward(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:  # x: (B, T, C); mean, var: (B, 1, C)
-        """Normalises with float32 statistics; the output keeps the input dtype."""
+    def forward(self, x: Tensor, mean: Tensor, var: Tensor, inplace: bool = False) -> Tensor:
+        """Normalises x (B, T, C) with float32 statistics mean, var (B, 1, C); the output keeps the input
+        dtype, and overwrites x when ``inplace`` (only where no gradient flows through x)."""
         scale = torch.rsqrt(var + self.eps) * self.weight.float()  # (B, 1, C)
         shift = self.bias.float() - mean * scale
-        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))  # (x - mean) * scale + bias
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype), out=x if inplace else None)
 
 
 def frame_moments(x: Tensor, frames: int, valid: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -101,6 +102,9 @@ class ConvBlock(nn.Module):
         """x (B, T_in, C_in) -> (B, T_in / stride, C_out); the first ``frames`` output frames are real
         conv outputs, and ``valid`` (B, T, 1), when given, marks each utterance's own."""
         tuned = cpu_kernels(x.device)
+        # Without a gradient (a frozen tower, inference) the norm and GELU overwrite the fresh conv output
+        # instead of allocating two more (B, T, C) tensors.
+        inplace = not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())))
         if tuned:
             y = block_conv(x, self.conv.weight, self.conv.bias, self.stride)
         else:  # stock conv1d (cuDNN), zero frames appended to the same length (past ``frames``: cropped)
@@ -111,10 +115,10 @@ class ConvBlock(nn.Module):
                 mean, var = window_moments(x, self.conv, frames, valid)
             else:
                 mean, var = frame_moments(y, frames, valid)
-            y = self.layer_norm(y, mean, var)
+            y = self.layer_norm(y, mean, var, inplace)
         elif self.layer_norm is not None:
             y = self.layer_norm(y)
-        return F.gelu(y)
+        return torch.ops.aten.gelu_(y) if inplace else F.gelu(y)
 
 
 class FeatureEncoder(nn.Module):
