@@ -8,7 +8,7 @@ import torchaudio
 
 from cssl.model import ModelConfig, build_model, build_pretrainer
 from cssl.model.config import ContextConfig, FeatureEncoderConfig, MaskConfig, QuantizerConfig
-from cssl.model.losses import contrastive_accuracy, contrastive_logits, contrastive_loss, take_rows
+from cssl.model.losses import contrastive_accuracy, contrastive_logits, contrastive_loss, same_rows, take_rows
 from cssl.model.masking import batch_span_mask, sample_distractors
 from cssl.model.quantizer import GumbelQuantizer
 
@@ -201,6 +201,28 @@ def test_loss_identities_on_known_values() -> None:
     assert int(contrastive_accuracy(logits)[0]) == 4
     same = contrastive_logits(targets, targets, torch.tensor([[0, 1], [0, 2], [0, 1], [0, 1]]), 0.1)
     assert same[0, 1] == float("-inf")  # a distractor identical to the target is excluded
+
+
+def test_contrastive_logits_equal_a_broadcast_cosine_and_flag_exactly_the_repeated_rows() -> None:
+    gen = torch.Generator().manual_seed(0)
+    n, k, f = 300, 30, 48
+    codes = torch.randn(6, f, generator=gen)
+    targets = codes[torch.randint(0, 6, (n,), generator=gen)]  # many frames share a code
+    targets[::5] = torch.randn(len(targets[::5]), f, generator=gen)
+    targets[7], targets[8] = codes[0] * 0.0, -codes[0] * 0.0  # 0.0 and -0.0: equal as numbers
+    targets[9, 0] = float("nan")  # NaN equals nothing, itself included
+    index = torch.randint(0, n, (n, k), generator=gen)
+    index[7, 0], index[8, 0], index[9, 0] = 8, 7, 9
+    want_same = (targets[index] == targets[:, None]).all(dim=-1)  # (N, K), the plain definition
+    assert torch.equal(same_rows(targets, index), want_same)
+    assert want_same[7, 0] and want_same[8, 0] and not want_same[9, 0] and want_same.sum() > n
+
+    context = torch.randn(n, f, generator=gen)
+    got = contrastive_logits(context, targets, index, 0.1)
+    candidates = torch.cat([targets[:, None], targets[index]], dim=1)  # (N, 1 + K, F)
+    want = torch.nn.functional.cosine_similarity(context[:, None], candidates, dim=-1) / 0.1
+    want = want.masked_fill(torch.nn.functional.pad(want_same, (1, 0), value=False), float("-inf"))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
 
 
 def test_contrastive_gradients_repeat_bit_for_bit_on_several_threads() -> None:

@@ -21,13 +21,46 @@ def contrastive_logits(context: Tensor, targets: Tensor, distractors: Tensor, te
     quantized local features there, ``distractors`` (N, K) indices into ``targets``. A
     distractor identical to the target (the same code picked twice) cannot be told
     apart from it, so its logit is set to -inf, as in wav2vec 2.0.
+
+    Rows are normalised once (N x F) and each frame's candidates dotted with its context
+    vector in one batched product, instead of broadcasting a cosine over (N, 1 + K, F):
+    the same values as ``F.cosine_similarity`` (each norm clamped at 1e-8), in float32.
     """
-    context, targets = context.float(), targets.float()
-    negatives = take_rows(targets, distractors)  # (N, K, F)
-    candidates = torch.cat([targets.unsqueeze(1), negatives], dim=1)  # (N, 1 + K, F)
-    logits = F.cosine_similarity(context.unsqueeze(1), candidates, dim=-1) / temperature  # (N, 1 + K)
-    same = (negatives == targets.unsqueeze(1)).all(dim=-1)  # (N, K)
+    with torch.autocast(context.device.type, enabled=False):
+        context, targets = context.float(), targets.float()
+        rows = torch.arange(targets.shape[0], device=targets.device)
+        index = torch.cat([rows[:, None], distractors], dim=1)  # (N, 1 + K): the target, then its distractors
+        candidates = take_rows(unit_rows(targets), index)  # (N, 1 + K, F)
+        logits = torch.bmm(candidates, unit_rows(context).unsqueeze(-1)).squeeze(-1) / temperature  # (N, 1 + K)
+    same = same_rows(targets, distractors)  # (N, K)
     return logits.masked_fill(F.pad(same, (1, 0), value=False), float("-inf"))
+
+
+def unit_rows(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Rows of x (N, F) over their norms, each norm clamped at ``eps`` (``F.cosine_similarity``'s rule)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def same_rows(table: Tensor, index: Tensor) -> Tensor:
+    """(N, K) True where row ``index[n, k]`` of ``table`` (N, F) equals row n element for element.
+
+    Equal to ``(table[index] == table[:, None]).all(-1)`` without its (N, K, F) pass: rows are compared
+    in full only where integer fingerprints of their bits agree, and equal rows always have equal
+    fingerprints (adding 0.0 first gives -0.0 the bits of 0.0; the sums are exact, below 2^63).
+    """
+    table = table.detach()
+    if table.shape[-1] > _FINGERPRINT_MAX_WIDTH:
+        raise ValueError(f"rows of width {table.shape[-1]} exceed {_FINGERPRINT_MAX_WIDTH}")
+    bits = (table.float() + 0.0).view(torch.int32).long()  # (N, F), each below 2^31 in magnitude
+    weights = torch.randint(1, 1 << 16, (table.shape[-1],), generator=torch.Generator().manual_seed(0))
+    prints = (bits * weights.to(table.device)).sum(dim=-1)  # (N,): below 2^47 per term
+    same = prints[index] == prints[:, None]  # (N, K)
+    n, k = same.nonzero(as_tuple=True)  # the few pairs to check in full
+    same[n, k] = (table[n] == table[index[n, k]]).all(dim=-1)
+    return same
+
+
+_FINGERPRINT_MAX_WIDTH = 1 << 16  # 2^47 per term times 2^16 terms stays below 2^63
 
 
 def take_rows(table: Tensor, index: Tensor) -> Tensor:
