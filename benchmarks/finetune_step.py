@@ -64,7 +64,7 @@ class OurStep:
         self.model.load_state_dict(state, strict=False)
         self.frozen = apply_freezing(self.model, feature_encoder=True, context_layers=0, whole_encoder=False)
         o = self.cfg.optim
-        self.opt = build_optimizer(self.model.parameters(), 1e-4, o.betas, o.eps, o.weight_decay)
+        self.opt = build_optimizer(self.model.parameters(), 1e-4, o.betas, o.eps, o.weight_decay, fused=True)
 
     def __call__(self, x: Inputs, step: int) -> float:
         self.model.train()

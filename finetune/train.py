@@ -130,7 +130,7 @@ def main(cfg: FinetuneConfig) -> Path:
     model, cfg.model, source = initial_model(cfg, vocab)
     frozen = FreezingRule(cfg.freeze.feature_encoder, cfg.freeze.context_layers).apply(model, 0)
     o = cfg.optim
-    optimizer = build_optimizer(model.parameters(), o.lr, o.betas, o.eps, o.weight_decay)
+    optimizer = build_optimizer(model.parameters(), o.lr, o.betas, o.eps, o.weight_decay, o.fused)
     loader = build_loader(cfg.data, train_manifest, vocab, train=True, seed=cfg.seed,
                           num_replicas=accel.num_processes, rank=accel.process_index)
     valid = None

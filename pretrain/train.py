@@ -131,7 +131,7 @@ def main(cfg: PretrainConfig) -> Path:
     accel = run.accel
     model, source = initial_pretrainer(cfg)
     o = cfg.optim
-    optimizer = build_optimizer(model.parameters(), o.lr, o.betas, o.eps, o.weight_decay)
+    optimizer = build_optimizer(model.parameters(), o.lr, o.betas, o.eps, o.weight_decay, o.fused)
     stream, size = training_stream(cfg, accel, run.rejects_path)
     valid = None
     if cfg.data.valid_manifest:

@@ -151,14 +151,14 @@ def set_threads(threads: int | None) -> None:
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float], eps: float,
-                    weight_decay: float) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; biases and norm weights (1-D) get no weight decay. Its fused kernel
-    updates each tensor in one pass (3.7x faster than the per-tensor loop over BASE's parameters on a CPU)."""
+                    weight_decay: float, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; biases and norm weights (1-D) get no weight decay. ``fused``: the
+    kernel that updates each tensor in one pass (3.7x faster over BASE's parameters on a CPU)."""
     params = [p for p in params if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, peak: float, step: int, total: int, cfg: ScheduleConfig) -> float:
