@@ -105,3 +105,26 @@ def test_finite_loss_with_nan_gradients_skips_the_update():
         for step in (2, 3):
             _NanGradient.apply(layer(torch.ones(2, 3))).sum().backward()
             guarded_update(accel, layer, optimizer, health, 1.0, 2.0, grad_clip=0.0, step=step)
+
+
+def test_fused_adamw_updates_as_the_per_tensor_loop_does() -> None:
+    from cssl.train.runtime import build_optimizer
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(16, 8), torch.nn.Linear(16, 8)]
+    layers[1].load_state_dict(layers[0].state_dict())
+    start = layers[0].weight.detach().clone()
+    optimizers = [build_optimizer(layer.parameters(), 1e-2, (0.9, 0.98), 1e-6, 0.01, fused=fused)
+                  for layer, fused in zip(layers, (False, True))]
+    assert [o.defaults["fused"] for o in optimizers] == [None, True]
+    assert [g["weight_decay"] for g in optimizers[1].param_groups] == [0.01, 0.0]  # the bias is not decayed
+    for _ in range(5):
+        x = torch.randn(4, 16)
+        for layer, optimizer in zip(layers, optimizers):
+            layer(x).square().sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for a, b in zip(layers[0].parameters(), layers[1].parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)  # the same updates, other rounding
+    assert (layers[0].weight - start).abs().max() > 1e-2  # five updates of lr 1e-2 moved the weights
+
