@@ -7,8 +7,8 @@
 A full fine-tuning step as each library's trainer runs it: the local tower frozen (and in eval mode),
 SpecAugment time masks (5% of frames start a 10-frame span: cssl's fine-tuning default, set as HF's
 ``mask_time_prob`` and ``mask_time_length``), forward, CTC loss over a character vocabulary (blank 0),
-backward, gradient clipping at 1 and a fused AdamW update over the trainable parameters (the kernel both
-trainers run: transformers' Trainer defaults to it with torch >= 2.8). Both start from the
+backward, gradient clipping at 1 and a fused AdamW update over the trainable parameters (cssl's with
+``optim.fused``; transformers' Trainer defaults to it with torch >= 2.8). Both start from the
 same weights (HF's model converted by torchaudio and loaded by cssl) and see the same waveforms and
 transcripts (random characters, 12 per second); steps alternate between the two in one process;
 medians over ``--steps`` after a warm-up step. Peak memory: resident set above the level after building

@@ -5,7 +5,7 @@
     python benchmarks/pretrain_step.py --size base --batch 4 --seconds 4
 
 A full step is timed for both (masking and distractor sampling, forward, loss,
-backward, fused AdamW step: the kernel each library's trainer runs), interleaved in one process on the same waveforms; medians over
+backward, fused AdamW step for every library), interleaved in one process on the same waveforms; medians over
 ``--steps`` after one warm-up step. Peak memory is measured per model in a child
 process: on CPU the peak resident set above the level after building the model
 (sampled every millisecond), on CUDA ``max_memory_allocated``. Both run in fp32
@@ -103,7 +103,7 @@ def build(kind: str, cfg: PretrainConfig, device: torch.device):
     torch.manual_seed(0)
     step = (HFStep if kind == "hf" else OurStep)(cfg)
     step.model.to(device)
-    # after the move: states live on the device; fused, as cssl's trainer and transformers' Trainer (torch >= 2.8) run it
+    # after the move: states live on the device; fused (cssl: optim.fused; transformers' Trainer default, torch >= 2.8)
     step.opt = torch.optim.AdamW(step.model.parameters(), lr=1e-4, fused=True)
     return step
 

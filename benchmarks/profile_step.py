@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{'bf16' if args.bf16 else 'fp32'} matrix product runs at {peak:.0f} GFLOP/s"]
     torch.manual_seed(0)
     cfg = load_config(PretrainConfig, pretrain_step.PRESETS[args.size])
-    ours = pretrain_step.OurStep(cfg)
-    ours.opt = torch.optim.AdamW(ours.model.parameters(), lr=1e-4, fused=True)
+    ours = pretrain_step.build("cssl", cfg, torch.device("cpu"))
     waves = torch.randn(args.batch, int(args.seconds * 16000)) * 0.1
     lengths = torch.full((args.batch,), waves.shape[1])
     lines += profile_step("pretraining step", ours, lambda i: (waves, lengths, i), args.steps, args.bf16, peak)[0]

@@ -41,6 +41,9 @@ def unit_rows(x: Tensor, eps: float = 1e-8) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
+_FINGERPRINT_MAX_WIDTH = 1 << 16  # 2^47 per term times 2^16 terms stays below 2^63
+
+
 def same_rows(table: Tensor, index: Tensor) -> Tensor:
     """(N, K) True where row ``index[n, k]`` of ``table`` (N, F) equals row n element for element.
 
@@ -58,9 +61,6 @@ def same_rows(table: Tensor, index: Tensor) -> Tensor:
     n, k = same.nonzero(as_tuple=True)  # the few pairs to check in full
     same[n, k] = (table[n] == table[index[n, k]]).all(dim=-1)
     return same
-
-
-_FINGERPRINT_MAX_WIDTH = 1 << 16  # 2^47 per term times 2^16 terms stays below 2^63
 
 
 def take_rows(table: Tensor, index: Tensor) -> Tensor:
