@@ -47,7 +47,9 @@ same run when it is installed (``pip install -e .[bench]``). CPU minutes are cou
 
 The table gives the mean and standard deviation over the seeds of each figure; the comparison
 with scratch compares means. Writes ``results.json``, ``table.md`` and ``real_speech.png`` into
-``--out``. Runs finished earlier (their ``result.json``) are reused, so an interrupted benchmark resumes.
+``--out``. Runs finished earlier (their ``result.json``) are reused, and an interrupted run continues exactly
+from its newest checkpoint (every ``SAVE_EVERY`` updates; its CPU minutes then count only the part run since),
+so an interrupted benchmark resumes.
 ``--report`` trains nothing: it tables every run finished under ``--out`` (made by any invocation, with
 any ``--set``/``--tag`` or ``--pooled``) and the peer, measured again on the same test clips when
 PocketSphinx is installed (else as measured last). ``--report --ensemble`` also decodes the seeds of each arm
@@ -73,7 +75,7 @@ from real_corpora import COMMANDS, DIGITS  # noqa: E402
 from cssl.cli.options import seed_list  # noqa: E402
 from cssl.data.manifest import Entry, Manifest, write_manifest  # noqa: E402
 from cssl.experiments.label_budget import checkpoint_tag, mean_cell, mean_spread  # noqa: E402
-from cssl.experiments.steps import PRETRAINED, finetune  # noqa: E402
+from cssl.experiments.steps import PRETRAINED, finetune, interrupted  # noqa: E402
 from cssl.utils.config import preset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +85,8 @@ WORDS = {"sc": COMMANDS, "fsdd": DIGITS}
 """The words of each corpus (its ``words.txt``)."""
 MIN_SAMPLES = 3200
 """0.2 s: the shortest FSDD takes are a little longer; shorter clips are dropped by both stages."""
+SAVE_EVERY = 500
+"""Updates between a run's checkpoints (the two newest kept): an interrupted run resumes from the last."""
 
 
 def cpu_minutes_of_children() -> float:
@@ -266,6 +270,7 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
         return rescored(row, [run / row.get("checkpoint", "best.pt")], args.out / corpus, run)
     print(f"== {corpus}, {arm}, seed {seed}: {args.steps} updates", flush=True)
     cpu = cpu_minutes_of_children()
+    resumed = interrupted(run)  # an interrupted run continues: its CPU minutes count from here
     train = splits["pooled" if args.pooled else "train"]
     if arm == "synth":  # the synthetic clips are the same for every seed
         train = with_synthetic(train, words, args.synthetic, args.out / corpus / "synthetic", 5)
@@ -274,12 +279,12 @@ def run_arm(args: argparse.Namespace, corpus: str, arm: str, seed: int, init: Pa
                     # docs/real-speech.md; one scratch run here without them stayed all-blank for 2,000
                     # updates (the split differed too: the cause is not isolated).
                     [f"seed={seed}", f"data.min_samples={MIN_SAMPLES}", f"threads={args.threads}",
-                     "save_every=100000", *args.set], config=args.preset)
+                     f"save_every={SAVE_EVERY}", *args.set], config=args.preset, resume=True)
     label = f"{arm} ({args.tag})" if args.tag else arm
     row = {"corpus": corpus, "arm": f"{label}, pooled" if args.pooled else label, "seed": seed,
            "init": str(start) if start else None, "steps": args.steps,
            "best_step": best_step(run), "checkpoint": best.name, "cpu_min": cpu_minutes_of_children() - cpu,
-           "test_utterances": sum(1 for _ in splits["test"].open())}
+           "test_utterances": sum(1 for _ in splits["test"].open()), "resumed": resumed}
     score([best], splits["dev"], splits["test"], args.out / corpus / "words.txt", run, row)
     done.write_text(json.dumps(row), encoding="utf-8")
     return row
