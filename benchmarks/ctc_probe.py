@@ -80,8 +80,17 @@ def greedy(head, x, symbols: list[str]) -> str:
     return "".join(symbols[i] for i in ids if i != 0)
 
 
-def probe(pretrainer, train, dev, audio: tuple[list, list], epochs: int) -> list[float]:
-    """Dev CER of the linear CTC head of every level (``audio``: the train and dev waves)."""
+def standardiser(xs: list):
+    """Per-dimension mean and standard deviation over every frame of ``xs`` (each ``(T, D)``): ``(D,)``, ``(D,)``."""
+    import torch
+
+    frames = torch.cat(xs)  # (sum T, D)
+    return frames.mean(0), frames.std(0) + 1e-5
+
+
+def probe(pretrainer, train, dev, audio: tuple[list, list], epochs: int, standardise: bool = False) -> list[float]:
+    """Dev CER of the linear CTC head of every level (``audio``: the train and dev waves); with ``standardise``
+    each level's features are first standardised per dimension by the training frames' statistics."""
     import torch
 
     from cssl.score.metrics import error_rates
@@ -93,8 +102,12 @@ def probe(pretrainer, train, dev, audio: tuple[list, list], epochs: int) -> list
     train_x, dev_x = features(pretrainer.model, audio[0]), features(pretrainer.model, audio[1])
     cers = []
     for level in range(len(train_x[0])):
-        head = fit_head([f[level] for f in train_x], targets, len(symbols), epochs)
-        hyps = [greedy(head, f[level], symbols) for f in dev_x]
+        xs, dev_xs = [f[level] for f in train_x], [f[level] for f in dev_x]
+        if standardise:
+            mean, std = standardiser(xs)
+            xs, dev_xs = [(x - mean) / std for x in xs], [(x - mean) / std for x in dev_xs]
+        head = fit_head(xs, targets, len(symbols), epochs)
+        hyps = [greedy(head, x, symbols) for x in dev_xs]
         cers.append(error_rates(refs, hyps).cer)
     return cers
 
@@ -103,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = real_probe.probe_parser(__doc__, ROOT / "runs" / "ctc-probe")
     parser.add_argument("--minutes", type=float, default=10.0, help="the label subset the heads learn from")
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--standardise", action="store_true",
+                        help="standardise each level's features per dimension (training frames' mean and std) "
+                             "before its head: tells a level's content from its scale")
     args = parser.parse_args(argv)
     models = real_probe.models_to_probe(parser, args)
     if models is None:
@@ -118,14 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     audio = waves(train), waves(dev)
     results = {}
     for name, path in models.items():
-        results[name] = probe(real_probe.towers(path), train, dev, audio, args.epochs)
+        results[name] = probe(real_probe.towers(path), train, dev, audio, args.epochs, args.standardise)
         print(f"{name}: " + " ".join(f"{c:.3f}" for c in results[name]), flush=True)
     levels = ["local"] + [f"layer {i}" for i in range(1, len(results[real_probe.RANDOM]))]
     lines = [f"| model | {' | '.join(levels)} | best |", "|---|" + "---:|" * (len(levels) + 1)]
     for name, cers in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cers) + f" | {min(cers):.3f} |")
     text = (f"Dev CER of a linear CTC head per level, trained on {len(train)} utterances ({train.hours * 60:.0f} min) "
-            f"of the LibriSpeech-mini train speakers, {args.epochs} epochs; {len(dev)} dev utterances\n\n"
+            f"of the LibriSpeech-mini train speakers, {args.epochs} epochs"
+            f"{', features standardised per dimension' if args.standardise else ''}; {len(dev)} dev utterances\n\n"
             + "\n".join(lines))
     print(text)
     (args.out / "ctc_probe.md").write_text(text + "\n", encoding="utf-8")

@@ -2,7 +2,7 @@
 of labels, from scratch, from the synthetic-speech checkpoint and from a real-speech one.
 
     python benchmarks/librispeech.py [--data ../shared/data] [--out runs/librispeech] [--budgets 10,60]
-                                     [--arms scratch,synthetic,real] [--real CKPT] [--init NAME=CKPT ...]
+                                     [--arms scratch,scratch-frozen,synthetic,real] [--real CKPT] [--init NAME=CKPT ...]
                                      [--seeds 3] [--max-steps 3000] [--set KEY=VALUE --tag NAME] [--threads 1]
     python benchmarks/librispeech.py --out runs/librispeech --report
 
@@ -17,7 +17,9 @@ and exits 0.
   set), drawn by duration with ``--seed``.
 - Arms, each fine-tuned with ``configs/finetune/tiny-read.yaml`` until dev early stopping ends it (dev CER,
   ``--patience`` validations every 100 updates without a better one, none before ``--min-steps``) or
-  ``--max-steps``, once per training seed: ``scratch`` (random init, everything trained), ``synthetic``
+  ``--max-steps``, once per training seed: ``scratch`` (random init, everything trained), ``scratch-frozen``
+  (random init, the local tower frozen at its random weights: the control that separates what pretraining
+  gives from what freezing the local tower gives), ``synthetic``
   (the shipped synthetic-speech checkpoint), ``real`` (``--real``, by default the shipped real-speech
   checkpoint), and any ``--init NAME=CKPT``; pretrained starts keep their local tower frozen and have
   their top three Transformer layers re-initialised (the preset's ``reinit_layers``).
@@ -56,7 +58,9 @@ from cssl.experiments.steps import PRETRAINED, finetune, interrupted, score  # n
 from cssl.utils.config import preset  # noqa: E402
 
 PRESET = preset("finetune/tiny-read.yaml")
-ARMS = ("scratch", "synthetic", "real")
+ARMS = ("scratch", "scratch-frozen", "synthetic", "real")
+RANDOM_ARMS = ("scratch", "scratch-frozen")
+"""Arms from random init: ``scratch-frozen`` keeps the random local tower frozen, as pretrained arms keep theirs."""
 DEV_PER_SPEAKER = 16
 
 
@@ -112,7 +116,7 @@ def run_arm(args, paths: dict[str, Path], minutes: float, arm: str, init: Path |
     resumed = interrupted(run)  # an interrupted run continues: its CPU minutes count from here
     overrides = [f"seed={seed}", f"early_stop.patience={args.patience}", f"early_stop.min_steps={args.min_steps}",
                  *([f"threads={args.threads}"] if args.threads else []), *args.set]
-    best = finetune("scratch" if init is None else "pretrained", labels or paths[f"labels-{minutes:g}"],
+    best = finetune(arm if arm in RANDOM_ARMS else "pretrained", labels or paths[f"labels-{minutes:g}"],
                     paths["dev-small"], run, args.max_steps, init or PRETRAINED, overrides, config=config, resume=True)
     greedy, with_lm, tuning = score(best, paths["dev-small"], paths["test"], paths["lm"], run / "test", arm)
     row = {"minutes": minutes, "arm": arm, "seed": seed, "init": str(init) if init else None,
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     for arm in (a for a in args.arms.split(",") if a):
         if arm not in ARMS:
             parser.error(f"--arms: {arm!r}; choose among {', '.join(ARMS)}")
-        arms[arm] = None if arm == "scratch" else PRETRAINED if arm == "synthetic" else args.real
+        arms[arm] = None if arm in RANDOM_ARMS else PRETRAINED if arm == "synthetic" else args.real
     for spec in args.init:
         name, _, path = spec.partition("=")
         if not path:
