@@ -85,7 +85,7 @@ def standardiser(xs: list):
     import torch
 
     frames = torch.cat(xs)  # (sum T, D)
-    return frames.mean(0), frames.std(0) + 1e-5
+    return frames.mean(0), frames.std(0).clamp_min(1e-12)  # no additive epsilon: it would bend small scales
 
 
 def probe(pretrainer, train, dev, audio: tuple[list, list], epochs: int, standardise: bool = False) -> list[float]:

@@ -124,3 +124,33 @@ def test_linear_ctc_probe_reads_characters_off_features_that_hold_them() -> None
     assert [ctc_probe.greedy(head, frames(t, 0.05), symbols) for t in ("abca", "cab", "bb")] == ["abca", "cab", "bb"]
     noise = ctc_probe.fit_head([torch.randn(4 * len(t), 8) for t in texts], targets, len(symbols), epochs=60, lr=0.05)
     assert ctc_probe.greedy(noise, torch.randn(16, 8), symbols) != "abca"  # nothing to read off pure noise
+
+
+def test_standardised_ctc_probe_reads_characters_whatever_each_dimension_scale() -> None:
+    import ctc_probe
+
+    symbols = ["<blank>", "a", "b", "c"]
+    rng = np.random.default_rng(1)
+    texts = ["".join(rng.choice(list("abc"), size=int(rng.integers(2, 6)))) for _ in range(24)]
+    # Per-dimension offsets and scales over six orders of magnitude, and a loud nuisance dimension:
+    # the layout of a collapsed layer (one dominant direction) holding its content in small ones.
+    scale = torch.tensor([1e-3, 1e-3, 1e-2, 1e-3, 1.0, 10.0, 100.0, 1e3])
+    offset = torch.tensor([5.0, -3.0, 0.0, 2.0, 0.0, 0.0, 50.0, 1e3])
+
+    def frames(text: str) -> torch.Tensor:
+        """One-hot characters (3 frames each, then a blank) plus noise, rescaled per dimension: (T, 8)."""
+        ids = [i for c in text for i in [symbols.index(c)] * 3 + [0]]
+        x = torch.zeros(len(ids), 8)
+        x[torch.arange(len(ids)), torch.tensor(ids)] = 1.0
+        x[:, 7] = torch.from_numpy(rng.standard_normal(len(ids))).float()  # nuisance
+        return (x + 0.05 * torch.from_numpy(rng.standard_normal(x.shape)).float()) * scale + offset
+
+    xs = [frames(t) for t in texts]
+    mean, std = ctc_probe.standardiser(xs)
+    flat = (torch.cat(xs) - mean) / std  # (sum T, 8)
+    assert torch.allclose(flat.mean(0), torch.zeros(8), atol=2e-3)  # float32 rounding of 1e-3 steps on offsets of 5
+    assert torch.allclose(flat.std(0), torch.ones(8), atol=2e-3)
+    targets = [torch.tensor([symbols.index(c) for c in t]) for t in texts]
+    head = ctc_probe.fit_head([(x - mean) / std for x in xs], targets, len(symbols), epochs=60, lr=0.05)
+    tests = ("abca", "cab", "bb")
+    assert [ctc_probe.greedy(head, (frames(t) - mean) / std, symbols) for t in tests] == list(tests)
