@@ -32,6 +32,15 @@ def test_covering_picks_every_cluster_before_a_second_of_any(seed: int) -> None:
     assert coverage(x, picked) > max(randoms)  # random picks land mostly in the big clusters
 
 
+def test_normalising_ignores_each_dimension_scale_and_offset_and_constant_dimensions() -> None:
+    x = np.random.default_rng(2).normal(size=(50, 6))
+    scaled = x * np.array([1e-5, 3e-5, 1.0, 40.0, 1e-4, 2.0]) + np.array([5.0, -1.0, 0.0, 1e3, 0.3, 7.0])
+    np.testing.assert_allclose(normalise(scaled), normalise(x), atol=1e-5)  # standardising undoes any affine map
+    constant = normalise(np.concatenate([x, np.full((50, 1), 3.0)], axis=1))
+    assert np.isfinite(constant).all() and np.all(constant[:, -1] == 0)
+    np.testing.assert_allclose(np.linalg.norm(constant, axis=1), 1.0, rtol=1e-5)
+
+
 def test_the_budget_holds_and_is_filled_with_utterances_that_fit() -> None:
     x, _ = pile()
     durations = list(np.random.default_rng(1).uniform(2, 20, len(x)))

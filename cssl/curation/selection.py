@@ -23,8 +23,10 @@ SPEAKER_SHARE = 1.5
 
 
 def normalise(features: np.ndarray) -> np.ndarray:
-    """``(N, D)`` embeddings standardised per dimension over the set, then scaled to unit length."""
-    x = (features - features.mean(0)) / (features.std(0) + 1e-6)
+    """``(N, D)`` embeddings standardised per dimension over the set, then scaled to unit length. No additive
+    epsilon in the deviation: pretrained upper layers have dimensions whose deviation over a pile is 1e-5,
+    which ``std + 1e-6`` would bend; a constant dimension becomes zeros."""
+    x = (features - features.mean(0)) / np.maximum(features.std(0), 1e-12)
     return (x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)).astype(np.float32)
 
 
