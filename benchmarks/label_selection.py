@@ -1,13 +1,13 @@
-"""Which utterances to label: ``cssl select``'s covering choice (``--method cover``) against random labels
-of the same minutes.
+"""Which utterances to label: ``cssl select``'s covering choice (``--method cover``) and its unit-coverage
+choice (``--method units``) against random labels of the same minutes.
 
     python benchmarks/label_selection.py [--data ../shared/data] [--demo runs/demo/corpus]
                                          [--out runs/label-selection] [--budgets 10,30] [--seeds 3]
-                                         [--methods covering,random] [--max-steps 1500] [--threads 1]
+                                         [--methods cover,units,random] [--max-steps 1500] [--threads 1]
     python benchmarks/label_selection.py --out runs/label-selection --report
 
 For each corpus, budget, method and seed: ``cssl select`` picks the labels from the training pool (``--seed``
-seeds both the covering choice and the random one), the pretrained checkpoint is fine-tuned on them until
+seeds each choice and the random one), the pretrained checkpoint is fine-tuned on them until
 dev early stopping, and the test speakers are scored greedily and with the corpus's word 3-gram LM (weights
 tuned on dev per model). Corpora:
 
@@ -19,7 +19,7 @@ tuned on dev per model). Corpora:
   holds 11 minutes: synthesise a larger one), the shipped synthetic checkpoint, ``configs/finetune/tiny.yaml``.
 
 Prints and writes (``--out``: ``table.md``, ``results.json``, ``label_selection.png``) the mean and spread
-over seeds of test WER and CER per corpus, budget and method, and the change of the covering choice against
+over seeds of test WER and CER per corpus, budget and method, and the change of each choice against
 random. Finished runs (``result.json``) are reused; an interrupted one continues from its newest checkpoint.
 """
 
@@ -43,7 +43,7 @@ from cssl.cli.options import seed_list  # noqa: E402
 from cssl.experiments.label_budget import FIGURES, mean_cell, mean_spread  # noqa: E402
 from cssl.experiments.steps import FINETUNE_PRESET, build_lm  # noqa: E402
 
-METHODS = ("cover", "random")
+METHODS = ("cover", "units", "random")
 
 
 def corpora(args) -> dict[str, dict]:
@@ -118,7 +118,7 @@ def write(out: Path, rows: list[dict]) -> None:
     (out / "table.md").write_text(text + "\n", encoding="utf-8")
     labelled = {(minutes, f"{corpus} {method}"): runs for (corpus, minutes, method), runs in plot_ready(rows).items()}
     plot_groups(labelled, out / "label_selection.png", "Label selection, test speakers: {metric}", top=1.1)
-    print(f"# Label selection: covering against random\n\n{text}\n\nplot: {out / 'label_selection.png'}")
+    print(f"# Label selection: each choice against random\n\n{text}\n\nplot: {out / 'label_selection.png'}")
 
 
 def main(argv: list[str] | None = None) -> int:

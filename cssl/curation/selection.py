@@ -52,8 +52,7 @@ def select_covering(embeddings: np.ndarray, durations: Sequence[float], budget: 
     for i in np.argsort(-similarity[:, 0], kind="stable"):  # nearest the centre first
         members.setdefault(int(assigned[i, 0]), []).append(int(i))
     queues = sorted(members.values(), key=len, reverse=True)  # largest cluster first
-    known = [s for s in (speakers or []) if s is not None]
-    cap = math.ceil(SPEAKER_SHARE * clusters / len(set(known))) if known else n
+    cap = speaker_cap(speakers, clusters)
     picked: list[int] = []
     used, counts = 0.0, Counter()
     for relaxed in (False, True):  # the speaker cap gives way only when nothing else fits
@@ -71,6 +70,13 @@ def select_covering(embeddings: np.ndarray, durations: Sequence[float], budget: 
                     progress = True
                     break
     return picked
+
+
+def speaker_cap(speakers: Sequence[str | None] | None, picks: int) -> int:
+    """The most utterances one speaker may give to about ``picks`` picks: ``SPEAKER_SHARE`` times an even
+    share of the known speakers (no cap when none is known)."""
+    known = {s for s in (speakers or []) if s is not None}
+    return math.ceil(SPEAKER_SHARE * picks / len(known)) if known else len(speakers or []) + picks
 
 
 def farthest_first(x: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
