@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     hf = statistics.median(times["HF transformers Wav2Vec2ForCTC"])
     print(f"# Fine-tuning step, {args.size.upper()} size, batch {args.batch} x {args.seconds:g} s, "
           f"{'bf16 autocast' if args.bf16 else 'fp32'}, {args.threads} threads")
-    print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, medians of {args.steps} steps\n")
+    print(f"\n{platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()} kernels), "
+          f"torch {torch.__version__}, medians of {args.steps} steps\n")
     print("| implementation | median s | audio s per s | vs HF | peak MB | last loss (sum over the batch) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, t in times.items():

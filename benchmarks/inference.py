@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b for b in BACKENDS if "bf16" not in b or cpu_has_bf16()]
     lines = [f"# Inference backends, batch 1 ({args.seconds:g} s) and batch 8 ({min(BATCH_SECONDS):g}-"
              f"{max(BATCH_SECONDS):g} s, {sum(BATCH_SECONDS):g} s of audio)",
-             f"\n{platform.processor() or platform.machine()}, bf16 {'native' if cpu_has_bf16() else 'absent'}, "
+             f"\n{platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()} kernels), "
+             f"bf16 {'native' if cpu_has_bf16() else 'absent'}, "
              f"torch {torch.__version__}\n",
              "| size | threads | backend | batch 1 s | RTF | vs HF | batch 8 s | RTF | vs HF | peak MB | "
              "frames agreeing with HF |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
