@@ -110,9 +110,9 @@ def run_select(args: argparse.Namespace) -> int:
         "coverage": coverage(embeddings, picked), "random coverage": coverage(embeddings, random_pick),
     }
     units_line = [] if counts is None else [
-        "", f"Unit coverage (sum over the {args.units} units of share x sqrt(frames picked), as a share of the whole "
-        f"pile's, balance {args.balance:g}): {unit_score(counts, picked, args.balance):.3f}, random "
-        f"{unit_score(counts, random_pick, args.balance):.3f}."]
+        "", (f"Unit coverage (sum over the {args.units} units of share x sqrt(frames picked), as a share of the "
+             f"whole pile's, balance {args.balance:g}): {unit_score(counts, picked, args.balance):.3f}, random "
+             f"{unit_score(counts, random_pick, args.balance):.3f}.")]
     atomic_write_lines(report, [
         f"# Selection of {args.minutes:g} minutes from {args.manifest}", "",
         f"{len(entries)} utterances embedded with {ckpt} ({args.level}; {len(rejects)} unreadable), "

@@ -20,6 +20,7 @@ tops the queue. Speakers are capped as in :mod:`cssl.curation.selection`. Pure: 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 
@@ -38,7 +39,7 @@ def unit_counts(frames: Sequence[np.ndarray], units: int, seed: int = 0) -> np.n
     lengths = [len(f) for f in frames]
     ids = kmeans(np.concatenate(frames), units, seed=seed)  # (sum T_i,)
     bounds = np.cumsum([0, *lengths])
-    return np.stack([np.bincount(ids[a:b], minlength=units) for a, b in zip(bounds[:-1], bounds[1:])])  # (N, K)
+    return np.stack([np.bincount(ids[a:b], minlength=units) for a, b in itertools.pairwise(bounds)])  # (N, K)
 
 
 def unit_weights(counts: np.ndarray, balance: float = BALANCE) -> np.ndarray:
