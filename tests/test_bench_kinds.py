@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import run_all  # noqa: E402
+import run_all
 
 REPORT_KERNELS = "import torch\nprint('kernels:', torch.backends.cpu.get_cpu_capability())\n"
 
