@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import platform
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from cpu_info import cpu_line
 from inference import MODELS, VOCAB, hf_ctc  # noqa: E402
 from pretrain_step import RssSampler  # noqa: E402
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     hf = statistics.median(times["HF transformers Wav2Vec2ForCTC"])
     print(f"# Fine-tuning step, {args.size.upper()} size, batch {args.batch} x {args.seconds:g} s, "
           f"{'bf16 autocast' if args.bf16 else 'fp32'}, {args.threads} threads")
-    print(f"\n{platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()} kernels), "
+    print(f"\n{cpu_line()}, "
           f"torch {torch.__version__}, medians of {args.steps} steps\n")
     print("| implementation | median s | audio s per s | vs HF | peak MB | last loss (sum over the batch) |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import platform
 import resource
 import statistics
 import sys
@@ -39,6 +38,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from cpu_info import cpu_line
 
 from cssl.model import ModelConfig, build_model  # noqa: E402
 from cssl.text.vocab import SPECIALS, Vocabulary  # noqa: E402
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b for b in BACKENDS if "bf16" not in b or cpu_has_bf16()]
     lines = [f"# Inference backends, batch 1 ({args.seconds:g} s) and batch 8 ({min(BATCH_SECONDS):g}-"
              f"{max(BATCH_SECONDS):g} s, {sum(BATCH_SECONDS):g} s of audio)",
-             f"\n{platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()} kernels), "
+             f"\n{cpu_line()}, "
              f"bf16 {'native' if cpu_has_bf16() else 'absent'}, "
              f"torch {torch.__version__}\n",
              "| size | threads | backend | batch 1 s | RTF | vs HF | batch 8 s | RTF | vs HF | peak MB | "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from cpu_info import cpu_line
 
 from cssl.model import ModelConfig, build_pretrainer
 from cssl.utils.config import load_config, preset
@@ -244,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     audio = args.batch * args.seconds
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"# Pretraining step, {args.size}: {args.batch} x {args.seconds:g} s, {device}, "
-          f"{args.threads} threads, {'bf16' if args.bf16 else 'fp32'}; {platform.processor() or platform.machine()} "
-          f"({torch.backends.cpu.get_cpu_capability()} kernels), torch {torch.__version__}\n")
+          f"{args.threads} threads, {'bf16' if args.bf16 else 'fp32'}; {cpu_line()}, "
+          f"torch {torch.__version__}\n")
     print("| implementation | step (s, median) | audio s / s | peak memory (MiB) |")
     print("|---|---:|---:|---:|")
     labels = {"hf": "HF Wav2Vec2ForPreTraining", "fairseq2": "fairseq2 0.8.1 Wav2Vec2Model", "cssl": "cssl"}

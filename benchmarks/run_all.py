@@ -23,6 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from cpu_info import cpu_kind as own_kind
+from cpu_info import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 
 BENCHMARKS = [
@@ -50,24 +53,10 @@ on this machine."""
 def machine() -> list[str]:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo", encoding="ascii", errors="ignore"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return [f"- CPU: {cpu}, {os.cpu_count()} logical cores", f"- GPU: {gpu}",
             f"- Python {platform.python_version()}, torch {torch.__version__}, {platform.platform()}"]
-
-
-def own_kind() -> str:
-    """PyTorch's CPU kernels on this machine as it is (``AVX512``, ``AVX2``, ...)."""
-    import torch
-
-    return torch.backends.cpu.get_cpu_capability()
 
 
 def main(argv: list[str] | None = None) -> int:

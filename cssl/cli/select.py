@@ -89,8 +89,9 @@ def run_select(args: argparse.Namespace) -> int:
     known = speakers if any(speakers) else None
     counts = None
     if args.method == "units":
-        if sum(len(f) for f in frames) < args.units:
-            raise UserError(f"{args.manifest}: {sum(len(f) for f in frames)} frames in all, fewer than --units "
+        total = sum(len(f) for f in frames)
+        if total < args.units:
+            raise UserError(f"{args.manifest}: {total} frames in all, fewer than --units "
                             f"{args.units}: give fewer units")
         counts = unit_counts(frames, args.units, args.seed)  # (N, K)
         picked = select_units(counts, durations, budget, known, args.balance)
