@@ -16,7 +16,6 @@ the speed-up any change outside the matrix products could bring: HF's step over 
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -28,6 +27,8 @@ from torch.profiler import ProfilerActivity, profile
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cpu_info import cpu_line  # noqa: E402
 
 GROUPS = [  # (group, substrings of operator names), first match wins
     ("convolution (local tower, positional conv)", ("conv", "block_conv", "unfold", "im2col")),
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak(dtype)
     lines = [f"# Training step profile, {args.size.upper()}, batch {args.batch} x {args.seconds:g} s, "
              f"{'bf16 autocast' if args.bf16 else 'fp32'}, {args.threads} threads",
-             f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}; roofline: a 2048^3 "
+             f"\n{cpu_line()}, torch {torch.__version__}; roofline: a 2048^3 "
              f"{'bf16' if args.bf16 else 'fp32'} matrix product runs at {peak:.0f} GFLOP/s"]
     torch.manual_seed(0)
     cfg = load_config(PretrainConfig, pretrain_step.PRESETS[args.size])

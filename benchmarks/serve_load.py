@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import socket
 import statistics
 import sys
@@ -25,6 +24,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cpu_info import cpu_line  # noqa: E402
 
 from cssl.data.audio import load_audio  # noqa: E402
 from cssl.data.policy import AUDIO_EXTENSIONS  # noqa: E402
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# cssl serve under load: {args.clients} HTTP clients and {args.streams} WebSocket streams for "
           f"{args.seconds:g} s, {args.checkpoint}\n")
-    print(f"{platform.processor() or platform.machine()}, {args.threads} threads, {len(files)} files from {args.audio}\n")
+    print(f"{cpu_line()}, {args.threads} threads, {len(files)} files from {args.audio}\n")
     print("| client | served | median ms | p95 ms | max ms |\n|---|---:|---:|---:|---:|")
     for kind in ("http", "stream"):
         v = stats[kind]

@@ -12,7 +12,6 @@ compute per second of audio of the whole stream against whole-file decoding.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +21,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cpu_info import cpu_line  # noqa: E402
 
 from cssl.data.audio import load_audio  # noqa: E402
 from cssl.data.manifest import read_manifest  # noqa: E402
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     w_wer, w_cer = jiwer.process_words(refs, whole).wer, jiwer.cer(refs, whole)
     lines = [f"# Streaming vs whole-file decoding: {len(entries)} utterances ({audio_s / 60:.1f} min) of "
              f"{args.manifest}, {args.checkpoint}",
-             f"\n{platform.processor() or platform.machine()}, {args.threads} threads, chunks of {args.chunk_ms:g} ms, "
+             f"\n{cpu_line()}, {args.threads} threads, chunks of {args.chunk_ms:g} ms, "
              f"right context {args.right:g} s, an update every {args.update:g} s\n",
              "| decoding | WER | CER | WER vs whole | CER vs whole | identical | latency median ms | p95 ms "
              "| compute s per audio s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -35,9 +35,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--level", default="local", help="'local' (the local tower) or 'layer K'")
     p.add_argument("--method", choices=["cover", "units", "random"], default="cover")
     p.add_argument("--units", type=int, default=100, help="k-means units of --method units")
-    p.add_argument("--balance", type=float, default=0.5,
+    p.add_argument("--balance", type=float, default=None,
                    help="--method units: picked frames share out over the units as share ** balance "
-                        "(1: the pile's proportions, 0: every unit alike)")
+                        "(1: the pile's proportions, 0: every unit alike; default cssl.curation.units.BALANCE, 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seeds k-means or the random order")
     threads_arg(p)
     force_arg(p)
@@ -49,7 +49,7 @@ def run_select(args: argparse.Namespace) -> int:
 
     from cssl.convert.loading import load_model
     from cssl.curation.selection import coverage, normalise, select_covering, select_random
-    from cssl.curation.units import select_units, unit_counts, unit_score
+    from cssl.curation.units import BALANCE, select_units, unit_counts, unit_score
     from cssl.data.audio import readable_waves
     from cssl.data.manifest import Manifest, read_manifest, write_manifest
     from cssl.data.rejects import Rejects
@@ -59,8 +59,9 @@ def run_select(args: argparse.Namespace) -> int:
 
     if args.minutes <= 0:
         raise UsageError(f"--minutes {args.minutes}: give a positive budget")
-    if not 0 <= args.balance <= 1:
-        raise UsageError(f"--balance {args.balance}: give a value from 0 to 1")
+    balance = BALANCE if args.balance is None else args.balance
+    if not 0 <= balance <= 1:
+        raise UsageError(f"--balance {balance}: give a value from 0 to 1")
     if args.units < 2:
         raise UsageError(f"--units {args.units}: give at least 2 units")
     report, png = (args.out.with_name(args.out.stem + suffix) for suffix in (".report.md", ".png"))
@@ -94,7 +95,7 @@ def run_select(args: argparse.Namespace) -> int:
             raise UserError(f"{args.manifest}: {total} frames in all, fewer than --units "
                             f"{args.units}: give fewer units")
         counts = unit_counts(frames, args.units, args.seed)  # (N, K)
-        picked = select_units(counts, durations, budget, known, args.balance)
+        picked = select_units(counts, durations, budget, known, balance)
     elif args.method == "cover":
         picked = select_covering(embeddings, durations, budget, args.seed, known)
     else:
@@ -112,8 +113,8 @@ def run_select(args: argparse.Namespace) -> int:
     }
     units_line = [] if counts is None else [
         "", (f"Unit coverage (sum over the {args.units} units of share x sqrt(frames picked), as a share of the "
-             f"whole pile's, balance {args.balance:g}): {unit_score(counts, picked, args.balance):.3f}, random "
-             f"{unit_score(counts, random_pick, args.balance):.3f}.")]
+             f"whole pile's, balance {balance:g}): {unit_score(counts, picked, balance):.3f}, random "
+             f"{unit_score(counts, random_pick, balance):.3f}.")]
     atomic_write_lines(report, [
         f"# Selection of {args.minutes:g} minutes from {args.manifest}", "",
         f"{len(entries)} utterances embedded with {ckpt} ({args.level}; {len(rejects)} unreadable), "
