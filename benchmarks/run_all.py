@@ -38,6 +38,7 @@ BENCHMARKS = [
     (["finetune_step.py", "--size", "tiny", "--batch", "8", "--seconds", "4", "--steps", "5", "--bf16"], True, False, False),
     (["finetune_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3"], True, False, True),
     (["finetune_step.py", "--size", "base", "--batch", "4", "--seconds", "4", "--steps", "3", "--bf16"], True, False, False),
+    (["local_tower.py", "--sizes", "tiny,base", "--batch", "4", "--seconds", "4", "--repeats", "5"], False, False, True),
     (["inference.py", "--sizes", "tiny,base", "--seconds", "10", "--threads", "1,2", "--repeats", "3"], True, False, True),
     (["label_budget.py"], False, True, False),
     (["real_speech.py"], False, True, False),
