@@ -32,13 +32,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from cpu_info import cpu_line  # noqa: E402
+from inference import MODELS  # noqa: E402
 
 from cssl.kernels.switch import use_kernels  # noqa: E402
 from cssl.model import ModelConfig  # noqa: E402
 from cssl.model.feature_encoder import build_feature_encoder  # noqa: E402
-from cssl.utils.config import load_config, preset  # noqa: E402
+from cssl.utils.config import load_config  # noqa: E402
 
-SIZES = {"tiny": preset("model/tiny.yaml"), "base": preset("model/base.yaml")}
 IMPLEMENTATIONS = ("cssl", "cssl stock", "torchaudio")
 
 
@@ -46,7 +46,7 @@ def towers(size: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """Each implementation as waveforms (B, S) -> frames (B, T, C), on one set of weights."""
     from torchaudio.models.wav2vec2.components import _get_feature_extractor
 
-    cfg = load_config(ModelConfig, SIZES[size]).feature_encoder
+    cfg = load_config(ModelConfig, MODELS[size]).feature_encoder
     ours = build_feature_encoder(cfg)
     theirs = _get_feature_extractor(cfg.norm, [list(layer) for layer in cfg.conv_layers], cfg.bias)
     theirs.load_state_dict(ours.state_dict())

@@ -134,9 +134,13 @@ PEER_TRIES = 3
 kernels (``benchmarks/run_all.py --kinds avx2``) it died by SIGSEGV at every try: the table then says so."""
 
 
-def time_fairseq2(python: str, args: argparse.Namespace, cfg: PretrainConfig, device: torch.device) -> list[float] | str:
-    """fairseq2's step times, in its environment, on the cssl model's weights and the same waveforms; where its
-    process fails, why (the other figures still stand)."""
+class PeerFailed(RuntimeError):
+    """fairseq2's step process failed; the message says how (the other figures still stand)."""
+
+
+def time_fairseq2(python: str, args: argparse.Namespace, cfg: PretrainConfig, device: torch.device) -> list[float]:
+    """fairseq2's step times, in its environment, on the cssl model's weights and the same waveforms
+    (:class:`PeerFailed` where its process fails)."""
     from cssl.convert import write_checkpoint
     from cssl.convert.payload import pretrain_payload
 
@@ -156,7 +160,7 @@ def time_fairseq2(python: str, args: argparse.Namespace, cfg: PretrainConfig, de
                 break
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        return f"exit status {done.returncode}" + (f": {lines[-1][-300:]}" if lines else "")
+        raise PeerFailed(f"exit status {done.returncode}" + (f": {lines[-1][-300:]}" if lines else ""))
     return json.loads(done.stdout.strip().splitlines()[-1])["fairseq2"]
 
 
@@ -224,12 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     times = time_both(args, cfg, device)
     peer_failed = None
     if args.fairseq2 != "none":
-        peer = time_fairseq2(args.fairseq2, args, cfg, device)
-        if isinstance(peer, str):
-            peer_failed = peer
-            print(f"fairseq2 step failed ({peer}); the table goes on without it", file=sys.stderr)
-        else:
-            times["fairseq2"] = peer
+        try:
+            times["fairseq2"] = time_fairseq2(args.fairseq2, args, cfg, device)
+        except PeerFailed as failure:
+            peer_failed = str(failure)
+            print(f"fairseq2 step failed ({failure}); the table goes on without it", file=sys.stderr)
     memory = {}
     if not args.no_memory:
         ctx = mp.get_context("spawn")
